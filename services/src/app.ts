@@ -1,0 +1,80 @@
+import Fastify, { type FastifyInstance } from 'fastify'
+import type { Core } from './core/core.ts'
+import { errorBody, HttpError } from './core/errors.ts'
+
+export type Role = 'gateway' | 'api' | 'worker' | 'web'
+
+export interface AppOptions {
+  roles?: Role[]
+  logger?: boolean | object
+}
+
+/**
+ * Builds the HTTP app for the given roles over a ready Core. Never listens:
+ * server.ts does, tests use `app.inject` or listen on port 0 themselves.
+ */
+export async function buildApp(core: Core, opts: AppOptions = {}): Promise<FastifyInstance> {
+  const roles = new Set(opts.roles ?? ['gateway', 'api', 'web'])
+  const app = Fastify({
+    logger: opts.logger ?? false,
+    bodyLimit: core.env.MAX_BODY_BYTES,
+    // Request ids are ours (UUIDs) and go back to the client in x-request-id.
+    genReqId: () => crypto.randomUUID(),
+    requestIdHeader: false,
+  })
+
+  app.setErrorHandler((err, request, reply) => {
+    if (err instanceof HttpError) {
+      return reply.status(err.status).send(errorBody(err.code, err.message, err.details))
+    }
+    const e = err as { statusCode?: number; code?: string; message: string; validation?: unknown }
+    if (e.statusCode === 413 || e.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+      return reply
+        .status(413)
+        .send(
+          errorBody(
+            'body_too_large',
+            `Request body exceeds ${core.env.MAX_BODY_BYTES} bytes (MAX_BODY_BYTES).`,
+          ),
+        )
+    }
+    if (e.statusCode && e.statusCode >= 400 && e.statusCode < 500) {
+      return reply.status(e.statusCode).send(errorBody(e.code ?? 'bad_request', e.message))
+    }
+    request.log.error({ err }, 'unhandled error')
+    return reply
+      .status(500)
+      .send(errorBody('internal', 'Internal error; see the server log for the request id.'))
+  })
+  app.setNotFoundHandler((request, reply) =>
+    reply
+      .status(404)
+      .send(errorBody('not_found', `No route for ${request.method} ${request.url.split('?')[0]}.`)),
+  )
+
+  app.get('/healthz', async () => ({ ok: true }))
+  app.get('/readyz', async (_req, reply) => {
+    const clickhouse = await core.warehouse.ping().catch(() => false)
+    // Not ready for traffic only if usage could not be kept: ClickHouse down is
+    // fine while a spill path exists, the recorder then keeps or spills rows.
+    return reply.status(200).send({ ok: true, clickhouse })
+  })
+  app.get('/metrics', async (_req, reply) => {
+    reply.header('content-type', core.metrics.contentType)
+    return core.metrics.metrics()
+  })
+
+  if (roles.has('gateway')) {
+    const { gatewayRoutes } = await import('./gateway/gateway.routes.ts')
+    await app.register(gatewayRoutes, { core })
+  }
+  if (roles.has('api')) {
+    const { apiRoutes } = await import('./api/api.routes.ts')
+    await app.register(apiRoutes, { core, prefix: '/api' })
+  }
+  if (roles.has('web')) {
+    const { webRoutes } = await import('./web.routes.ts')
+    await app.register(webRoutes, { core })
+  }
+  return app
+}

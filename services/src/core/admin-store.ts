@@ -1,0 +1,330 @@
+import type { ApiKey, Budget, ModelFacade, Role, Team, User } from './entities.ts'
+import { generateKeyPlaintext, hashKey, keyPrefix, newId } from './keys.ts'
+import { toClickHouseTime } from './usage-row.ts'
+import type { Warehouse } from './warehouse.ts'
+
+/**
+ * Teams, users, keys, model facades and budgets: durable in ClickHouse
+ * (ReplacingMergeTree), served from memory. Writes go to ClickHouse first and
+ * then to this process's cache; other processes pick them up on `refresh()`,
+ * which server-mode processes run every second so a revocation holds on every
+ * instance within a second.
+ */
+export interface AdminStore {
+  refresh(): Promise<void>
+  teams(): Team[]
+  users(): User[]
+  keys(): ApiKey[]
+  models(): ModelFacade[]
+  budgets(): Budget[]
+  team(teamId: string): Team | undefined
+  user(userId: string): User | undefined
+  key(keyId: string): ApiKey | undefined
+  model(name: string): ModelFacade | undefined
+  /** The live key for a plaintext, or why it is refused. */
+  authenticate(
+    plaintext: string,
+    now?: Date,
+  ): { key: ApiKey; user: User } | { error: 'unknown' | 'revoked' | 'expired' }
+  upsertTeam(team: Team): Promise<Team>
+  upsertUser(user: User): Promise<User>
+  createKey(input: {
+    userId: string
+    name: string
+    allowedModels?: string[]
+    expiresAt?: Date | null
+    kind?: ApiKey['kind']
+  }): Promise<{ key: ApiKey; plaintext: string }>
+  revokeKey(keyId: string, at?: Date): Promise<ApiKey>
+  /** A new key for the same owner; the old one keeps working until `graceMs` has passed. */
+  rotateKey(keyId: string, graceMs: number): Promise<{ key: ApiKey; plaintext: string; old: ApiKey }>
+  upsertModel(model: ModelFacade): Promise<ModelFacade>
+  deleteModel(model: string): Promise<void>
+  upsertBudget(budget: Budget): Promise<Budget>
+  deleteBudget(budgetId: string): Promise<void>
+  onChange(listener: () => void): () => void
+}
+
+type Row = Record<string, unknown>
+const date = (v: unknown): Date | null => (v ? new Date(`${String(v).replace(' ', 'T')}Z`) : null)
+const chTime = (d: Date | null): string | null => (d ? toClickHouseTime(d.getTime()) : null)
+
+export function createAdminStore(wh: Warehouse): AdminStore {
+  let teams = new Map<string, Team>()
+  let users = new Map<string, User>()
+  let keys = new Map<string, ApiKey>()
+  let keysByHash = new Map<string, ApiKey>()
+  let models = new Map<string, ModelFacade>()
+  let budgets = new Map<string, Budget>()
+  const listeners = new Set<() => void>()
+  // Monotonic version so two writes in one millisecond still order correctly.
+  let lastVersion = 0
+  const version = () => {
+    lastVersion = Math.max(Date.now(), lastVersion + 1)
+    return toClickHouseTime(lastVersion)
+  }
+  const changed = () => {
+    for (const l of listeners) l()
+  }
+
+  const read = (table: string) => wh.query<Row>(`SELECT * FROM ${table} FINAL WHERE NOT deleted`)
+
+  function setKey(k: ApiKey) {
+    const prev = keys.get(k.keyId)
+    if (prev) keysByHash.delete(prev.keyHash)
+    keys.set(k.keyId, k)
+    keysByHash.set(k.keyHash, k)
+  }
+
+  async function writeKey(k: ApiKey) {
+    await wh.insertRows('api_keys', [
+      {
+        key_id: k.keyId,
+        key_hash: k.keyHash,
+        key_prefix: k.keyPrefix,
+        name: k.name,
+        user_id: k.userId,
+        team_id: k.teamId,
+        allowed_models: k.allowedModels,
+        created_at: chTime(k.createdAt),
+        expires_at: chTime(k.expiresAt),
+        revoked_at: chTime(k.revokedAt),
+        kind: k.kind,
+        updated_at: version(),
+      },
+    ])
+    setKey(k)
+    changed()
+  }
+
+  const store: AdminStore = {
+    async refresh() {
+      const [t, u, k, m, b] = await Promise.all([
+        read('teams'),
+        read('users'),
+        read('api_keys'),
+        read('model_facades'),
+        read('budgets'),
+      ])
+      teams = new Map(t.map((r) => [String(r.team_id), { teamId: String(r.team_id), name: String(r.name) }]))
+      users = new Map(
+        u.map((r) => [
+          String(r.user_id),
+          {
+            userId: String(r.user_id),
+            email: String(r.email),
+            name: String(r.name),
+            teamId: String(r.team_id),
+            role: r.role as Role,
+          },
+        ]),
+      )
+      keys = new Map()
+      keysByHash = new Map()
+      for (const r of k) {
+        setKey({
+          keyId: String(r.key_id),
+          keyHash: String(r.key_hash),
+          keyPrefix: String(r.key_prefix),
+          name: String(r.name),
+          userId: String(r.user_id),
+          teamId: String(r.team_id),
+          allowedModels: (r.allowed_models as string[]) ?? [],
+          createdAt: date(r.created_at) ?? new Date(0),
+          expiresAt: date(r.expires_at),
+          revokedAt: date(r.revoked_at),
+          kind: r.kind === 'signin' ? 'signin' : 'key',
+        })
+      }
+      models = new Map(
+        m.map((r) => [
+          String(r.model),
+          {
+            model: String(r.model),
+            provider: r.provider as ModelFacade['provider'],
+            upstreamModel: String(r.upstream_model),
+            inputPerM: Number(r.input_per_m),
+            outputPerM: Number(r.output_per_m),
+            cachedReadPerM: Number(r.cached_read_per_m),
+            cacheWritePerM: Number(r.cache_write_per_m),
+          },
+        ]),
+      )
+      budgets = new Map(
+        b.map((r) => [
+          String(r.budget_id),
+          {
+            budgetId: String(r.budget_id),
+            scope: r.scope as Budget['scope'],
+            scopeId: String(r.scope_id),
+            period: r.period as Budget['period'],
+            capUsd: Number(r.cap_usd),
+            timezone: String(r.timezone),
+            thresholds: (r.thresholds as number[]).map(Number),
+          },
+        ]),
+      )
+      changed()
+    },
+    teams: () => [...teams.values()],
+    users: () => [...users.values()],
+    keys: () => [...keys.values()].filter((k) => k.kind === 'key'),
+    models: () => [...models.values()],
+    budgets: () => [...budgets.values()],
+    team: (id) => teams.get(id),
+    user: (id) => users.get(id),
+    key: (id) => keys.get(id),
+    model: (name) => models.get(name),
+    authenticate(plaintext, now = new Date()) {
+      const key = keysByHash.get(hashKey(plaintext))
+      const user = key && users.get(key.userId)
+      if (!key || !user) return { error: 'unknown' }
+      if (key.revokedAt && key.revokedAt <= now) return { error: 'revoked' }
+      if (key.expiresAt && key.expiresAt <= now) return { error: 'expired' }
+      return { key, user }
+    },
+    async upsertTeam(team) {
+      await wh.insertRows('teams', [{ team_id: team.teamId, name: team.name, updated_at: version() }])
+      teams.set(team.teamId, team)
+      changed()
+      return team
+    },
+    async upsertUser(user) {
+      if (user.teamId && !teams.has(user.teamId)) throw new Error(`unknown team ${user.teamId}`)
+      await wh.insertRows('users', [
+        {
+          user_id: user.userId,
+          email: user.email,
+          name: user.name,
+          team_id: user.teamId,
+          role: user.role,
+          updated_at: version(),
+        },
+      ])
+      users.set(user.userId, user)
+      changed()
+      return user
+    },
+    async createKey({ userId, name, allowedModels = [], expiresAt = null, kind = 'key' }) {
+      const user = users.get(userId)
+      if (!user) throw new Error(`unknown user ${userId}`)
+      const plaintext = generateKeyPlaintext(kind === 'signin' ? 'tms_' : 'tm_')
+      const key: ApiKey = {
+        keyId: newId('key'),
+        keyHash: hashKey(plaintext),
+        keyPrefix: keyPrefix(plaintext),
+        name,
+        userId,
+        teamId: user.teamId,
+        allowedModels,
+        createdAt: new Date(),
+        expiresAt,
+        revokedAt: null,
+        kind,
+      }
+      await writeKey(key)
+      return { key, plaintext }
+    },
+    async revokeKey(keyId, at = new Date()) {
+      const key = keys.get(keyId)
+      if (!key) throw new Error(`unknown key ${keyId}`)
+      const revoked = { ...key, revokedAt: at }
+      await writeKey(revoked)
+      return revoked
+    },
+    async rotateKey(keyId, graceMs) {
+      const old = keys.get(keyId)
+      if (!old) throw new Error(`unknown key ${keyId}`)
+      const fresh = await store.createKey({
+        userId: old.userId,
+        name: old.name,
+        allowedModels: old.allowedModels,
+        expiresAt: old.expiresAt,
+      })
+      const graceEnd = new Date(Date.now() + graceMs)
+      const ended = {
+        ...old,
+        expiresAt: old.expiresAt && old.expiresAt < graceEnd ? old.expiresAt : graceEnd,
+      }
+      await writeKey(ended)
+      return { ...fresh, old: ended }
+    },
+    async upsertModel(model) {
+      await wh.insertRows('model_facades', [
+        {
+          model: model.model,
+          provider: model.provider,
+          upstream_model: model.upstreamModel,
+          input_per_m: String(model.inputPerM),
+          output_per_m: String(model.outputPerM),
+          cached_read_per_m: String(model.cachedReadPerM),
+          cache_write_per_m: String(model.cacheWritePerM),
+          updated_at: version(),
+        },
+      ])
+      models.set(model.model, model)
+      changed()
+      return model
+    },
+    async deleteModel(name) {
+      const m = models.get(name)
+      if (!m) return
+      await wh.insertRows('model_facades', [
+        {
+          model: name,
+          provider: m.provider,
+          upstream_model: m.upstreamModel,
+          input_per_m: '0',
+          output_per_m: '0',
+          cached_read_per_m: '0',
+          cache_write_per_m: '0',
+          updated_at: version(),
+          deleted: true,
+        },
+      ])
+      models.delete(name)
+      changed()
+    },
+    async upsertBudget(budget) {
+      await wh.insertRows('budgets', [
+        {
+          budget_id: budget.budgetId,
+          scope: budget.scope,
+          scope_id: budget.scopeId,
+          period: budget.period,
+          cap_usd: String(budget.capUsd),
+          timezone: budget.timezone,
+          thresholds: budget.thresholds,
+          updated_at: version(),
+        },
+      ])
+      budgets.set(budget.budgetId, budget)
+      changed()
+      return budget
+    },
+    async deleteBudget(budgetId) {
+      const b = budgets.get(budgetId)
+      if (!b) return
+      await wh.insertRows('budgets', [
+        {
+          budget_id: budgetId,
+          scope: b.scope,
+          scope_id: b.scopeId,
+          period: b.period,
+          cap_usd: '0',
+          timezone: b.timezone,
+          thresholds: [],
+          updated_at: version(),
+          deleted: true,
+        },
+      ])
+      budgets.delete(budgetId)
+      changed()
+    },
+    onChange(listener) {
+      listeners.add(listener)
+      return () => listeners.delete(listener)
+    },
+  }
+  return store
+}

@@ -1,0 +1,51 @@
+import { timingSafeEqual } from 'node:crypto'
+import type { AdminStore } from './admin-store.ts'
+import type { Role } from './entities.ts'
+
+/**
+ * Who is calling the API. Scoping is derived from this on the server for every
+ * query: members see their own keys, leads their team, admins everything.
+ */
+export interface Principal {
+  role: Role
+  /** Empty for the bootstrap admin token. */
+  userId: string
+  teamId: string
+  /** How the caller proved who they are; the WebSocket re-checks it while open. */
+  via: 'admin-token' | 'api-key' | 'session'
+  /** For api-key/session: the credential to re-validate (key id or session id). */
+  credentialId: string
+}
+
+export function safeEqual(a: string, b: string): boolean {
+  const ab = Buffer.from(a)
+  const bb = Buffer.from(b)
+  return ab.length === bb.length && timingSafeEqual(ab, bb)
+}
+
+export function bearerToken(headers: Record<string, string | string[] | undefined>): string | undefined {
+  const auth = headers.authorization
+  if (typeof auth === 'string' && auth.toLowerCase().startsWith('bearer ')) return auth.slice(7).trim()
+  const xKey = headers['x-api-key']
+  return typeof xKey === 'string' ? xKey.trim() : undefined
+}
+
+/** Resolves a bearer credential: the bootstrap ADMIN_TOKEN or a virtual key. */
+export function principalFromBearer(
+  token: string,
+  store: AdminStore,
+  adminToken: string,
+): Principal | undefined {
+  if (safeEqual(token, adminToken)) {
+    return { role: 'admin', userId: '', teamId: '', via: 'admin-token', credentialId: 'admin-token' }
+  }
+  const auth = store.authenticate(token)
+  if ('error' in auth) return undefined
+  return {
+    role: auth.user.role,
+    userId: auth.user.userId,
+    teamId: auth.user.teamId,
+    via: 'api-key',
+    credentialId: auth.key.keyId,
+  }
+}

@@ -1,0 +1,63 @@
+import { z } from 'zod'
+
+// Shapes of admin state, shared by the store, the admin API and the web.
+export const roleSchema = z.enum(['admin', 'lead', 'member'])
+export type Role = z.infer<typeof roleSchema>
+
+export const providerSchema = z.enum(['openai', 'anthropic', 'simulated'])
+export type Provider = z.infer<typeof providerSchema>
+
+const id = z.string().min(1).max(64)
+
+export const teamSchema = z.object({ teamId: id, name: z.string().min(1).max(200) })
+export type Team = z.infer<typeof teamSchema>
+
+export const userSchema = z.object({
+  userId: id,
+  email: z.string().max(320),
+  name: z.string().min(1).max(200),
+  teamId: z.string().max(64),
+  role: roleSchema,
+})
+export type User = z.infer<typeof userSchema>
+
+export interface ApiKey {
+  keyId: string
+  keyHash: string
+  keyPrefix: string
+  name: string
+  userId: string
+  teamId: string
+  allowedModels: string[]
+  createdAt: Date
+  expiresAt: Date | null
+  revokedAt: Date | null
+  kind: 'key' | 'signin'
+}
+
+/** Prices in USD per million tokens. */
+export const modelFacadeSchema = z.object({
+  model: z
+    .string()
+    .min(1)
+    .max(128)
+    .regex(/^[A-Za-z0-9._:/-]+$/, 'model names use letters, digits and . _ : / -'),
+  provider: providerSchema,
+  upstreamModel: z.string().min(1).max(128),
+  inputPerM: z.number().nonnegative(),
+  outputPerM: z.number().nonnegative(),
+  cachedReadPerM: z.number().nonnegative().default(0),
+  cacheWritePerM: z.number().nonnegative().default(0),
+})
+export type ModelFacade = z.infer<typeof modelFacadeSchema>
+
+export const budgetSchema = z.object({
+  budgetId: id,
+  scope: z.enum(['key', 'user', 'team']),
+  scopeId: id,
+  period: z.enum(['day', 'week', 'month']),
+  capUsd: z.number().positive(),
+  timezone: z.string().default('UTC'),
+  thresholds: z.array(z.number().int().min(1).max(100)).default([50, 80, 100]),
+})
+export type Budget = z.infer<typeof budgetSchema>

@@ -1,0 +1,85 @@
+import { z } from 'zod'
+
+// The only place that reads process.env. Every process (all-in-one, gateway,
+// api, worker) parses the same schema once at start; tests build Env objects
+// through parseEnv with their own values.
+const bool = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no'])
+  .transform((v) => v === 'true' || v === '1' || v === 'yes')
+
+export const envSchema = z.object({
+  HOST: z.string().default('127.0.0.1'),
+  PORT: z.coerce.number().int().min(0).max(65535).default(8787),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** Where embedded ClickHouse and the disk spool keep their files. */
+  DATA_DIR: z.string().default('./data'),
+  /** Set to talk HTTP to a ClickHouse server instead of the embedded engine. */
+  CLICKHOUSE_URL: z.url().optional(),
+  CLICKHOUSE_USER: z.string().default('default'),
+  CLICKHOUSE_PASSWORD: z.string().default(''),
+  CLICKHOUSE_DATABASE: z
+    .string()
+    .regex(/^[A-Za-z_][A-Za-z0-9_]*$/)
+    .default('default'),
+  /** Name of a ClickHouse cluster: migrations then use Replicated + Distributed tables. */
+  CLICKHOUSE_CLUSTER: z
+    .string()
+    .regex(/^[A-Za-z_][A-Za-z0-9_]*$/)
+    .optional(),
+  CLICKHOUSE_INSERT_TIMEOUT_MS: z.coerce.number().int().positive().default(10_000),
+  RAW_RETENTION_DAYS: z.coerce.number().int().positive().default(400),
+  REDIS_URL: z.url().optional(),
+  /** Above this many bytes of spilled batches in Redis, new spills go to the disk spool. */
+  REDIS_SPILL_MAX_BYTES: z.coerce
+    .number()
+    .int()
+    .positive()
+    .default(256 * 1024 * 1024),
+  SPOOL_MAX_BYTES: z.coerce
+    .number()
+    .int()
+    .positive()
+    .default(1024 * 1024 * 1024),
+  RECORDER_MAX_ROWS: z.coerce.number().int().positive().default(5_000),
+  RECORDER_FLUSH_MS: z.coerce.number().int().positive().default(1_000),
+  OPENAI_BASE_URL: z.url().default('https://api.openai.com/v1'),
+  OPENAI_API_KEY: z.string().optional(),
+  ANTHROPIC_BASE_URL: z.url().default('https://api.anthropic.com/v1'),
+  ANTHROPIC_API_KEY: z.string().optional(),
+  UPSTREAM_TIMEOUT_MS: z.coerce.number().int().positive().default(120_000),
+  MAX_BODY_BYTES: z.coerce
+    .number()
+    .int()
+    .positive()
+    .default(10 * 1024 * 1024),
+  /** Bootstraps the first admin; without it a random one is printed at start. */
+  ADMIN_TOKEN: z.string().min(16, 'ADMIN_TOKEN must be at least 16 characters').optional(),
+  SESSION_SECRET: z.string().min(16).optional(),
+  /** Seeds demo teams, history and live traffic through the simulated provider. */
+  DEMO: bool.default(true),
+  /** Budget policy when spend cannot be verified (Redis down): block or allow. */
+  BUDGET_FAIL_MODE: z.enum(['closed', 'open']).default('closed'),
+  /** Reservation for a request whose client set no max_tokens, in USD. */
+  BUDGET_DEFAULT_RESERVE_USD: z.coerce.number().nonnegative().default(0.5),
+  ALERT_WEBHOOK_URLS: z.string().default(''),
+  ALERT_WEBHOOK_SECRET: z.string().default(''),
+  /** Comma-separated origins allowed to open the live WebSocket besides our own. */
+  ALLOWED_ORIGINS: z.string().default(''),
+  /** Which parts this process runs; the embedded default runs them all. */
+  ROLES: z.string().default('gateway,api,worker,web'),
+})
+
+export type Env = z.infer<typeof envSchema>
+
+export function parseEnv(source: Record<string, string | undefined>): Env {
+  const parsed = envSchema.safeParse(source)
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => `  ${i.path.join('.')}: ${i.message}`)
+    throw new Error(`Invalid configuration:\n${lines.join('\n')}`)
+  }
+  return parsed.data
+}
+
+export function loadEnv(): Env {
+  return parseEnv(process.env)
+}

@@ -1,0 +1,139 @@
+import { randomUUID } from 'node:crypto'
+import type { UsageBatch, UsageRow } from './usage-row.ts'
+import type { Warehouse } from './warehouse.ts'
+
+/**
+ * Where a batch goes when ClickHouse did not take it. Implementations
+ * (Redis via BullMQ, the disk spool) must keep the batch whole with its id, so
+ * the replay reuses the same deduplication token.
+ */
+export interface SpillSink {
+  spill(batch: UsageBatch, cause: unknown): Promise<void>
+}
+
+export interface RecorderLogger {
+  warn(obj: object, msg: string): void
+  error(obj: object, msg: string): void
+}
+
+export interface RecorderStats {
+  recorded: number
+  inserted: number
+  spilled: number
+  pendingRows: number
+  inFlightBatches: number
+  failedFlushes: number
+}
+
+export interface UsageRecorder {
+  /** Accepts a row; never waits on I/O, so the proxied request is never slowed. */
+  record(row: UsageRow): void
+  /** Inserts everything accepted so far (or hands it to the spill sink). */
+  flush(): Promise<void>
+  /** Flushes and stops the timer; rows recorded after close are still flushed by a final flush. */
+  close(): Promise<void>
+  stats(): RecorderStats
+  onRecord(listener: (row: UsageRow) => void): () => void
+}
+
+export interface RecorderOptions {
+  warehouse: Warehouse
+  spill?: SpillSink
+  maxRows: number
+  flushMs: number
+  insertTimeoutMs: number
+  logger: RecorderLogger
+}
+
+/**
+ * In-memory batches, one ClickHouse insert per batch, the batch id as
+ * `insert_deduplication_token`. A failed insert goes whole to the spill sink;
+ * with no sink (or when the sink fails too) the batch stays in memory and is
+ * retried with the next flush, so an accepted row is only lost if the process
+ * dies before the outage ends.
+ */
+export function createUsageRecorder(opts: RecorderOptions): UsageRecorder {
+  let pending: UsageRow[] = []
+  const retry: UsageBatch[] = []
+  const inFlight = new Set<Promise<void>>()
+  const listeners = new Set<(row: UsageRow) => void>()
+  const stats = { recorded: 0, inserted: 0, spilled: 0, failedFlushes: 0 }
+  let timer: NodeJS.Timeout | undefined = setInterval(() => void flush(), opts.flushMs)
+  timer.unref()
+
+  async function ship(batch: UsageBatch): Promise<void> {
+    try {
+      await opts.warehouse.insertRows('requests', batch.rows, {
+        dedupToken: batch.batchId,
+        timeoutMs: opts.insertTimeoutMs,
+      })
+      stats.inserted += batch.rows.length
+    } catch (insertError) {
+      stats.failedFlushes++
+      if (opts.spill) {
+        try {
+          await opts.spill.spill(batch, insertError)
+          stats.spilled += batch.rows.length
+          return
+        } catch (spillError) {
+          opts.logger.error(
+            { batchId: batch.batchId, err: String(spillError) },
+            'spill failed; keeping batch in memory',
+          )
+        }
+      } else {
+        opts.logger.warn({ batchId: batch.batchId, err: String(insertError) }, 'insert failed; will retry')
+      }
+      retry.push(batch)
+    }
+  }
+
+  function cut(): UsageBatch | undefined {
+    if (pending.length === 0) return undefined
+    const batchId = randomUUID()
+    const rows = pending.map((r) => ({ ...r, batch_id: batchId }))
+    pending = []
+    return { batchId, createdAt: Date.now(), rows }
+  }
+
+  function launch(batch: UsageBatch) {
+    const p = ship(batch).finally(() => inFlight.delete(p))
+    inFlight.add(p)
+  }
+
+  async function flush(): Promise<void> {
+    for (const batch of retry.splice(0)) launch(batch)
+    const batch = cut()
+    if (batch) launch(batch)
+    await Promise.all([...inFlight])
+  }
+
+  return {
+    record(row) {
+      pending.push(row)
+      stats.recorded++
+      for (const l of listeners) l(row)
+      if (pending.length >= opts.maxRows) {
+        const batch = cut()
+        if (batch) launch(batch)
+      }
+    },
+    flush,
+    async close() {
+      if (timer) clearInterval(timer)
+      timer = undefined
+      await flush()
+      // One more pass: rows recorded while the last insert was in flight.
+      if (pending.length > 0 || retry.length > 0) await flush()
+    },
+    stats: () => ({
+      ...stats,
+      pendingRows: pending.length + retry.reduce((n, b) => n + b.rows.length, 0),
+      inFlightBatches: inFlight.size,
+    }),
+    onRecord(listener) {
+      listeners.add(listener)
+      return () => listeners.delete(listener)
+    },
+  }
+}

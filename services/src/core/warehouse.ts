@@ -1,0 +1,118 @@
+import { type ClickHouseClient, ClickHouseError, createClient } from '@clickhouse/client'
+import { createChdbConnection } from 'chdb/connection'
+
+export type QueryParams = Record<string, unknown>
+
+/**
+ * The one door to ClickHouse. It exists for two reasons:
+ * - Embedded chdb applies `clickhouse_settings` as session-wide SET statements,
+ *   so a setting given to one call leaks into every later call (FACTS.md).
+ *   Nothing here passes per-call settings that way: insert settings ride in the
+ *   INSERT's own SETTINGS clause, which is scoped to that statement in both modes.
+ * - Callers never build SQL from values: every value is a `{name:Type}` param.
+ */
+export interface Warehouse {
+  readonly mode: 'embedded' | 'server'
+  readonly client: ClickHouseClient
+  /** Rows as JSONEachRow; `dedupToken` makes a repeat of the same batch a no-op everywhere. */
+  insertRows(
+    table: string,
+    rows: readonly object[],
+    opts?: { dedupToken?: string; timeoutMs?: number },
+  ): Promise<void>
+  query<T = Record<string, unknown>>(sql: string, params?: QueryParams, signal?: AbortSignal): Promise<T[]>
+  /** Streams the result in the given format (CSVWithNames, JSONEachRow...) without buffering it. */
+  stream(
+    sql: string,
+    params: QueryParams,
+    format: 'CSVWithNames' | 'JSONEachRow',
+  ): Promise<AsyncIterable<string>>
+  command(sql: string, params?: QueryParams): Promise<void>
+  ping(): Promise<boolean>
+  close(): Promise<void>
+}
+
+export interface WarehouseOptions {
+  url?: string
+  username?: string
+  password?: string
+  database?: string
+  /** Embedded engine's data directory (ignored when url is set). */
+  path?: string
+  requestTimeoutMs?: number
+}
+
+const TABLE_NAME = /^[A-Za-z_][A-Za-z0-9_.]*$/
+const DEDUP_TOKEN = /^[A-Za-z0-9_-]{1,128}$/
+
+export function createWarehouse(opts: WarehouseOptions): Warehouse {
+  const mode = opts.url ? 'server' : 'embedded'
+  const client = opts.url
+    ? createClient({
+        url: opts.url,
+        username: opts.username,
+        password: opts.password,
+        database: opts.database,
+        request_timeout: opts.requestTimeoutMs ?? 30_000,
+        // Fail fast instead of keeping sockets to a server that went away.
+        keep_alive: { enabled: true, idle_socket_ttl: 2_500 },
+        clickhouse_settings: { date_time_input_format: 'best_effort' },
+      })
+    : createClient({ connection: createChdbConnection({ path: opts.path ?? './data/clickhouse' }) } as never)
+
+  return {
+    mode,
+    client,
+    async insertRows(table, rows, { dedupToken, timeoutMs } = {}) {
+      if (rows.length === 0) return
+      if (!TABLE_NAME.test(table)) throw new Error(`invalid table name ${table}`)
+      if (dedupToken !== undefined && !DEDUP_TOKEN.test(dedupToken)) throw new Error('invalid dedup token')
+      // An explicit empty token keeps a plain insert plain even on a session
+      // where some earlier statement left a token behind.
+      const settings = [
+        `insert_deduplication_token = '${dedupToken ?? ''}'`,
+        'deduplicate_blocks_in_dependent_materialized_views = 1',
+        'async_insert = 0',
+      ]
+      let body = ''
+      for (const row of rows) body += `${JSON.stringify(row)}\n`
+      const abort = timeoutMs ? AbortSignal.timeout(timeoutMs) : undefined
+      const result = await client.exec({
+        query: `INSERT INTO ${table} SETTINGS ${settings.join(', ')} FORMAT JSONEachRow`,
+        values: body,
+        abort_signal: abort,
+      } as never)
+      // Over HTTP the response stream must be drained or the socket is kept busy.
+      result.stream?.resume?.()
+    },
+    async query<T>(sql: string, params: QueryParams = {}, signal?: AbortSignal) {
+      const rs = await client.query({
+        query: sql,
+        query_params: params,
+        format: 'JSONEachRow',
+        abort_signal: signal,
+      })
+      return (await rs.json()) as T[]
+    },
+    async stream(sql, params, format) {
+      const rs = await client.query({ query: sql, query_params: params, format })
+      return (async function* () {
+        for await (const rows of rs.stream()) {
+          for (const row of rows as { text: string }[]) yield `${row.text}\n`
+        }
+      })()
+    },
+    async command(sql, params = {}) {
+      await client.command({ query: sql, query_params: params })
+    },
+    async ping() {
+      const r = await client.ping()
+      return r.success
+    },
+    async close() {
+      await client.close()
+    },
+  }
+}
+
+export { ClickHouseError }

@@ -1,0 +1,37 @@
+import type { Role } from './app.ts'
+import { buildApp } from './app.ts'
+import { createCore } from './core/core.ts'
+import { loadEnv } from './core/env.ts'
+
+/**
+ * Starts this process's roles and shuts down in order on SIGTERM/SIGINT:
+ * stop taking HTTP, close the workers, flush the recorder, close clients.
+ * With no configuration it is the whole product on the embedded engine.
+ */
+const env = loadEnv()
+const roles = env.ROLES.split(',').map((r) => r.trim()) as Role[]
+const core = await createCore(env)
+const app = await buildApp(core, { roles, logger: { level: env.LOG_LEVEL } })
+
+const address = await app.listen({ host: env.HOST, port: env.PORT })
+const url = address.replace('127.0.0.1', 'localhost')
+console.log(`\nTokenmeter is running at ${url}`)
+console.log(
+  `  ClickHouse: ${core.warehouse.mode === 'embedded' ? `embedded (${env.DATA_DIR})` : env.CLICKHOUSE_URL}`,
+)
+if (!env.ADMIN_TOKEN) console.log(`  Admin token (set ADMIN_TOKEN to choose your own): ${core.adminToken}`)
+
+let stopping = false
+async function shutdown(signal: string) {
+  if (stopping) return
+  stopping = true
+  app.log.info({ signal }, 'shutting down')
+  try {
+    await app.close()
+    await core.close()
+  } finally {
+    process.exit(0)
+  }
+}
+process.on('SIGTERM', () => void shutdown('SIGTERM'))
+process.on('SIGINT', () => void shutdown('SIGINT'))
