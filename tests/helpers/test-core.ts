@@ -1,0 +1,53 @@
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import type { FastifyInstance } from 'fastify'
+import { buildApp, type Role } from '../../services/src/app.ts'
+import { type Core, type CoreOverrides, createCore } from '../../services/src/core/core.ts'
+import { parseEnv } from '../../services/src/core/env.ts'
+
+export const TEST_ADMIN_TOKEN = 'test-admin-token-0123456789'
+
+export interface TestStack {
+  core: Core
+  app: FastifyInstance
+  dataDir: string
+  /** Base URL when started with `listen: true`. */
+  url: string
+  close(): Promise<void>
+}
+
+/**
+ * A real Core on the embedded engine in a fresh temporary directory. Only one
+ * embedded engine can live in a process, so a test file builds one stack and
+ * shares it (vitest runs files in separate forks).
+ */
+export async function startTestStack(
+  opts: { env?: Record<string, string>; overrides?: CoreOverrides; roles?: Role[]; listen?: boolean } = {},
+): Promise<TestStack> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'tokenmeter-test-'))
+  const env = parseEnv({
+    DATA_DIR: dataDir,
+    ADMIN_TOKEN: TEST_ADMIN_TOKEN,
+    DEMO: 'false',
+    LOG_LEVEL: 'silent',
+    RECORDER_FLUSH_MS: '200',
+    ...opts.env,
+  })
+  const core = await createCore(env, opts.overrides)
+  const app = await buildApp(core, { roles: opts.roles ?? ['gateway', 'api'] })
+  let url = ''
+  if (opts.listen) url = await app.listen({ host: '127.0.0.1', port: 0 })
+  else await app.ready()
+  return {
+    core,
+    app,
+    dataDir,
+    url,
+    async close() {
+      await app.close()
+      await core.close()
+      rmSync(dataDir, { recursive: true, force: true })
+    },
+  }
+}
