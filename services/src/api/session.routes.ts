@@ -1,0 +1,5 @@
+import type { FastifyPluginAsync } from 'fastify'
+import type { Core } from '../core/core.ts'
+
+// Placeholder, filled in by its owner.
+export const sessionRoutes: FastifyPluginAsync<{ core: Core }> = async () => {}
