@@ -54,7 +54,7 @@ export async function createCore(env: Env, overrides: CoreOverrides = {}): Promi
       database: env.CLICKHOUSE_DATABASE,
       path: join(env.DATA_DIR, 'clickhouse'),
     })
-  await migrate(warehouse, { retentionDays: env.RAW_RETENTION_DAYS })
+  await migrate(warehouse, { retentionDays: env.RAW_RETENTION_DAYS, cluster: env.CLICKHOUSE_CLUSTER })
   const store = createAdminStore(warehouse)
   await store.refresh()
   // Other instances' admin writes (revocations above all) must hold here within a second.

@@ -67,10 +67,11 @@ export async function assertSupportedVersion(wh: Warehouse): Promise<string> {
  */
 export async function migrate(
   wh: Warehouse,
-  opts: { retentionDays: number; dir?: string },
+  opts: { retentionDays: number; dir?: string; cluster?: string },
 ): Promise<{ applied: number[]; version: string }> {
   const version = await assertSupportedVersion(wh)
-  await wh.command(`CREATE TABLE IF NOT EXISTS tokenmeter_migrations
+  const ddl = (sql: string) => wh.command(opts.cluster ? clusterize(sql, opts.cluster) : sql)
+  await ddl(`CREATE TABLE IF NOT EXISTS tokenmeter_migrations
     (version UInt32, name String, applied_at DateTime64(3, 'UTC') DEFAULT now64(3))
     ENGINE = ReplacingMergeTree ORDER BY version`)
   const done = new Set(
@@ -81,22 +82,43 @@ export async function migrate(
   const applied: number[] = []
   for (const m of await loadMigrations(opts.dir)) {
     if (done.has(m.version)) continue
-    for (const statement of m.statements) await wh.command(statement)
+    for (const statement of m.statements) await ddl(statement)
     await wh.insertRows('tokenmeter_migrations', [{ version: m.version, name: m.name }])
     applied.push(m.version)
   }
-  await applyRetention(wh, opts.retentionDays)
+  await applyRetention(wh, opts.retentionDays, opts.cluster)
   return { applied, version }
 }
 
 /** Retention is configuration, not schema: set on start, only when it changed (a TTL change rewrites parts). */
-async function applyRetention(wh: Warehouse, days: number): Promise<void> {
+async function applyRetention(wh: Warehouse, days: number, cluster?: string): Promise<void> {
   const ttl = `toDateTime(started_at) + toIntervalDay(${Math.trunc(days)})`
   const [row] = await wh.query<{ q: string }>(
     "SELECT create_table_query AS q FROM system.tables WHERE database = currentDatabase() AND name = 'requests'",
   )
   if (row?.q.includes(`TTL ${ttl}`)) return
+  const onCluster = cluster ? ` ON CLUSTER ${cluster}` : ''
   await wh.command(
-    `ALTER TABLE requests MODIFY TTL toDateTime(started_at) + INTERVAL ${Math.trunc(days)} DAY`,
+    `ALTER TABLE requests${onCluster} MODIFY TTL toDateTime(started_at) + INTERVAL ${Math.trunc(days)} DAY`,
   )
+}
+
+/**
+ * The clustered variant of a migration statement, for CLICKHOUSE_CLUSTER:
+ * DDL runs ON CLUSTER, every *MergeTree becomes its Replicated* twin keyed by
+ * shard and table, and the dedup window moves to its replicated setting (so a
+ * replayed batch is still dropped on every replica and in every rollup).
+ * Migrations stay written once, for the single-node case.
+ */
+export function clusterize(sql: string, cluster: string): string {
+  const head = /^(CREATE (?:TABLE|MATERIALIZED VIEW) IF NOT EXISTS )([A-Za-z0-9_]+)/.exec(sql)
+  if (!head) return sql.replace(/^ALTER TABLE ([A-Za-z0-9_]+)/, `ALTER TABLE $1 ON CLUSTER ${cluster}`)
+  const table = head[2]!
+  return `${head[1]}${table} ON CLUSTER ${cluster}${sql.slice(head[0].length)}`
+    .replace(
+      /ENGINE = (Replacing|Aggregating|Summing)?MergeTree(?:\(([^)]*)\))?/,
+      (_m, kind: string | undefined, args: string | undefined) =>
+        `ENGINE = Replicated${kind ?? ''}MergeTree('/clickhouse/tables/{shard}/{database}/${table}', '{replica}'${args ? `, ${args}` : ''})`,
+    )
+    .replace(/non_replicated_deduplication_window/g, 'replicated_deduplication_window')
 }

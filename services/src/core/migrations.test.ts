@@ -1,0 +1,50 @@
+import { describe, expect, it } from 'vitest'
+import { clusterize, compareVersions, loadMigrations, parseMigration } from './migrations.ts'
+
+describe('parseMigration', () => {
+  it('drops comments and splits statements', () => {
+    const m = parseMigration(
+      '0007_x.sql',
+      '-- a; comment\nCREATE TABLE a (x UInt8) ENGINE = Memory;\n\nSELECT 1;',
+    )
+    expect(m).toEqual({
+      version: 7,
+      name: 'x',
+      statements: ['CREATE TABLE a (x UInt8) ENGINE = Memory', 'SELECT 1'],
+    })
+  })
+  it('refuses badly named files', () => {
+    expect(() => parseMigration('7_x.sql', '')).toThrow(/NNNN_name/)
+  })
+})
+
+describe('compareVersions', () => {
+  it('orders dotted versions numerically', () => {
+    expect(compareVersions('25.8.1.5', '25.8')).toBeGreaterThan(0)
+    expect(compareVersions('24.12', '25.8')).toBeLessThan(0)
+    expect(compareVersions('25.10', '25.8')).toBeGreaterThan(0)
+  })
+})
+
+describe('clusterize', () => {
+  it('makes every table replicated, ON CLUSTER, with the replicated dedup window', async () => {
+    for (const m of await loadMigrations()) {
+      for (const s of m.statements) {
+        const c = clusterize(s, 'tm')
+        if (/^CREATE|^ALTER/.test(s)) expect(c).toMatch(/ON CLUSTER tm/)
+        if (/ENGINE = \w*MergeTree/.test(s))
+          expect(c).toMatch(/ENGINE = Replicated\w*MergeTree\('\/clickhouse\/tables\//)
+        expect(c).not.toMatch(/non_replicated_deduplication_window/)
+      }
+    }
+  })
+  it('keeps engine arguments after the replication path', () => {
+    const c = clusterize(
+      'CREATE TABLE IF NOT EXISTS t (v UInt8) ENGINE = ReplacingMergeTree(updated_at) ORDER BY v',
+      'c1',
+    )
+    expect(c).toBe(
+      "CREATE TABLE IF NOT EXISTS t ON CLUSTER c1 (v UInt8) ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/t', '{replica}', updated_at) ORDER BY v",
+    )
+  })
+})

@@ -1,0 +1,191 @@
+/**
+ * The dashboard's only door to data: same-origin fetches of the Tokenmeter
+ * API (docs/API.md). The session cookie rides along; errors come back as the
+ * API's envelope and are thrown as ApiError so pages can show them.
+ */
+
+export type Role = 'admin' | 'lead' | 'member'
+
+export interface Me {
+  role: Role
+  userId: string
+  teamId: string
+  name: string
+  email: string
+}
+
+export interface FilterOptions {
+  keys: { id: string; name: string; prefix: string; userId: string; teamId: string }[]
+  teams: { id: string; name: string }[]
+  users: { id: string; name: string; email: string; teamId: string }[]
+  models: string[]
+  providers: string[]
+  projects: string[]
+  apps: string[]
+  tags: string[]
+}
+
+export interface Kpis {
+  spendUsd: number
+  requests: number
+  errors: number
+  errorRate: number
+  inputTokens: number
+  outputTokens: number
+  cachedTokens: number
+  totalTokens: number
+  activeUsers: number
+  avgRequestsPerUser: number
+  latencyP50Ms: number
+  latencyP95Ms: number
+  from: string
+  to: string
+  granularity: string
+  source: string
+}
+
+export interface Point {
+  requests: number
+  errors: number
+  spendUsd: number
+  inputTokens: number
+  outputTokens: number
+  cachedTokens: number
+  activeUsers: number
+}
+
+export interface Series {
+  granularity: '5m' | '1h' | '1d'
+  buckets: string[]
+  series: { id: string; name: string; points: Point[] }[]
+}
+
+export interface BreakdownRow {
+  id: string
+  name: string
+  email?: string
+  teamId?: string
+  teamName?: string
+  requests: number
+  inputTokens: number
+  outputTokens: number
+  cachedTokens: number
+  spendUsd: number
+  models: string[]
+  trend: number[]
+}
+
+export interface Breakdown {
+  total: number
+  buckets: string[]
+  rows: BreakdownRow[]
+}
+
+export interface Leaderboard {
+  rows: { rank: number; id: string; name: string; value: number }[]
+}
+
+export interface KeySpend {
+  keyId: string
+  name: string
+  prefix: string
+  userId: string
+  teamId: string
+  capUsd: number | null
+  period: string | null
+  spentUsd: number
+  percentUsed: number | null
+}
+
+export interface RequestRow {
+  requestId: string
+  startedAt: string
+  keyPrefix: string
+  userId: string
+  teamId: string
+  model: string
+  provider: string
+  endpoint: string
+  statusCode: number
+  errorClass: string
+  streamed: boolean
+  inputTokens: number
+  outputTokens: number
+  cachedTokens: number
+  tokensEstimated: boolean
+  spendUsd: number
+  latencyMs: number
+  ttftMs: number
+  tags: string[]
+  project: string
+  clientApp: string
+}
+
+export interface MonthlyUsage {
+  month: string
+  totalCents: number
+  requests: number
+  daily: {
+    date: string
+    totalCents: number
+    requests: number
+    models: { model: string; costCents: number }[]
+    keys: { keyId: string; costCents: number }[]
+  }[]
+  keys: { keyId: string; name: string; prefix: string; costCents: number; requests: number }[]
+  models: {
+    model: string
+    provider: string
+    costCents: number
+    requests: number
+    inputTokens: number
+    outputTokens: number
+  }[]
+}
+
+export class ApiError extends Error {
+  status: number
+  code: string
+  constructor(status: number, code: string, message: string) {
+    super(message)
+    this.status = status
+    this.code = code
+  }
+}
+
+/** Called on any 401 so the shell can send the user to sign in. */
+let onUnauthenticated: (() => void) | undefined
+export function setUnauthenticatedHandler(fn: () => void) {
+  onUnauthenticated = fn
+}
+
+export async function api<T>(path: string, init: RequestInit = {}): Promise<T> {
+  const headers = new Headers(init.headers)
+  if (init.body && !headers.has('content-type')) headers.set('content-type', 'application/json')
+  let res: Response
+  try {
+    res = await fetch(path, { credentials: 'same-origin', ...init, headers })
+  } catch {
+    throw new ApiError(0, 'network', 'Could not reach the Tokenmeter API. Is the server running?')
+  }
+  if (res.status === 204) return undefined as T
+  const text = await res.text()
+  let body: unknown
+  try {
+    body = text ? JSON.parse(text) : undefined
+  } catch {
+    body = undefined
+  }
+  if (!res.ok) {
+    const err = (body as { error?: { code?: string; message?: string } } | undefined)?.error
+    if (res.status === 401 && !path.startsWith('/api/session')) onUnauthenticated?.()
+    throw new ApiError(res.status, err?.code ?? `http_${res.status}`, err?.message ?? res.statusText)
+  }
+  return body as T
+}
+
+export const get = <T>(path: string, params?: URLSearchParams | string) =>
+  api<T>(params && String(params) ? `${path}?${params}` : path)
+
+export const send = <T>(method: 'POST' | 'PUT' | 'DELETE', path: string, body?: unknown) =>
+  api<T>(path, { method, body: body === undefined ? undefined : JSON.stringify(body) })
