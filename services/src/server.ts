@@ -2,6 +2,8 @@ import type { Role } from './app.ts'
 import { buildApp } from './app.ts'
 import { createCore } from './core/core.ts'
 import { loadEnv } from './core/env.ts'
+import { prepareDemo, startDemo } from './demo/demo-runner.ts'
+import { createFakeUpstream } from './simulator/fake-upstream.ts'
 
 /**
  * Starts this process's roles and shuts down in order on SIGTERM/SIGINT:
@@ -11,6 +13,10 @@ import { loadEnv } from './core/env.ts'
 const env = loadEnv()
 const roles = env.ROLES.split(',').map((r) => r.trim()) as Role[]
 const core = await createCore(env)
+const demoSeed = env.DEMO && roles.includes('gateway') ? await prepareDemo(core) : undefined
+// The built-in simulated provider (demo traffic) runs in process on a loopback port.
+const simulator = roles.includes('gateway') ? await createFakeUpstream() : undefined
+if (simulator) core.simulatedBaseUrl = `${simulator.url}/v1`
 const app = await buildApp(core, { roles, logger: { level: env.LOG_LEVEL } })
 
 const address = await app.listen({ host: env.HOST, port: env.PORT })
@@ -20,6 +26,9 @@ console.log(
   `  ClickHouse: ${core.warehouse.mode === 'embedded' ? `embedded (${env.DATA_DIR})` : env.CLICKHOUSE_URL}`,
 )
 if (!env.ADMIN_TOKEN) console.log(`  Admin token (set ADMIN_TOKEN to choose your own): ${core.adminToken}`)
+const demo = demoSeed
+  ? startDemo(core, demoSeed, { address, url, gateway: roles.includes('gateway'), logger: app.log })
+  : undefined
 
 let stopping = false
 async function shutdown(signal: string) {
@@ -27,7 +36,9 @@ async function shutdown(signal: string) {
   stopping = true
   app.log.info({ signal }, 'shutting down')
   try {
+    await demo?.stop()
     await app.close()
+    await simulator?.close()
     await core.close()
   } finally {
     process.exit(0)

@@ -1,5 +1,183 @@
 import type { FastifyPluginAsync } from 'fastify'
+import { z } from 'zod'
 import type { Core } from '../core/core.ts'
+import { type ApiKey, modelFacadeSchema, roleSchema } from '../core/entities.ts'
+import { HttpError } from '../core/errors.ts'
+import { newId } from '../core/keys.ts'
+import { requireRole } from './auth.plugin.ts'
 
-// Placeholder, filled in by its owner.
-export const adminRoutes: FastifyPluginAsync<{ core: Core }> = async () => {}
+/** How long a one-time web sign-in token stays valid. */
+const SIGNIN_TOKEN_TTL_MS = 10 * 60 * 1000
+const MAX_GRACE_SECONDS = 30 * 24 * 3600
+
+const id = z
+  .string()
+  .min(1)
+  .max(64)
+  .regex(/^[A-Za-z0-9_.:-]+$/, 'use letters, digits and _ . : -')
+
+const teamBody = z.strictObject({ teamId: id.optional(), name: z.string().trim().min(1).max(200) })
+const userBody = z.strictObject({
+  userId: id.optional(),
+  email: z.email().max(320),
+  name: z.string().trim().min(1).max(200),
+  teamId: id,
+  role: roleSchema.default('member'),
+})
+const keyBody = z.strictObject({
+  userId: id,
+  name: z.string().trim().min(1).max(200),
+  allowedModels: z.array(z.string().min(1).max(128)).max(200).optional(),
+  expiresAt: z.iso.datetime({ offset: true }).optional(),
+})
+const rotateBody = z.strictObject({
+  graceSeconds: z.number().int().min(0).max(MAX_GRACE_SECONDS).default(3600),
+})
+const modelBody = modelFacadeSchema.omit({ model: true }).strict()
+const modelName = modelFacadeSchema.shape.model
+const signinBody = z.strictObject({ userId: id })
+
+/** zod's complaint as one sentence naming each field: the caller can fix it from the message alone. */
+function parse<T extends z.ZodType>(schema: T, value: unknown, what: string): z.infer<T> {
+  const r = schema.safeParse(value ?? {})
+  if (r.success) return r.data
+  const issues = r.error.issues.map((i) => `${i.path.length ? i.path.join('.') : 'body'}: ${i.message}`)
+  throw new HttpError(400, 'invalid_body', `Invalid ${what}: ${issues.join('; ')}.`)
+}
+
+/** A key as the API shows it: never the hash, only the prefix. */
+function publicKey(k: ApiKey, now = new Date()) {
+  const status =
+    k.revokedAt && k.revokedAt <= now ? 'revoked' : k.expiresAt && k.expiresAt <= now ? 'expired' : 'active'
+  return {
+    keyId: k.keyId,
+    name: k.name,
+    prefix: k.keyPrefix,
+    userId: k.userId,
+    teamId: k.teamId,
+    allowedModels: k.allowedModels,
+    createdAt: k.createdAt.toISOString(),
+    expiresAt: k.expiresAt?.toISOString() ?? null,
+    revokedAt: k.revokedAt?.toISOString() ?? null,
+    status,
+  }
+}
+
+/**
+ * Admin API (admin role only): teams, users, virtual keys, model facades and
+ * web sign-in tokens. Budgets live in budgets.routes.ts, ops in ops.routes.ts.
+ */
+export const adminRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { core }) => {
+  const { store } = core
+  app.addHook('preHandler', requireRole('admin'))
+
+  const knownKey = (keyId: string) => {
+    const key = store.key(keyId)
+    if (key?.kind !== 'key')
+      throw new HttpError(404, 'not_found', `No key ${keyId}; see GET /api/admin/keys.`)
+    return key
+  }
+  const knownUser = (userId: string) => {
+    const user = store.user(userId)
+    if (!user)
+      throw new HttpError(400, 'unknown_user', `No user ${userId}; create it with POST /api/admin/users.`)
+    return user
+  }
+
+  app.get('/teams', async () => ({ teams: store.teams() }))
+  app.post('/teams', async (request, reply) => {
+    const b = parse(teamBody, request.body, 'team')
+    const team = await store.upsertTeam({ teamId: b.teamId ?? newId('team'), name: b.name })
+    return reply.code(201).send({ team })
+  })
+
+  app.get('/users', async () => ({ users: store.users() }))
+  app.post('/users', async (request, reply) => {
+    const b = parse(userBody, request.body, 'user')
+    if (!store.team(b.teamId)) {
+      throw new HttpError(400, 'unknown_team', `No team ${b.teamId}; create it with POST /api/admin/teams.`)
+    }
+    const user = await store.upsertUser({
+      userId: b.userId ?? newId('user'),
+      email: b.email,
+      name: b.name,
+      teamId: b.teamId,
+      role: b.role,
+    })
+    return reply.code(201).send({ user })
+  })
+
+  app.get('/keys', async () => ({ keys: store.keys().map((k) => publicKey(k)) }))
+  app.post('/keys', async (request, reply) => {
+    const b = parse(keyBody, request.body, 'key')
+    knownUser(b.userId)
+    const expiresAt = b.expiresAt ? new Date(b.expiresAt) : null
+    if (expiresAt && expiresAt.getTime() <= Date.now()) {
+      throw new HttpError(400, 'invalid_body', 'Invalid key: expiresAt must be in the future.')
+    }
+    const unknown = (b.allowedModels ?? []).filter((m) => !store.model(m))
+    if (unknown.length > 0) {
+      throw new HttpError(
+        400,
+        'unknown_model',
+        `Invalid key: allowedModels names unknown models (${unknown.join(', ')}); add them with PUT /api/admin/models/:model first.`,
+      )
+    }
+    const { key, plaintext } = await store.createKey({
+      userId: b.userId,
+      name: b.name,
+      allowedModels: b.allowedModels ?? [],
+      expiresAt,
+    })
+    return reply.code(201).send({ key: publicKey(key), plaintext })
+  })
+  app.post<{ Params: { keyId: string } }>('/keys/:keyId/revoke', async (request) => {
+    const key = knownKey(request.params.keyId)
+    const revoked = key.revokedAt ? key : await store.revokeKey(key.keyId)
+    return { key: publicKey(revoked) }
+  })
+  app.post<{ Params: { keyId: string } }>('/keys/:keyId/rotate', async (request, reply) => {
+    const key = knownKey(request.params.keyId)
+    const b = parse(rotateBody, request.body, 'rotation')
+    if (key.revokedAt)
+      throw new HttpError(409, 'key_revoked', `Key ${key.keyId} is revoked; create a new key instead.`)
+    const { key: fresh, plaintext, old } = await store.rotateKey(key.keyId, b.graceSeconds * 1000)
+    return reply.code(201).send({ key: publicKey(fresh), plaintext, old: publicKey(old) })
+  })
+
+  app.get('/models', async () => ({
+    models: store.models().sort((a, b) => a.model.localeCompare(b.model)),
+  }))
+  app.put<{ Params: { model: string } }>('/models/:model', async (request) => {
+    const name = modelName.safeParse(request.params.model)
+    if (!name.success) {
+      throw new HttpError(400, 'invalid_model_name', `Invalid model name: ${name.error.issues[0]?.message}.`)
+    }
+    const b = parse(modelBody, request.body, 'model facade')
+    return { model: await store.upsertModel({ model: name.data, ...b }) }
+  })
+  app.delete<{ Params: { model: string } }>('/models/:model', async (request, reply) => {
+    if (!store.model(request.params.model)) {
+      throw new HttpError(
+        404,
+        'not_found',
+        `No model facade ${request.params.model}; see GET /api/admin/models.`,
+      )
+    }
+    await store.deleteModel(request.params.model)
+    return reply.code(204).send()
+  })
+
+  app.post('/signin-tokens', async (request, reply) => {
+    const b = parse(signinBody, request.body, 'sign-in token request')
+    knownUser(b.userId)
+    const expiresAt = new Date(Date.now() + SIGNIN_TOKEN_TTL_MS)
+    const { plaintext } = await store.createKey({
+      userId: b.userId,
+      name: 'web sign-in',
+      kind: 'signin',
+      expiresAt,
+    })
+    return reply.code(201).send({ token: plaintext, expiresAt: expiresAt.toISOString() })
+  })
+}

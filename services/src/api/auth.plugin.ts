@@ -52,18 +52,64 @@ export function resolvePrincipal(
   const token = bearerToken(headers)
   if (token) return principalFromBearer(token, core.store, core.adminToken)
   const raw = cookies[SESSION_COOKIE]
-  const credentialId = raw ? sessions.decode(raw) : undefined
-  if (!credentialId) return undefined
-  if (credentialId === 'admin-token') {
-    return { role: 'admin', userId: '', teamId: '', via: 'session', credentialId }
+  let credentialId: string | undefined
+  try {
+    credentialId = raw ? sessions.decode(raw) : undefined
+  } catch {
+    credentialId = undefined
   }
-  const key = core.store.key(credentialId)
-  const user = key && core.store.user(key.userId)
+  return credentialId ? principalFromCredential(core, credentialId, 'session') : undefined
+}
+
+/**
+ * A session credential back to a principal, re-validated against the store
+ * every time (the WebSocket re-runs it while open). Credentials: 'admin-token',
+ * a virtual key id, or `signin:<keyId>:<consumedAtMs>` for an exchanged
+ * one-time sign-in token: exchanging revokes the token at consumedAtMs, and
+ * revoking it again (a new revokedAt) ends every session made from it.
+ */
+export function principalFromCredential(
+  core: Core,
+  credentialId: string,
+  via: Principal['via'],
+): Principal | undefined {
+  if (credentialId === 'admin-token') {
+    return { role: 'admin', userId: '', teamId: '', via, credentialId }
+  }
   const now = new Date()
-  if (!key || !user || (key.revokedAt && key.revokedAt <= now) || (key.expiresAt && key.expiresAt <= now)) {
+  const signin = /^signin:(.+):(\d+)$/.exec(credentialId)
+  const key = core.store.key(signin ? signin[1]! : credentialId)
+  const user = key && core.store.user(key.userId)
+  if (!key || !user) return undefined
+  if (signin) {
+    if (key.kind !== 'signin' || key.revokedAt?.getTime() !== Number(signin[2])) return undefined
+  } else if (
+    key.kind !== 'key' ||
+    (key.revokedAt && key.revokedAt <= now) ||
+    (key.expiresAt && key.expiresAt <= now)
+  ) {
     return undefined
   }
-  return { role: user.role, userId: user.userId, teamId: user.teamId, via: 'session', credentialId }
+  return { role: user.role, userId: user.userId, teamId: user.teamId, via, credentialId }
+}
+
+/** Browsers send Origin on WebSocket handshakes; it must be ours or explicitly allowed (ALLOWED_ORIGINS). */
+export function originAllowed(
+  origin: string | undefined,
+  host: string | undefined,
+  allowed: string,
+): boolean {
+  if (!origin) return true // not a browser: nothing to forge a cookie with
+  const list = allowed
+    .split(',')
+    .map((o) => o.trim().replace(/\/$/, ''))
+    .filter(Boolean)
+  if (list.includes(origin)) return true
+  try {
+    return new URL(origin).host === host
+  } catch {
+    return false
+  }
 }
 
 /** Registers cookie parsing and `request.principal` for every /api route. */

@@ -1,5 +1,133 @@
 import type { FastifyPluginAsync } from 'fastify'
+import { z } from 'zod'
+import type { AlertKind } from '../alerts/alert.ts'
+import { createAlertsService } from '../alerts/alerts.service.ts'
+import type { BudgetStatus } from '../budgets/budget-enforcer.ts'
+import { isValidTimeZone } from '../budgets/budget-period.ts'
 import type { Core } from '../core/core.ts'
+import type { Budget } from '../core/entities.ts'
+import { HttpError } from '../core/errors.ts'
+import { newId } from '../core/keys.ts'
+import { requireRole } from './auth.plugin.ts'
 
-// Placeholder, filled in by its owner.
-export const budgetsRoutes: FastifyPluginAsync<{ core: Core }> = async () => {}
+const id = z
+  .string()
+  .min(1)
+  .max(64)
+  .regex(/^[A-Za-z0-9_.:-]+$/, 'use letters, digits and _ . : -')
+
+const budgetBody = z.strictObject({
+  budgetId: id.optional(),
+  scope: z.enum(['key', 'user', 'team']),
+  scopeId: id,
+  period: z.enum(['day', 'week', 'month']),
+  capUsd: z.number().positive().max(1e9),
+  timezone: z
+    .string()
+    .max(64)
+    .refine(isValidTimeZone, 'use an IANA time zone such as UTC or Europe/Berlin')
+    .default('UTC'),
+  thresholds: z
+    .array(z.number().int().min(1).max(100))
+    .max(10)
+    .default([50, 80, 100])
+    .transform((t) => [...new Set(t)].sort((a, b) => a - b)),
+})
+
+const alertsQuery = z.strictObject({
+  since: z.iso.datetime({ offset: true }).optional(),
+  kinds: z.string().optional(),
+  limit: z.coerce.number().int().min(1).max(1000).default(200),
+})
+const KINDS: AlertKind[] = ['spike', 'forecast', 'runaway_day', 'threshold']
+
+function parse<T extends z.ZodType>(schema: T, value: unknown, what: string): z.infer<T> {
+  const r = schema.safeParse(value ?? {})
+  if (r.success) return r.data
+  const issues = r.error.issues.map((i) => `${i.path.length ? i.path.join('.') : 'body'}: ${i.message}`)
+  throw new HttpError(400, 'invalid_body', `Invalid ${what}: ${issues.join('; ')}.`)
+}
+
+/** A budget as the API shows it: its settings and, when the enforcer can tell, this period's spend. */
+export function publicBudget(b: Budget, s?: BudgetStatus) {
+  return {
+    ...b,
+    spentUsd: s?.spentUsd ?? null,
+    reservedUsd: s?.reservedUsd ?? null,
+    percentUsed: s?.percentUsed ?? null,
+    periodStart: s?.periodStart ?? null,
+    resetsAt: s?.resetsAt ?? null,
+  }
+}
+
+export async function budgetsWithStatus(core: Core, budgets: Budget[]) {
+  const statuses = (await core.budgets.status?.(budgets).catch(() => undefined)) ?? []
+  const byId = new Map(statuses.map((s) => [s.budget.budgetId, s]))
+  return budgets.map((b) => publicBudget(b, byId.get(b.budgetId)))
+}
+
+/**
+ * Budgets and alerts (admin role only), mounted under /api/admin. Also runs
+ * the alert detector for this process while the API is up.
+ */
+export const budgetsRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { core }) => {
+  const { store } = core
+  const alerts = createAlertsService(core)
+  app.addHook('onReady', async () => alerts.monitor.start())
+  app.addHook('onClose', async () => alerts.close())
+  app.addHook('preHandler', requireRole('admin'))
+
+  app.get('/budgets', async () => ({ budgets: await budgetsWithStatus(core, store.budgets()) }))
+
+  app.post('/budgets', async (request, reply) => {
+    const b = parse(budgetBody, request.body, 'budget')
+    const exists =
+      b.scope === 'key'
+        ? store.key(b.scopeId)?.kind === 'key'
+        : b.scope === 'user'
+          ? !!store.user(b.scopeId)
+          : !!store.team(b.scopeId)
+    if (!exists) {
+      throw new HttpError(
+        400,
+        'unknown_scope',
+        `No ${b.scope} ${b.scopeId}; see GET /api/admin/${b.scope === 'key' ? 'keys' : `${b.scope}s`}.`,
+      )
+    }
+    const budget = await store.upsertBudget({ ...b, budgetId: b.budgetId ?? newId('budget') })
+    const [shown] = await budgetsWithStatus(core, [budget])
+    return reply.code(201).send({ budget: shown })
+  })
+
+  app.delete<{ Params: { budgetId: string } }>('/budgets/:budgetId', async (request, reply) => {
+    if (!store.budgets().some((b) => b.budgetId === request.params.budgetId)) {
+      throw new HttpError(
+        404,
+        'not_found',
+        `No budget ${request.params.budgetId}; see GET /api/admin/budgets.`,
+      )
+    }
+    await store.deleteBudget(request.params.budgetId)
+    return reply.code(204).send()
+  })
+
+  app.get('/alerts', async (request) => {
+    const q = parse(alertsQuery, request.query, 'alerts query')
+    const kinds = q.kinds ? q.kinds.split(',').map((k) => k.trim()) : []
+    const unknown = kinds.filter((k) => !KINDS.includes(k as AlertKind))
+    if (unknown.length) {
+      throw new HttpError(
+        400,
+        'invalid_query',
+        `Unknown alert kind ${unknown.join(', ')}; use ${KINDS.join(', ')}.`,
+      )
+    }
+    return {
+      alerts: await alerts.store.list({
+        since: q.since ? new Date(q.since) : undefined,
+        kinds: kinds as AlertKind[],
+        limit: q.limit,
+      }),
+    }
+  })
+}

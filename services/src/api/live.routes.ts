@@ -1,5 +1,163 @@
-import type { FastifyPluginAsync } from 'fastify'
+import websocket from '@fastify/websocket'
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify'
+import { Gauge } from 'prom-client'
+import type { Principal } from '../core/auth.ts'
 import type { Core } from '../core/core.ts'
+import { HttpError } from '../core/errors.ts'
+import { originAllowed, principalFromCredential, requireRole } from './auth.plugin.ts'
+import {
+  assertInScope,
+  filterSchema,
+  type ParsedFilter,
+  parseQuery,
+  resolveFilter,
+  type Scope,
+  scopeFor,
+  scopeKey,
+  zodToHttp,
+} from './filters.ts'
+import { createLiveHub, type LiveHub } from './live-hub.ts'
+import { liveClientMessage } from './schemas.ts'
 
-// Placeholder, filled in by its owner.
-export const liveRoutes: FastifyPluginAsync<{ core: Core }> = async () => {}
+/** WebSocket close code for "your credential is no longer valid" (4000-4999 are ours). */
+export const CLOSE_REVOKED = 4401
+const RECHECK_MS = 1_000
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    liveFilter?: ParsedFilter
+  }
+}
+
+/**
+ * GET /api/live: authenticated and Origin-checked at the handshake (so a
+ * refused upgrade is a plain HTTP 401/403/400), then one subscription per
+ * socket to the shared hub. The credential is re-checked every second; a
+ * revoked or changed one closes the socket with 4401.
+ */
+export const liveRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { core }) => {
+  await app.register(websocket, { options: { maxPayload: 64 * 1024 } })
+  const hub = createLiveHub({
+    warehouse: core.warehouse,
+    store: core.store,
+    recorder: core.recorder,
+    log: (obj, msg) => app.log.warn(obj, msg),
+  })
+  app.addHook('onClose', async () => hub.close())
+  registerLiveMetrics(core, hub)
+
+  const checkFilter = (principal: Principal, raw: unknown): { parsed: ParsedFilter; scope: Scope } => {
+    const parsed = parseQuery(filterSchema, raw)
+    const f = resolveFilter(parsed)
+    const scope = scopeFor(principal, core.store)
+    assertInScope(scope, f.lists, core.store)
+    return { parsed, scope }
+  }
+
+  app.get(
+    '/live',
+    {
+      websocket: true,
+      preHandler: [
+        requireRole(),
+        async (request: FastifyRequest) => {
+          if (!originAllowed(request.headers.origin, request.headers.host, core.env.ALLOWED_ORIGINS)) {
+            throw new HttpError(
+              403,
+              'forbidden_origin',
+              'This Origin may not open the live socket (ALLOWED_ORIGINS).',
+            )
+          }
+          request.liveFilter = checkFilter(request.principal!, request.query).parsed
+        },
+      ],
+    },
+    (socket, request) => {
+      const principal = request.principal!
+      let scope = scopeFor(principal, core.store)
+      let parsed = request.liveFilter!
+      const sub = {
+        send: (m: string) => socket.send(m),
+        bufferedAmount: () => socket.bufferedAmount,
+      }
+      let unsubscribe = hub.subscribe(parsed, scope, sub)
+      const resubscribe = () => {
+        unsubscribe()
+        unsubscribe = hub.subscribe(parsed, scope, sub)
+      }
+      const sendError = (code: string, message: string) =>
+        socket.send(JSON.stringify({ type: 'error', error: { code, message } }))
+
+      const recheck = setInterval(() => {
+        const now = principalFromCredential(core, principal.credentialId, principal.via)
+        if (
+          !now ||
+          now.role !== principal.role ||
+          now.teamId !== principal.teamId ||
+          now.userId !== principal.userId
+        ) {
+          socket.close(CLOSE_REVOKED, 'credential revoked')
+          return
+        }
+        // A member's key list can grow; the subscription follows the current scope.
+        const current = scopeFor(now, core.store)
+        if (scopeKey(current) !== scopeKey(scope)) {
+          scope = current
+          resubscribe()
+        }
+      }, RECHECK_MS)
+
+      socket.on('message', (data: Buffer) => {
+        try {
+          let json: unknown
+          try {
+            json = JSON.parse(data.toString())
+          } catch {
+            throw new HttpError(
+              400,
+              'invalid_message',
+              'Messages are JSON: {"type":"subscribe","filters":{...}}.',
+            )
+          }
+          const msg = liveClientMessage.safeParse(json)
+          if (!msg.success) throw zodToHttp(msg.error)
+          const next = checkFilter(principal, msg.data.filters)
+          parsed = next.parsed
+          scope = next.scope
+          resubscribe()
+        } catch (err) {
+          if (err instanceof HttpError) sendError(err.code, err.message)
+          else sendError('internal', 'Could not change the subscription.')
+        }
+      })
+      socket.on('close', () => {
+        clearInterval(recheck)
+        unsubscribe()
+      })
+    },
+  )
+}
+
+/** Shared topics vs subscribers shows whether identical filters really share one computation. */
+function registerLiveMetrics(core: Core, hub: LiveHub) {
+  const gauges = [
+    ['tokenmeter_live_topics', 'Distinct live filter+scope computations', 'topics'],
+    ['tokenmeter_live_subscribers', 'Open live WebSocket subscriptions', 'subscribers'],
+    [
+      'tokenmeter_live_pending_rows',
+      'Recorded rows shown live but not yet confirmed in ClickHouse',
+      'pendingRows',
+    ],
+  ] as const
+  for (const [name, help, field] of gauges) {
+    core.metrics.removeSingleMetric(name)
+    new Gauge({
+      name,
+      help,
+      registers: [core.metrics],
+      collect() {
+        this.set(hub.stats()[field])
+      },
+    })
+  }
+}

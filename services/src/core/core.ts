@@ -1,7 +1,10 @@
 import { randomBytes } from 'node:crypto'
 import { join } from 'node:path'
 import { Registry } from 'prom-client'
-import { type BudgetEnforcer, createNoopBudgetEnforcer } from '../budgets/budget-enforcer.ts'
+import type { BudgetEnforcer } from '../budgets/budget-enforcer.ts'
+import { createBudgetEnforcer } from '../budgets/budget-enforcer.factory.ts'
+import { createOutageKit, type OutageKit } from '../worker/outage-kit.ts'
+import { registerOutageMetrics } from '../worker/outage-metrics.ts'
 import { type AdminStore, createAdminStore } from './admin-store.ts'
 import type { Env } from './env.ts'
 import { registerRecorderMetrics } from './metrics.ts'
@@ -25,10 +28,17 @@ export interface Core {
   store: AdminStore
   recorder: UsageRecorder
   budgets: BudgetEnforcer
+  /** Spill sinks, replay worker (with the 'worker' role), quarantine and ops operations. */
+  outage: OutageKit
   /** Prometheus registry of this process; each module registers its own metrics here. */
   metrics: Registry
   /** The bootstrap admin token in force (generated when ADMIN_TOKEN is unset). */
   adminToken: string
+  /**
+   * Base URL (with /v1) of the built-in simulated provider; server.ts starts it.
+   * Unset, the gateway starts its own on the first simulated request.
+   */
+  simulatedBaseUrl?: string
   close(): Promise<void>
 }
 
@@ -62,29 +72,47 @@ export async function createCore(env: Env, overrides: CoreOverrides = {}): Promi
     warehouse.mode === 'server'
       ? setInterval(() => void store.refresh().catch(() => {}), 1_000).unref()
       : undefined
+  const outage = await createOutageKit({
+    env,
+    warehouse,
+    logger: overrides.logger ?? consoleLogger,
+    runWorker: env.ROLES.split(',').some((r) => r.trim() === 'worker'),
+  })
   const recorder = createUsageRecorder({
     warehouse,
-    spill: overrides.spill,
+    spill: overrides.spill ?? outage.sink,
+    insertBatch: outage.insertBatch,
     maxRows: env.RECORDER_MAX_ROWS,
     flushMs: env.RECORDER_FLUSH_MS,
     insertTimeoutMs: env.CLICKHOUSE_INSERT_TIMEOUT_MS,
     logger: overrides.logger ?? consoleLogger,
   })
-  const budgets = overrides.budgets ?? createNoopBudgetEnforcer()
+  const budgets = overrides.budgets ?? createBudgetEnforcer({ env, store, warehouse })
   const metrics = new Registry()
   registerRecorderMetrics(metrics, recorder)
+  registerOutageMetrics(metrics, outage)
   return {
     env,
     warehouse,
     store,
     recorder,
     budgets,
+    outage,
     metrics,
     adminToken: env.ADMIN_TOKEN ?? `tma_${randomBytes(24).toString('base64url')}`,
     async close() {
       if (refresher) clearInterval(refresher)
-      // Order matters: usage first (it needs the warehouse), the client last.
+      // Order matters: the replay worker, then usage (it needs the warehouse
+      // and the spill path), the spill stores, the client last.
+      await outage.stopWorker()
       await recorder.close()
+      const unsaved = recorder.stats().pendingRows
+      if (unsaved > 0) {
+        outage.rowsDropped.value += unsaved
+        const log = overrides.logger ?? consoleLogger
+        log.error({ rows: unsaved }, 'rows dropped at shutdown: no spill path took them')
+      }
+      await outage.close()
       await budgets.close()
       await warehouse.close()
     },

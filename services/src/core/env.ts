@@ -57,6 +57,11 @@ export const envSchema = z.object({
   SESSION_SECRET: z.string().min(16).optional(),
   /** Seeds demo teams, history and live traffic through the simulated provider. */
   DEMO: bool.default(true),
+  /** Demo history seeded on first start: rows over that many days (labelled tag 'demo'). */
+  DEMO_HISTORY_ROWS: z.coerce.number().int().nonnegative().default(200_000),
+  DEMO_HISTORY_DAYS: z.coerce.number().int().positive().max(365).default(90),
+  /** Average requests per second of live demo traffic through the gateway (0 turns it off). */
+  DEMO_TRAFFIC_RPS: z.coerce.number().nonnegative().max(1000).default(2),
   /** Budget policy when spend cannot be verified (Redis down): block or allow. */
   BUDGET_FAIL_MODE: z.enum(['closed', 'open']).default('closed'),
   /** Reservation for a request whose client set no max_tokens, in USD. */

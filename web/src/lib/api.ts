@@ -189,3 +189,12 @@ export const get = <T>(path: string, params?: URLSearchParams | string) =>
 
 export const send = <T>(method: 'POST' | 'PUT' | 'DELETE', path: string, body?: unknown) =>
   api<T>(path, { method, body: body === undefined ? undefined : JSON.stringify(body) })
+
+export interface KeySpendResponse {
+  keys: (KeySpend & { revoked?: boolean; periodSpentUsd?: number | null; periodStart?: string | null })[]
+}
+
+export interface RequestLog {
+  rows: RequestRow[]
+  nextCursor: string | null
+}

@@ -62,14 +62,12 @@ export function fmtBucket(iso: string | Date, granularity: string, long = false)
       month: 'short',
       day: 'numeric',
       ...(long ? { weekday: 'short', year: 'numeric' } : {}),
-      timeZone: 'UTC',
     })
   }
   return d.toLocaleString('en-US', {
     ...(long ? { month: 'short', day: 'numeric' } : {}),
     hour: 'numeric',
     minute: '2-digit',
-    timeZone: 'UTC',
   })
 }
 
@@ -82,7 +80,6 @@ export function fmtDateTime(iso: string): string {
     minute: '2-digit',
     second: '2-digit',
     hour12: false,
-    timeZone: 'UTC',
   })
 }
 

@@ -1,0 +1,106 @@
+import { createHmac } from 'node:crypto'
+import type { Alert } from './alert.ts'
+
+export const SIGNATURE_HEADER = 'x-tokenmeter-signature'
+export const ALERT_ID_HEADER = 'x-tokenmeter-alert-id'
+
+/**
+ * Stripe-style signature over `${timestamp}.${body}`: the timestamp inside the
+ * signed material lets receivers reject replays of an old delivery.
+ * Header value: `t=<unix seconds>,v1=<hex HMAC-SHA256>`.
+ */
+export function signPayload(secret: string, body: string, timestamp: number): string {
+  const mac = createHmac('sha256', secret).update(`${timestamp}.${body}`).digest('hex')
+  return `t=${timestamp},v1=${mac}`
+}
+
+export function verifySignature(secret: string, body: string, header: string): boolean {
+  const t = /t=(\d+)/.exec(header)?.[1]
+  return t !== undefined && signPayload(secret, body, Number(t)) === header
+}
+
+export interface WebhookNotifier {
+  /** Posts the alert to every URL not yet holding it; true when all have it. */
+  deliver(alert: Alert): Promise<boolean>
+}
+
+export interface WebhookNotifierOptions {
+  urls: string[]
+  secret: string
+  /** Attempts per URL and delivery; waits baseDelayMs, 2x, 4x... in between. */
+  attempts?: number
+  baseDelayMs?: number
+  timeoutMs?: number
+  fetch?: typeof fetch
+  warn?: (msg: string, obj: object) => void
+}
+
+export function parseWebhookUrls(list: string): string[] {
+  return list
+    .split(',')
+    .map((u) => u.trim())
+    .filter(Boolean)
+}
+
+export function createWebhookNotifier(opts: WebhookNotifierOptions): WebhookNotifier {
+  const doFetch = opts.fetch ?? fetch
+  const attempts = opts.attempts ?? 5
+  const base = opts.baseDelayMs ?? 1_000
+  // (alert, url) pairs already delivered by this process: a retry of a
+  // partly failed delivery only goes to the URLs that missed it.
+  const delivered = new Set<string>()
+  const inFlight = new Map<string, Promise<boolean>>()
+
+  async function post(url: string, alert: Alert): Promise<boolean> {
+    const body = JSON.stringify({ type: 'tokenmeter.alert', alert })
+    for (let attempt = 0; attempt < attempts; attempt++) {
+      if (attempt > 0) await new Promise((r) => setTimeout(r, base * 2 ** (attempt - 1)))
+      try {
+        const res = await doFetch(url, {
+          method: 'POST',
+          headers: {
+            'content-type': 'application/json',
+            'user-agent': 'tokenmeter-alerts',
+            [ALERT_ID_HEADER]: alert.alertId,
+            ...(opts.secret
+              ? { [SIGNATURE_HEADER]: signPayload(opts.secret, body, Math.floor(Date.now() / 1000)) }
+              : {}),
+          },
+          body,
+          signal: AbortSignal.timeout(opts.timeoutMs ?? 10_000),
+        })
+        await res.body?.cancel().catch(() => {})
+        if (res.ok) return true
+        // A 4xx other than 408/429 will not get better by retrying.
+        if (res.status >= 400 && res.status < 500 && res.status !== 408 && res.status !== 429) break
+      } catch {
+        // network error or timeout: retry
+      }
+    }
+    // The URL is configuration, not a secret, but may carry a token in its query: log the origin only.
+    opts.warn?.('alert webhook delivery failed', { alertId: alert.alertId, origin: new URL(url).origin })
+    return false
+  }
+
+  return {
+    deliver(alert) {
+      let p = inFlight.get(alert.alertId)
+      if (!p) {
+        p = (async () => {
+          const results = await Promise.all(
+            opts.urls.map(async (url) => {
+              const k = `${alert.alertId} ${url}`
+              if (delivered.has(k)) return true
+              const ok = await post(url, alert)
+              if (ok) delivered.add(k)
+              return ok
+            }),
+          )
+          return results.every(Boolean)
+        })().finally(() => inFlight.delete(alert.alertId))
+        inFlight.set(alert.alertId, p)
+      }
+      return p
+    },
+  }
+}

@@ -1,0 +1,296 @@
+import { z } from 'zod'
+import type { AdminStore } from '../core/admin-store.ts'
+import type { Principal } from '../core/auth.ts'
+import { HttpError } from '../core/errors.ts'
+import type { UsageRow } from '../core/usage-row.ts'
+import {
+  type Granularity,
+  isTimeZone,
+  localMidnight,
+  MAX_RANGE_DAYS,
+  offsetMs,
+  type Preset,
+  type RangeSpec,
+  resolveRange,
+  type TimeRange,
+} from './time-range.ts'
+
+/**
+ * The one filter schema, shared by every usage endpoint, the CSV export, the
+ * WebSocket and the OpenAPI document. Query strings carry lists as
+ * comma-separated values; `.strict()` turns an unknown parameter into a 400.
+ */
+const list = (what: string) =>
+  z
+    .string()
+    .max(8_000)
+    .describe(`Comma-separated ${what}; OR within the list, AND across parameters.`)
+    .transform((s) => [
+      ...new Set(
+        s
+          .split(',')
+          .map((v) => v.trim())
+          .filter(Boolean),
+      ),
+    ])
+    .pipe(z.array(z.string().max(200, `each value is at most 200 characters`)).max(200, 'at most 200 values'))
+
+const ISO = /^\d{4}-\d\d-\d\d(T\d\d:\d\d(:\d\d(\.\d{1,9})?)?(Z|[+-]\d\d:?\d\d)?)?$/
+const isoTime = z
+  .string()
+  .regex(ISO, 'use ISO 8601, e.g. 2025-01-31T00:00:00Z or 2025-01-31 (local to tz)')
+  .describe('ISO 8601 instant; without an offset it is read in `tz`.')
+
+export const filterFields = {
+  range: z.enum(['24h', '7d', '14d', '30d', '90d']).optional().describe('Preset range (default 7d).'),
+  from: isoTime.optional(),
+  to: isoTime.optional(),
+  month: z
+    .string()
+    .regex(/^\d{4}-(0[1-9]|1[0-2])$/, 'use YYYY-MM')
+    .optional()
+    .describe('A calendar month in `tz`.'),
+  tz: z
+    .string()
+    .refine(isTimeZone, 'unknown IANA time zone, e.g. UTC or Europe/Berlin')
+    .default('UTC')
+    .describe('IANA time zone for day/hour buckets and local dates.'),
+  granularity: z
+    .enum(['5m', '1h', '1d'])
+    .optional()
+    .describe('Series bucket width; by default it fits the range.'),
+  keys: list('API key ids').optional(),
+  tags: list('tags').optional(),
+  teams: list('team ids').optional(),
+  users: list('user ids').optional(),
+  models: list('model names').optional(),
+  providers: list('providers').optional(),
+  projects: list('projects').optional(),
+  apps: list('client apps').optional(),
+  status: z.enum(['ok', 'error']).optional().describe('ok: HTTP status < 400; error: >= 400.'),
+}
+
+export const filterSchema = z.object(filterFields).strict()
+export type FilterInput = z.input<typeof filterSchema>
+export type ParsedFilter = z.output<typeof filterSchema>
+
+export type ListDimension = 'keys' | 'tags' | 'teams' | 'users' | 'models' | 'providers' | 'projects' | 'apps'
+
+export interface UsageFilter {
+  range: TimeRange
+  lists: Record<ListDimension, string[]>
+  status?: 'ok' | 'error'
+}
+
+/** Column behind each list filter (closed allow-list; tags are matched with hasAny). */
+const LIST_COLUMNS: Record<Exclude<ListDimension, 'tags'>, string> = {
+  keys: 'key_id',
+  teams: 'team_id',
+  users: 'user_id',
+  models: 'model',
+  providers: 'provider',
+  projects: 'project',
+  apps: 'client_app',
+}
+const ROW_FIELDS: Record<Exclude<ListDimension, 'tags'>, keyof UsageRow> = {
+  keys: 'key_id',
+  teams: 'team_id',
+  users: 'user_id',
+  models: 'model',
+  providers: 'provider',
+  projects: 'project',
+  apps: 'client_app',
+}
+
+/** Parses a query object with a strict zod schema; any problem is a 400 naming the parameter. */
+export function parseQuery<S extends z.ZodType>(schema: S, query: unknown): z.output<S> {
+  const input: Record<string, unknown> = {}
+  // Repeated parameters (?keys=a&keys=b) mean the same as a comma-separated list.
+  for (const [k, v] of Object.entries((query ?? {}) as Record<string, unknown>)) {
+    input[k] = Array.isArray(v) ? v.join(',') : v
+  }
+  const parsed = schema.safeParse(input)
+  if (parsed.success) return parsed.data
+  throw zodToHttp(parsed.error)
+}
+
+export function zodToHttp(error: z.ZodError): HttpError {
+  const issue = error.issues[0]!
+  if (issue.code === 'unrecognized_keys') {
+    const names = issue.keys.map((k) => `"${k}"`).join(', ')
+    return new HttpError(400, 'unknown_parameter', `Unknown parameter ${names}; see /api/openapi.json.`, {
+      parameters: issue.keys,
+    })
+  }
+  const name = String(issue.path[0] ?? 'query')
+  return new HttpError(400, 'invalid_parameter', `Invalid parameter "${name}": ${issue.message}.`, {
+    parameter: name,
+  })
+}
+
+function bad(parameter: string, message: string): HttpError {
+  return new HttpError(400, 'invalid_parameter', `Invalid parameter "${parameter}": ${message}.`, {
+    parameter,
+  })
+}
+
+/** An ISO string to UTC ms; without an offset the wall time is read in `tz`. */
+export function parseInstant(s: string, tz: string): number {
+  if (/(Z|[+-]\d\d:?\d\d)$/.test(s) && s.includes('T')) return Date.parse(s)
+  const [date, time = '00:00:00'] = s.split('T')
+  const [y, m, d] = date!.split('-').map(Number)
+  const [hh = 0, mm = 0, ss = 0] = time.split(':').map(Number)
+  const midnight = localMidnight(tz, y!, m!, d!)
+  // Wall-clock offset within the day; exact except inside a DST jump.
+  const guess = midnight + ((hh * 60 + mm) * 60 + ss) * 1000
+  return guess - (offsetMs(tz, guess) - offsetMs(tz, midnight))
+}
+
+export function resolveFilter(
+  p: ParsedFilter,
+  nowMs = Date.now(),
+  defaultPreset: Preset = '7d',
+): UsageFilter {
+  const tz = p.tz
+  const given = [p.range && 'range', (p.from || p.to) && 'from/to', p.month && 'month'].filter(Boolean)
+  if (given.length > 1) throw bad(String(given[1]).split('/')[0]!, `use only one of range, from/to, month`)
+  let spec: RangeSpec
+  if (p.month) {
+    const [y, m] = p.month.split('-').map(Number)
+    spec = { kind: 'month', year: y!, month: m! }
+  } else if (p.from || p.to) {
+    if (!p.from) throw bad('from', 'from is required when to is given')
+    const fromMs = parseInstant(p.from, tz)
+    const toMs = p.to ? parseInstant(p.to, tz) : nowMs
+    if (!Number.isFinite(fromMs)) throw bad('from', 'not a valid date')
+    if (!Number.isFinite(toMs)) throw bad('to', 'not a valid date')
+    if (toMs <= fromMs) throw bad('to', 'must be after from')
+    if (toMs - fromMs > MAX_RANGE_DAYS * 86_400_000)
+      throw bad('from', `ranges span at most ${MAX_RANGE_DAYS} days`)
+    spec = { kind: 'custom', fromMs, toMs }
+  } else {
+    spec = { kind: 'preset', preset: p.range ?? defaultPreset }
+  }
+  const range = resolveRange(spec, tz, nowMs, p.granularity as Granularity | undefined)
+  if (range.buckets.length > 2_000)
+    throw bad('granularity', 'too many buckets for this range; use a coarser one')
+  return {
+    range,
+    lists: {
+      keys: p.keys ?? [],
+      tags: p.tags ?? [],
+      teams: p.teams ?? [],
+      users: p.users ?? [],
+      models: p.models ?? [],
+      providers: p.providers ?? [],
+      projects: p.projects ?? [],
+      apps: p.apps ?? [],
+    },
+    status: p.status,
+  }
+}
+
+// ---- Scope: who may see what. Applied to every query on the server. ----
+
+export type Scope =
+  | { kind: 'all' }
+  | { kind: 'team'; teamId: string }
+  | { kind: 'keys'; keyIds: string[]; userId: string; teamId: string }
+
+export function scopeFor(p: Principal, store: AdminStore): Scope {
+  if (p.role === 'admin') return { kind: 'all' }
+  if (p.role === 'lead') return { kind: 'team', teamId: p.teamId }
+  const keyIds = store
+    .keys()
+    .filter((k) => k.userId === p.userId)
+    .map((k) => k.keyId)
+    .sort()
+  return { kind: 'keys', keyIds, userId: p.userId, teamId: p.teamId }
+}
+
+export function scopeKey(scope: Scope): string {
+  if (scope.kind === 'all') return 'all'
+  if (scope.kind === 'team') return `team:${scope.teamId}`
+  return `keys:${scope.keyIds.join(',')}`
+}
+
+/** A filter naming a team, user or key outside the caller's scope is refused, not answered empty. */
+export function assertInScope(
+  scope: Scope,
+  lists: Pick<UsageFilter['lists'], 'keys' | 'teams' | 'users'>,
+  store: AdminStore,
+) {
+  if (scope.kind === 'all') return
+  const deny = (what: string, id: string) =>
+    new HttpError(403, 'forbidden_filter', `The ${what} "${id}" is outside what you may see.`, {
+      parameter: `${what}s`,
+    })
+  for (const t of lists.teams) if (t !== scope.teamId) throw deny('team', t)
+  for (const u of lists.users) {
+    const ok = scope.kind === 'team' ? store.user(u)?.teamId === scope.teamId : u === scope.userId
+    if (!ok) throw deny('user', u)
+  }
+  for (const k of lists.keys) {
+    const ok = scope.kind === 'team' ? store.key(k)?.teamId === scope.teamId : scope.keyIds.includes(k)
+    if (!ok) throw deny('key', k)
+  }
+}
+
+// ---- SQL: values only as {name:Type} params, identifiers from the maps above. ----
+
+export interface Clause {
+  sql: string
+  params: Record<string, unknown>
+}
+
+export function chTime(ms: number): string {
+  return new Date(ms).toISOString().replace('T', ' ').replace('Z', '')
+}
+
+/** WHERE conditions for a filter and scope over a table whose time column is `timeCol`. */
+export function whereClause(
+  f: UsageFilter,
+  scope: Scope,
+  timeCol: 'bucket' | 'started_at',
+  range: { fromMs: number; toMs: number } = f.range,
+): Clause {
+  const conds = [`${timeCol} >= {f_from:DateTime64(3, 'UTC')}`, `${timeCol} < {f_to:DateTime64(3, 'UTC')}`]
+  const params: Record<string, unknown> = { f_from: chTime(range.fromMs), f_to: chTime(range.toMs) }
+  for (const [dim, col] of Object.entries(LIST_COLUMNS) as [Exclude<ListDimension, 'tags'>, string][]) {
+    const values = f.lists[dim]
+    if (values.length === 0) continue
+    conds.push(`${col} IN {f_${dim}:Array(String)}`)
+    params[`f_${dim}`] = values
+  }
+  if (f.lists.tags.length > 0) {
+    conds.push('hasAny(tags, {f_tags:Array(String)})')
+    params.f_tags = f.lists.tags
+  }
+  if (f.status === 'ok') conds.push('status_code < 400')
+  if (f.status === 'error') conds.push('status_code >= 400')
+  if (scope.kind === 'team') {
+    conds.push('team_id = {s_team:String}')
+    params.s_team = scope.teamId
+  } else if (scope.kind === 'keys') {
+    conds.push('key_id IN {s_keys:Array(String)}')
+    params.s_keys = scope.keyIds
+  }
+  return { sql: conds.join(' AND '), params }
+}
+
+/** The same predicate as whereClause, for rows seen in memory (live mode). Time is checked separately. */
+export function matchesRow(f: UsageFilter, scope: Scope, row: UsageRow): boolean {
+  if (scope.kind === 'team' && row.team_id !== scope.teamId) return false
+  if (scope.kind === 'keys' && !scope.keyIds.includes(row.key_id)) return false
+  for (const [dim, field] of Object.entries(ROW_FIELDS) as [
+    Exclude<ListDimension, 'tags'>,
+    keyof UsageRow,
+  ][]) {
+    const values = f.lists[dim]
+    if (values.length > 0 && !values.includes(String(row[field]))) return false
+  }
+  if (f.lists.tags.length > 0 && !row.tags.some((t) => f.lists.tags.includes(t))) return false
+  if (f.status === 'ok' && row.status_code >= 400) return false
+  if (f.status === 'error' && row.status_code < 400) return false
+  return true
+}

@@ -1,0 +1,151 @@
+import type { AdminStore } from '../../core/admin-store.ts'
+import type { Granularity, Source } from '../time-range.ts'
+
+/**
+ * SQL fragments chosen from closed allow-lists. Rollup rows carry pre-summed
+ * columns and a t-digest state; the raw table carries one row per request.
+ * Both sides produce the same named columns so every query reads either.
+ */
+type Fragments = {
+  time: 'bucket' | 'started_at'
+  requests: string
+  errors: string
+  p50: string
+  p95: string
+}
+
+const ROLLUP: Fragments = {
+  time: 'bucket',
+  requests: 'sum(requests)',
+  errors: 'sum(errors)',
+  p50: 'quantileTDigestMerge(0.5)(latency)',
+  p95: 'quantileTDigestMerge(0.95)(latency)',
+}
+const RAW: Fragments = {
+  time: 'started_at',
+  requests: 'count()',
+  errors: "countIf(status_code >= 400 OR error_class != '')",
+  p50: 'quantileTDigest(0.5)(latency_ms)',
+  p95: 'quantileTDigest(0.95)(latency_ms)',
+}
+
+export function fragments(source: Source): Fragments {
+  return source === 'requests' ? RAW : ROLLUP
+}
+
+/** The additive metrics plus distinct users, named as `Totals` reads them. */
+export function metricsSelect(source: Source): string {
+  const f = fragments(source)
+  return [
+    `${f.requests} AS m_requests`,
+    `${f.errors} AS m_errors`,
+    'sum(input_tokens) AS m_input',
+    'sum(output_tokens) AS m_output',
+    'sum(cached_read_tokens) AS m_cached',
+    'sum(cache_write_tokens) AS m_cache_write',
+    // Decimal as text: exact to the nano-dollar, whatever the JSON settings.
+    'toString(sum(cost_usd)) AS m_cost',
+    'uniqExact(user_id) AS m_users',
+  ].join(', ')
+}
+
+/** Series bucket start (unix seconds) in the caller's zone; `{tz:String}` must be in the params. */
+export function bucketExpr(g: Granularity, source: Source): string {
+  const t = `toDateTime(${fragments(source).time})`
+  if (g === '5m') return `toUnixTimestamp(toStartOfFiveMinutes(${t}))`
+  if (g === '1h') return `toUnixTimestamp(toStartOfHour(${t}, {tz:String}))`
+  return `toUnixTimestamp(toStartOfDay(${t}, {tz:String}))`
+}
+
+export type GroupDim = 'user' | 'team' | 'key' | 'model' | 'provider' | 'project' | 'app' | 'tag'
+
+/** Group-by column per dimension; `tag` is the ARRAY JOIN alias (see fromClause). */
+export const GROUP_COLUMNS: Record<GroupDim, string> = {
+  user: 'user_id',
+  team: 'team_id',
+  key: 'key_id',
+  model: 'model',
+  provider: 'provider',
+  project: 'project',
+  app: 'client_app',
+  tag: 'tag',
+}
+
+/**
+ * FROM clause. Per-tag grouping un-nests the tag set (LEFT so untagged
+ * requests form the '' group); totals are never read from it.
+ */
+export function fromClause(source: Source, dim?: GroupDim): string {
+  return dim === 'tag' ? `${source} LEFT ARRAY JOIN tags AS tag` : source
+}
+
+/** With a tag filter, a per-tag grouping shows only the tags asked for. */
+export function tagGroupCondition(dim: GroupDim | undefined, tags: string[]): string {
+  return dim === 'tag' && tags.length > 0 ? ' AND tag IN {f_tags:Array(String)}' : ''
+}
+
+export interface Totals {
+  requests: number
+  errors: number
+  inputTokens: number
+  outputTokens: number
+  cachedTokens: number
+  cacheWriteTokens: number
+  spendUsd: number
+  activeUsers: number
+}
+
+/** Aliases never equal a column name, so no analyzer resolves a column to an aggregate. */
+export type MetricRow = {
+  m_requests: string | number
+  m_errors: string | number
+  m_input: string | number
+  m_output: string | number
+  m_cached: string | number
+  m_cache_write: string | number
+  m_cost: string
+  m_users: string | number
+}
+
+export function readTotals(r: MetricRow | undefined): Totals {
+  return {
+    requests: Number(r?.m_requests ?? 0),
+    errors: Number(r?.m_errors ?? 0),
+    inputTokens: Number(r?.m_input ?? 0),
+    outputTokens: Number(r?.m_output ?? 0),
+    cachedTokens: Number(r?.m_cached ?? 0),
+    cacheWriteTokens: Number(r?.m_cache_write ?? 0),
+    spendUsd: Number(r?.m_cost ?? 0),
+    activeUsers: Number(r?.m_users ?? 0),
+  }
+}
+
+export function emptyTotals(): Totals {
+  return readTotals(undefined)
+}
+
+export interface GroupName {
+  name: string
+  email?: string
+  teamId?: string
+  teamName?: string
+}
+
+/** Display names live in the admin store (memory), joined here rather than in SQL. */
+export function groupName(dim: GroupDim, id: string, store: AdminStore): GroupName {
+  if (dim === 'user') {
+    const u = store.user(id)
+    return u
+      ? { name: u.name, email: u.email, teamId: u.teamId, teamName: store.team(u.teamId)?.name }
+      : { name: id || '(none)' }
+  }
+  if (dim === 'team') return { name: store.team(id)?.name ?? (id || '(none)') }
+  if (dim === 'key') {
+    const k = store.key(id)
+    return k
+      ? { name: k.name, teamId: k.teamId, teamName: store.team(k.teamId)?.name }
+      : { name: id || '(none)' }
+  }
+  if (dim === 'tag') return { name: id || '(untagged)' }
+  return { name: id || '(none)' }
+}

@@ -1,0 +1,80 @@
+import type { ApiKey, Budget, User } from '../core/entities.ts'
+import type { BudgetCheck, BudgetDenial } from './budget-enforcer.ts'
+import type { PeriodWindow } from './budget-period.ts'
+
+// Money inside the enforcers is integer nano-USD: exact sums, and Redis'
+// HINCRBY works on integers. 2^53 nano-USD is about 9 million USD per counter.
+export const NANOS_PER_USD = 1_000_000_000
+
+export const usdToNanos = (usd: number) => Math.round(usd * NANOS_PER_USD)
+export const nanosToUsd = (nanos: number) => nanos / NANOS_PER_USD
+
+/** Every budget that must admit a request from this key: the key's, its user's and its team's. */
+export function applicableBudgets(budgets: readonly Budget[], key: ApiKey, user: User): Budget[] {
+  const teams = new Set([key.teamId, user.teamId].filter(Boolean))
+  return budgets.filter(
+    (b) =>
+      (b.scope === 'key' && b.scopeId === key.keyId) ||
+      (b.scope === 'user' && b.scopeId === user.userId) ||
+      (b.scope === 'team' && teams.has(b.scopeId)),
+  )
+}
+
+/** What to hold for a request: its worst case, or the configured ceiling when it has none. */
+export function reserveNanos(check: Pick<BudgetCheck, 'worstCaseNanos'>, defaultReserveUsd: number): number {
+  const w = check.worstCaseNanos
+  return Number.isFinite(w) && w >= 0 ? Math.ceil(w) : usdToNanos(defaultReserveUsd)
+}
+
+/** Settled cost as a non-negative integer (a NaN from a broken usage block counts as zero, not as poison). */
+export function actualNanos(n: number): number {
+  return Number.isFinite(n) && n > 0 ? Math.round(n) : 0
+}
+
+export function exceeded(
+  budget: Budget,
+  window: PeriodWindow,
+  spentNanos: number,
+  reservedNanos: number,
+  amountNanos: number,
+): BudgetDenial {
+  const cap = usdToNanos(budget.capUsd)
+  const reason =
+    spentNanos >= cap
+      ? 'the cap is reached'
+      : reservedNanos > 0 && spentNanos + reservedNanos + amountNanos > cap && spentNanos + amountNanos <= cap
+        ? `requests in flight hold ${formatUsd(reservedNanos)} and this request may cost up to ${formatUsd(amountNanos)}`
+        : `this request may cost up to ${formatUsd(amountNanos)}, more than the ${formatUsd(Math.max(0, cap - spentNanos - reservedNanos))} left`
+  return {
+    ok: false,
+    budgetId: budget.budgetId,
+    scope: budget.scope,
+    period: budget.period,
+    spentUsd: nanosToUsd(spentNanos),
+    capUsd: budget.capUsd,
+    resetsAt: new Date(window.endMs).toISOString(),
+    reason,
+    status: 429,
+    code: 'budget_exceeded',
+  }
+}
+
+export function unverifiable(budget: Budget, window: PeriodWindow, why: string): BudgetDenial {
+  return {
+    ok: false,
+    budgetId: budget.budgetId,
+    scope: budget.scope,
+    period: budget.period,
+    // Unknown: the point of this denial is that spend could not be read.
+    spentUsd: 0,
+    capUsd: budget.capUsd,
+    resetsAt: new Date(window.endMs).toISOString(),
+    reason: why,
+    status: 503,
+    code: 'budget_unverifiable',
+  }
+}
+
+function formatUsd(nanos: number): string {
+  return `$${nanosToUsd(nanos).toFixed(4)}`
+}

@@ -1,0 +1,56 @@
+import type { ApiKind } from './usage-capture.ts'
+
+type Json = Record<string, unknown>
+
+const isPositiveInt = (v: unknown) => typeof v === 'number' && Number.isInteger(v) && v > 0
+const optionalPositiveInt = (v: unknown) => v === undefined || v === null || isPositiveInt(v)
+
+/**
+ * What the upstream API would reject outright, checked here so that nothing is
+ * forwarded (and nothing billed) for it. Deliberately shallow: the upstream
+ * remains the judge of everything else, and its 4xx passes through. Returns a
+ * message saying what to fix, or undefined when the body may go.
+ */
+export function checkBody(kind: ApiKind, body: unknown): string | undefined {
+  if (!body || typeof body !== 'object' || Array.isArray(body))
+    return 'The request body must be a JSON object.'
+  const b = body as Json
+  if (typeof b.model !== 'string' || b.model.length === 0) return '`model` is required and must be a string.'
+  if (b.stream !== undefined && b.stream !== null && typeof b.stream !== 'boolean') {
+    return '`stream` must be true or false.'
+  }
+  if (kind === 'embeddings') {
+    const input = b.input
+    const ok =
+      (typeof input === 'string' && input.length > 0) ||
+      (Array.isArray(input) && input.length > 0 && input.length <= 2048)
+    return ok ? undefined : '`input` is required: a non-empty string or an array of up to 2048 inputs.'
+  }
+  if (!Array.isArray(b.messages) || b.messages.length === 0) {
+    return '`messages` is required and must be a non-empty array.'
+  }
+  for (let i = 0; i < b.messages.length; i++) {
+    const m = b.messages[i] as Json | null
+    if (!m || typeof m !== 'object' || typeof m.role !== 'string') {
+      return `\`messages[${i}]\` must be an object with a string \`role\`.`
+    }
+  }
+  if (kind === 'messages') {
+    if (!isPositiveInt(b.max_tokens)) return '`max_tokens` is required and must be a positive integer.'
+    return undefined
+  }
+  if (!optionalPositiveInt(b.max_tokens)) return '`max_tokens` must be a positive integer.'
+  if (!optionalPositiveInt(b.max_completion_tokens))
+    return '`max_completion_tokens` must be a positive integer.'
+  if (b.stream_options !== undefined && b.stream_options !== null && typeof b.stream_options !== 'object') {
+    return '`stream_options` must be an object.'
+  }
+  return undefined
+}
+
+/** The client's output cap, if it set one; the budget reserves for it. */
+export function maxOutputTokens(kind: ApiKind, body: Json): number | undefined {
+  if (kind === 'embeddings') return 0
+  const v = kind === 'messages' ? body.max_tokens : (body.max_completion_tokens ?? body.max_tokens)
+  return typeof v === 'number' ? v : undefined
+}

@@ -1,0 +1,114 @@
+import { Agent } from 'undici'
+import type { Provider } from '../core/entities.ts'
+import type { Env } from '../core/env.ts'
+import type { ApiKind } from './usage-capture.ts'
+
+/** Where a provider's API lives: origin for the connection pool, path prefix for the routes. */
+export interface UpstreamTarget {
+  origin: string
+  basePath: string
+  /** The provider credential (never the client's virtual key). */
+  auth: Record<string, string>
+}
+
+function target(baseUrl: string, auth: Record<string, string>): UpstreamTarget {
+  const u = new URL(baseUrl)
+  return { origin: u.origin, basePath: u.pathname.replace(/\/+$/, ''), auth }
+}
+
+export interface Upstreams {
+  agent: Agent
+  /** undefined for `simulated` until a simulated base URL is known. */
+  target(provider: Provider, simulatedBaseUrl: string | undefined): UpstreamTarget | undefined
+  close(): Promise<void>
+}
+
+/**
+ * One undici Agent, which keeps a keep-alive pool per upstream origin. The
+ * timeouts are the gateway's upstream timeout: waiting for headers, and the
+ * longest silence between two body chunks of a stream.
+ */
+export function createUpstreams(env: Env): Upstreams {
+  const agent = new Agent({
+    keepAliveTimeout: 30_000,
+    keepAliveMaxTimeout: 120_000,
+    headersTimeout: env.UPSTREAM_TIMEOUT_MS,
+    bodyTimeout: env.UPSTREAM_TIMEOUT_MS,
+    connections: 512,
+  })
+  const openai = target(
+    env.OPENAI_BASE_URL,
+    env.OPENAI_API_KEY ? { authorization: `Bearer ${env.OPENAI_API_KEY}` } : {},
+  )
+  const anthropic = target(
+    env.ANTHROPIC_BASE_URL,
+    env.ANTHROPIC_API_KEY ? { 'x-api-key': env.ANTHROPIC_API_KEY } : {},
+  )
+  let simulated: UpstreamTarget | undefined
+  let simulatedFrom: string | undefined
+  return {
+    agent,
+    target(provider, simulatedBaseUrl) {
+      if (provider === 'openai') return openai
+      if (provider === 'anthropic') return anthropic
+      if (!simulatedBaseUrl) return undefined
+      if (simulatedBaseUrl !== simulatedFrom) {
+        simulated = target(simulatedBaseUrl, {})
+        simulatedFrom = simulatedBaseUrl
+      }
+      return simulated
+    },
+    close: () => agent.close(),
+  }
+}
+
+/** Which providers speak which API: simulated speaks both. */
+export function providerServes(provider: Provider, kind: ApiKind): boolean {
+  if (provider === 'simulated') return true
+  return kind === 'messages' ? provider === 'anthropic' : provider === 'openai'
+}
+
+export const UPSTREAM_PATH: Record<ApiKind, string> = {
+  chat: '/chat/completions',
+  embeddings: '/embeddings',
+  messages: '/messages',
+}
+
+export const ENDPOINT: Record<ApiKind, string> = {
+  chat: '/v1/chat/completions',
+  embeddings: '/v1/embeddings',
+  messages: '/v1/messages',
+}
+
+/** Response headers worth passing back to the client (besides rate-limit families). */
+const PASS_HEADERS = new Set([
+  'content-type',
+  'retry-after',
+  'openai-processing-ms',
+  'openai-version',
+  'anthropic-organization-id',
+])
+
+/** The upstream's headers the client should see; our x-request-id replaces theirs. */
+export function clientHeaders(
+  upstream: Record<string, string | string[] | undefined>,
+  requestId: string,
+  keepLength: boolean,
+): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = { 'x-request-id': requestId }
+  for (const name in upstream) {
+    const v = upstream[name]
+    if (v === undefined) continue
+    if (
+      PASS_HEADERS.has(name) ||
+      name.startsWith('x-ratelimit-') ||
+      name.startsWith('anthropic-ratelimit-') ||
+      (keepLength && name === 'content-length')
+    ) {
+      out[name] = v
+    } else if (name === 'x-request-id' || name === 'request-id') {
+      out['x-upstream-request-id'] = v
+    }
+  }
+  return out
+}

@@ -1,0 +1,315 @@
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import type { Env } from '../core/env.ts'
+import type { SpillSink } from '../core/usage-recorder.ts'
+import type { Warehouse } from '../core/warehouse.ts'
+import { decodeBatch } from './batch-codec.ts'
+import { type BatchInserter, createBatchInserter, TransientInsertError } from './batch-inserter.ts'
+import { createDiskSpool, type DiskSpool, readAck, type SpoolStatus } from './disk-spool.ts'
+import { createQuarantineStore, type QuarantineStore } from './quarantine-store.ts'
+import { createRedisSpill, type RedisSpill, type RedisSpillStatus, type SpillJobData } from './redis-spill.ts'
+import { createReplayWorker, type ReplayProgress, type ReplayWorker } from './replay.worker.ts'
+import { scanSegment } from './spool-segment.ts'
+
+export interface OutageLogger {
+  warn(obj: object, msg: string): void
+  error(obj: object, msg: string): void
+}
+
+export interface SpilledBatch {
+  batchId: string
+  store: 'redis' | 'disk'
+  createdAt: number
+  rows: number
+  bytes: number
+  /** Redis job state, or the spool segment holding the batch. */
+  location: string
+}
+
+export interface OpsStatus {
+  mode: 'redis+disk' | 'disk'
+  clickhouse: { reachable: boolean }
+  redis: (RedisSpillStatus & { oldestAgeSeconds: number | undefined }) | undefined
+  disk: SpoolStatus & { batches: number; oldestAgeSeconds: number | undefined }
+  replay: ReplayProgress & { runsHere: boolean }
+  quarantine: { entries: number; rows: number }
+  rowsDropped: number
+  policies: { redisOverBudget: string; spoolFull: string; corruptSegment: string }
+}
+
+/**
+ * Everything that keeps usage through an outage, built once per process:
+ * the spill sink the recorder uses (Redis when configured, the disk spool
+ * behind it), the batch inserter (classification + quarantine), the replay
+ * worker when this process has the 'worker' role, and the ops operations
+ * the admin API and CLI drive.
+ */
+export interface OutageKit {
+  sink: SpillSink
+  insertBatch: BatchInserter
+  spool: DiskSpool
+  redis: RedisSpill | undefined
+  quarantine: QuarantineStore
+  worker: ReplayWorker | undefined
+  /** Rows that left our custody without reaching ClickHouse or the quarantine; must stay 0. */
+  rowsDropped: { value: number }
+  status(): Promise<OpsStatus>
+  listBatches(limit?: number): Promise<SpilledBatch[]>
+  inspect(batchId: string): Promise<(SpilledBatch & { rowsData: unknown[] }) | undefined>
+  replayNow(): Promise<void>
+  retryQuarantined(id: string): Promise<{ inserted: number; quarantined: number }>
+  stopWorker(): Promise<void>
+  close(): Promise<void>
+}
+
+export const POLICIES = {
+  redisOverBudget:
+    'Above REDIS_SPILL_MAX_BYTES of spilled payload in Redis, new spills go to the disk spool; nothing is evicted.',
+  spoolFull:
+    'At SPOOL_MAX_BYTES (or ENOSPC) the spool refuses new batches; the recorder keeps them in memory and retries every flush. Rows are lost only if the process then dies.',
+  corruptSegment:
+    'A damaged spool segment is replayed up to and past the damage (crc-checked records only), then moved to the quarantine with the byte ranges skipped.',
+}
+
+export async function createOutageKit(deps: {
+  env: Env
+  warehouse: Warehouse
+  logger: OutageLogger
+  runWorker: boolean
+}): Promise<OutageKit> {
+  const { env, warehouse, logger } = deps
+  const quarantine = await createQuarantineStore(join(env.DATA_DIR, 'quarantine'))
+  const spool = createDiskSpool({ dir: join(env.DATA_DIR, 'spool'), maxBytes: env.SPOOL_MAX_BYTES, logger })
+  const redis = env.REDIS_URL
+    ? createRedisSpill({ url: env.REDIS_URL, maxBytes: env.REDIS_SPILL_MAX_BYTES, fallback: spool, logger })
+    : undefined
+  if (redis) {
+    // Warn, don't refuse: a dev Redis without AOF still beats no spill path.
+    const check = async () => {
+      for (const w of await redis.checkDurability()) logger.warn({ redis: 'durability' }, `WARNING: ${w}`)
+    }
+    await new Promise<void>((resolve) => {
+      if (redis.redis.status === 'ready') return resolve()
+      redis.redis.once('ready', () => resolve())
+      setTimeout(resolve, 2_000).unref()
+    })
+    await check().catch((err) =>
+      logger.warn({ err: String(err) }, 'WARNING: could not check Redis durability settings (Redis down?)'),
+    )
+  }
+  const insertBatch = createBatchInserter({
+    warehouse,
+    quarantine,
+    timeoutMs: env.CLICKHOUSE_INSERT_TIMEOUT_MS,
+  })
+  const worker = deps.runWorker
+    ? createReplayWorker({
+        insertBatch,
+        spool,
+        quarantine,
+        redisUrl: env.REDIS_URL,
+        insertTimeoutMs: env.CLICKHOUSE_INSERT_TIMEOUT_MS,
+        logger,
+        probe: () => warehouse.ping(),
+      })
+    : undefined
+  worker?.start()
+  const rowsDropped = { value: 0 }
+  const sink: SpillSink = redis ?? spool
+  const segmentBatchCounts = new Map<string, number>()
+
+  async function spoolBatches(limit: number): Promise<SpilledBatch[]> {
+    const out: SpilledBatch[] = []
+    for (const seg of await spool.sealedSegments()) {
+      const buf = await readFile(seg.path).catch(() => undefined)
+      if (!buf) continue
+      const from = await readAck(seg.path)
+      for (const r of scanSegment(buf).records) {
+        if (r.offset < from) continue
+        if (out.length >= limit) return out
+        try {
+          const b = decodeBatch(r.payload)
+          out.push({
+            batchId: b.batchId,
+            store: 'disk',
+            createdAt: b.createdAt,
+            rows: b.rows.length,
+            bytes: r.end - r.offset,
+            location: seg.name,
+          })
+        } catch {
+          // damaged records are reported through the quarantine once replayed
+        }
+      }
+    }
+    return out
+  }
+
+  async function countSpoolBatches(): Promise<number> {
+    let n = 0
+    const seen = new Set<string>()
+    for (const seg of await spool.sealedSegments()) {
+      const key = `${seg.name}:${seg.bytes}`
+      seen.add(key)
+      let count = segmentBatchCounts.get(key)
+      if (count === undefined) {
+        const buf = await readFile(seg.path).catch(() => Buffer.alloc(0))
+        count = scanSegment(buf).records.length
+        segmentBatchCounts.set(key, count)
+      }
+      const from = await readAck(seg.path)
+      if (from > 0) {
+        const buf = await readFile(seg.path).catch(() => Buffer.alloc(0))
+        count = scanSegment(buf).records.filter((r) => r.offset >= from).length
+      }
+      n += count
+    }
+    for (const k of segmentBatchCounts.keys()) if (!seen.has(k)) segmentBatchCounts.delete(k)
+    return n
+  }
+
+  const age = (t: number | undefined) => (t === undefined ? undefined : Math.max(0, (Date.now() - t) / 1000))
+
+  const kit: OutageKit = {
+    sink,
+    insertBatch,
+    spool,
+    redis,
+    quarantine,
+    worker,
+    rowsDropped,
+    async status() {
+      const [reachable, r, d, batches] = await Promise.all([
+        warehouse.ping().catch(() => false),
+        redis?.status().catch(() => undefined),
+        spool.status(),
+        countSpoolBatches(),
+      ])
+      const progress = worker?.progress()
+      return {
+        mode: redis ? 'redis+disk' : 'disk',
+        clickhouse: { reachable },
+        redis: r ? { ...r, oldestAgeSeconds: age(r.oldestAt) } : undefined,
+        disk: { ...d, batches, oldestAgeSeconds: age(d.oldestAt) },
+        replay: {
+          ...(progress ?? {
+            state: 'stopped',
+            startedAt: undefined,
+            batches: 0,
+            rows: 0,
+            quarantinedRows: 0,
+            corruptSegments: 0,
+            rowsPerSecond: 0,
+            backoffMs: 0,
+            lastError: undefined,
+            lastBatchAt: undefined,
+          }),
+          runsHere: worker !== undefined,
+        },
+        quarantine: quarantine.count(),
+        rowsDropped: rowsDropped.value,
+        policies: POLICIES,
+      }
+    },
+    async listBatches(limit = 100) {
+      const out: SpilledBatch[] = []
+      if (redis && redis.redis.status === 'ready') {
+        const jobs = await redis.queue.getJobs(
+          ['active', 'wait', 'delayed', 'prioritized', 'failed'],
+          0,
+          limit - 1,
+          true,
+        )
+        for (const job of jobs) {
+          const d = job.data as SpillJobData
+          out.push({
+            batchId: d.batchId,
+            store: 'redis',
+            createdAt: d.createdAt,
+            rows: d.rows,
+            bytes: d.bytes,
+            location: (await job.getState()) as string,
+          })
+        }
+      }
+      out.push(...(await spoolBatches(limit)))
+      return out.sort((a, b) => a.createdAt - b.createdAt).slice(0, limit)
+    },
+    async inspect(batchId) {
+      if (redis && redis.redis.status === 'ready') {
+        const job = await redis.queue.getJob(batchId)
+        if (job) {
+          const d = job.data as SpillJobData
+          const b = decodeBatch(Buffer.from(d.payload, 'base64'))
+          return {
+            batchId,
+            store: 'redis',
+            createdAt: d.createdAt,
+            rows: d.rows,
+            bytes: d.bytes,
+            location: (await job.getState()) as string,
+            rowsData: b.rows,
+          }
+        }
+      }
+      for (const seg of await spool.sealedSegments()) {
+        const buf = await readFile(seg.path).catch(() => undefined)
+        if (!buf) continue
+        for (const r of scanSegment(buf).records) {
+          try {
+            const b = decodeBatch(r.payload)
+            if (b.batchId !== batchId) continue
+            return {
+              batchId,
+              store: 'disk',
+              createdAt: b.createdAt,
+              rows: b.rows.length,
+              bytes: r.end - r.offset,
+              location: seg.name,
+              rowsData: b.rows,
+            }
+          } catch {}
+        }
+      }
+      return undefined
+    },
+    async replayNow() {
+      await spool.seal()
+      if (redis && redis.redis.status === 'ready') await redis.queue.removeRateLimitKey().catch(() => 0)
+      worker?.wake()
+    },
+    async retryQuarantined(id) {
+      const entry = await quarantine.get(id)
+      if (!entry) throw new Error('not found')
+      if (entry.kind !== 'rows') throw new Error('segment')
+      const retries = ((entry as { retries?: number }).retries ?? 0) + 1
+      // A fresh token per retry: the original batch id already names the rows
+      // that landed, reusing it would make ClickHouse drop these as repeats.
+      const rows = (entry.rows ?? []).map((r) => (r as { row?: unknown }).row ?? r)
+      try {
+        const out = await createBatchInserter({
+          warehouse,
+          quarantine: {
+            ...quarantine,
+            put: (e) => quarantine.put({ ...e, id, batchId: entry.batchId, retries } as never),
+          },
+          timeoutMs: env.CLICKHOUSE_INSERT_TIMEOUT_MS,
+        })({ batchId: `${entry.batchId || id}-q${retries}`, createdAt: Date.now(), rows })
+        if (out.quarantined === 0) await quarantine.remove(id)
+        return out
+      } catch (err) {
+        if (err instanceof TransientInsertError) throw err
+        throw err
+      }
+    },
+    async stopWorker() {
+      await worker?.stop()
+    },
+    async close() {
+      await worker?.stop()
+      await spool.close()
+      await redis?.close()
+    },
+  }
+  return kit
+}

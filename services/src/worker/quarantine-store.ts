@@ -1,0 +1,116 @@
+import { randomUUID } from 'node:crypto'
+import { mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises'
+import { join } from 'node:path'
+
+/**
+ * Rows (or spool bytes) that cannot be inserted as they are, kept with the
+ * reason until an operator retries or exports them. Nothing is ever dropped
+ * silently: a row leaves the pipeline either in ClickHouse or here.
+ * One JSON file per entry, written atomically, named by the entry id, so a
+ * replay that quarantines the same batch again overwrites it instead of
+ * duplicating it.
+ */
+export interface QuarantineEntry {
+  id: string
+  kind: 'rows' | 'segment'
+  batchId: string
+  reason: string
+  quarantinedAt: string
+  rowCount: number
+  /** For kind 'rows': the rejected rows as they were received. */
+  rows?: unknown[]
+  /** For kind 'segment': the damaged file, kept byte for byte beside the entry. */
+  file?: string
+  problems?: unknown[]
+}
+
+export type QuarantineSummary = Omit<QuarantineEntry, 'rows' | 'problems'>
+
+export interface QuarantineStore {
+  readonly dir: string
+  put(entry: Omit<QuarantineEntry, 'quarantinedAt'>): Promise<void>
+  /** Moves a damaged spool segment in and records why. */
+  putSegment(path: string, entry: Omit<QuarantineEntry, 'quarantinedAt' | 'kind' | 'file'>): Promise<void>
+  list(): Promise<QuarantineSummary[]>
+  get(id: string): Promise<QuarantineEntry | undefined>
+  remove(id: string): Promise<void>
+  count(): { entries: number; rows: number }
+}
+
+const ID = /^[A-Za-z0-9_.-]{1,160}$/
+
+export async function createQuarantineStore(dir: string): Promise<QuarantineStore> {
+  await mkdir(dir, { recursive: true })
+  let cache = { entries: 0, rows: 0 }
+
+  async function writeAtomic(path: string, data: string) {
+    const tmp = `${path}.${randomUUID()}.tmp`
+    const fh = await open(tmp, 'w')
+    try {
+      await fh.writeFile(data)
+      await fh.sync()
+    } finally {
+      await fh.close()
+    }
+    await rename(tmp, path)
+  }
+
+  async function list(): Promise<QuarantineSummary[]> {
+    const names = (await readdir(dir)).filter((n) => n.endsWith('.json'))
+    const out: QuarantineSummary[] = []
+    for (const n of names) {
+      const e = await readEntry(join(dir, n))
+      if (!e) continue
+      const { rows: _rows, problems: _problems, ...summary } = e
+      out.push(summary)
+    }
+    out.sort((a, b) => a.quarantinedAt.localeCompare(b.quarantinedAt))
+    cache = { entries: out.length, rows: out.reduce((n, e) => n + e.rowCount, 0) }
+    return out
+  }
+
+  async function readEntry(path: string): Promise<QuarantineEntry | undefined> {
+    try {
+      return JSON.parse(await readFile(path, 'utf8')) as QuarantineEntry
+    } catch {
+      return undefined
+    }
+  }
+
+  const store: QuarantineStore = {
+    dir,
+    async put(entry) {
+      if (!ID.test(entry.id)) throw new Error('invalid quarantine id')
+      await writeAtomic(
+        join(dir, `${entry.id}.json`),
+        JSON.stringify({ ...entry, quarantinedAt: new Date().toISOString() }),
+      )
+      await list()
+    },
+    async putSegment(path, entry) {
+      if (!ID.test(entry.id)) throw new Error('invalid quarantine id')
+      const file = `${entry.id}.bin`
+      await rename(path, join(dir, file))
+      await store.put({ ...entry, kind: 'segment', file })
+    },
+    list,
+    async get(id) {
+      if (!ID.test(id)) return undefined
+      return readEntry(join(dir, `${id}.json`))
+    },
+    async remove(id) {
+      if (!ID.test(id)) return
+      const e = await store.get(id)
+      if (e?.file) await rm(join(dir, e.file), { force: true })
+      await rm(join(dir, `${id}.json`), { force: true })
+      await list()
+    },
+    count: () => cache,
+  }
+  await list()
+  return store
+}
+
+export async function fileSize(path: string): Promise<number> {
+  return (await stat(path)).size
+}

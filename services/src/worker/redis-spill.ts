@@ -1,0 +1,182 @@
+import { Queue } from 'bullmq'
+import { Redis } from 'ioredis'
+import type { SpillSink } from '../core/usage-recorder.ts'
+import type { UsageBatch } from '../core/usage-row.ts'
+import { encodeBatch } from './batch-codec.ts'
+import type { DiskSpool } from './disk-spool.ts'
+
+export const SPILL_QUEUE = 'tokenmeter-spill'
+/** Bytes of spilled payloads currently held in Redis; the budget is checked against it. */
+export const SPILL_BYTES_KEY = 'tokenmeter:spill:bytes'
+
+/** What a job carries: the whole batch, gzip'd, plus what ops and the budget need without decoding it. */
+export interface SpillJobData {
+  batchId: string
+  createdAt: number
+  rows: number
+  bytes: number
+  /** base64 of the gzip'd batch JSON */
+  payload: string
+}
+
+export interface RedisSpillStatus {
+  connected: boolean
+  jobs: { waiting: number; active: number; delayed: number; failed: number }
+  bytes: number
+  maxBytes: number
+  overBudget: boolean
+  overBudgetSpills: number
+  failedSpills: number
+  oldestAt: number | undefined
+  durabilityWarnings: string[]
+  lastError: string | undefined
+}
+
+export interface RedisSpill extends SpillSink {
+  readonly queue: Queue
+  readonly redis: Redis
+  status(): Promise<RedisSpillStatus>
+  /** Lists the Redis settings that put spilled batches at risk (empty when AOF is on and eviction is off). */
+  checkDurability(): Promise<string[]>
+  close(): Promise<void>
+}
+
+/**
+ * Fail-fast ioredis options: with the offline queue off, a command while Redis
+ * is down rejects at once instead of piling up in memory, and the spill falls
+ * through to the disk spool.
+ */
+export function failFastRedis(url: string): Redis {
+  const redis = new Redis(url, {
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 1,
+    connectTimeout: 2_000,
+    commandTimeout: 2_000,
+    // Keep reconnecting in the background, at most every 2 s.
+    retryStrategy: (times) => Math.min(times * 200, 2_000),
+    lazyConnect: false,
+  })
+  redis.on('error', () => {})
+  return redis
+}
+
+export function createRedisSpill(opts: {
+  url: string
+  maxBytes: number
+  fallback: DiskSpool
+  logger: { warn(obj: object, msg: string): void }
+}): RedisSpill {
+  const redis = failFastRedis(opts.url)
+  const queue = new Queue(SPILL_QUEUE, { connection: redis })
+  queue.on('error', () => {})
+  let overBudgetSpills = 0
+  let failedSpills = 0
+  let lastError: string | undefined
+  let durabilityWarnings: string[] = []
+
+  async function checkDurability(): Promise<string[]> {
+    const warnings: string[] = []
+    const info = await redis.info()
+    const field = (name: string) => new RegExp(`^${name}:(.*)$`, 'm').exec(info)?.[1]?.trim()
+    if (field('aof_enabled') !== '1') {
+      warnings.push('Redis runs without AOF (appendonly no): spilled batches are lost if Redis restarts')
+    }
+    const policy = field('maxmemory_policy')
+    if (policy && policy !== 'noeviction') {
+      warnings.push(`Redis maxmemory-policy is ${policy}: it may evict spilled batches; set noeviction`)
+    }
+    durabilityWarnings = warnings
+    return warnings
+  }
+
+  return {
+    queue,
+    redis,
+    checkDurability,
+    async spill(batch: UsageBatch, cause: unknown) {
+      const payload = encodeBatch(batch)
+      try {
+        const held = Number((await redis.get(SPILL_BYTES_KEY)) ?? 0)
+        if (held + payload.length > opts.maxBytes) {
+          overBudgetSpills++
+          lastError = `over budget: ${held} of ${opts.maxBytes} bytes (REDIS_SPILL_MAX_BYTES)`
+          await opts.fallback.spill(batch, cause)
+          return
+        }
+        const data: SpillJobData = {
+          batchId: batch.batchId,
+          createdAt: batch.createdAt,
+          rows: batch.rows.length,
+          bytes: payload.length,
+          payload: payload.toString('base64'),
+        }
+        // The byte count goes up first: a crash in between only overstates
+        // the usage until the queue drains and the count is reset.
+        await redis.incrby(SPILL_BYTES_KEY, payload.length)
+        await queue.add('batch', data, {
+          jobId: batch.batchId,
+          removeOnComplete: true,
+          removeOnFail: false,
+          // ClickHouse being away costs no attempt (the worker waits with the
+          // job active); attempts only count unexpected errors.
+          attempts: 1_000,
+          backoff: { type: 'fixed', delay: 5_000 },
+        })
+      } catch (err) {
+        failedSpills++
+        lastError = `redis unavailable: ${(err as Error).message}`
+        await opts.fallback.spill(batch, cause)
+      }
+    },
+    async status() {
+      const connected = redis.status === 'ready'
+      if (!connected) {
+        return {
+          connected,
+          jobs: { waiting: 0, active: 0, delayed: 0, failed: 0 },
+          bytes: 0,
+          maxBytes: opts.maxBytes,
+          overBudget: false,
+          overBudgetSpills,
+          failedSpills,
+          oldestAt: undefined,
+          durabilityWarnings,
+          lastError,
+        }
+      }
+      const c = await queue.getJobCounts('waiting', 'active', 'delayed', 'failed', 'prioritized')
+      const waiting = (c.waiting ?? 0) + (c.prioritized ?? 0)
+      let bytes = Number((await redis.get(SPILL_BYTES_KEY)) ?? 0)
+      if (waiting + (c.active ?? 0) + (c.delayed ?? 0) === 0 && bytes !== 0) {
+        await redis.set(SPILL_BYTES_KEY, 0)
+        bytes = 0
+      }
+      // Either end of each list may be the oldest depending on the state's
+      // ordering; reading both ends is cheap and needs no knowledge of it.
+      let oldestAt: number | undefined
+      for (const state of ['active', 'wait', 'delayed', 'prioritized'] as const) {
+        for (const asc of [true, false]) {
+          const [job] = await queue.getJobs([state], 0, 0, asc)
+          const t = (job?.data as SpillJobData | undefined)?.createdAt
+          if (t !== undefined && (oldestAt === undefined || t < oldestAt)) oldestAt = t
+        }
+      }
+      return {
+        connected,
+        jobs: { waiting, active: c.active ?? 0, delayed: c.delayed ?? 0, failed: c.failed ?? 0 },
+        bytes,
+        maxBytes: opts.maxBytes,
+        overBudget: bytes >= opts.maxBytes,
+        overBudgetSpills,
+        failedSpills,
+        oldestAt,
+        durabilityWarnings,
+        lastError,
+      }
+    },
+    async close() {
+      await queue.close().catch(() => {})
+      redis.disconnect()
+    },
+  }
+}

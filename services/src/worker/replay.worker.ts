@@ -1,0 +1,334 @@
+import { readFile, rm } from 'node:fs/promises'
+import { setImmediate as yieldToLoop } from 'node:timers/promises'
+import { type Job, Queue, Worker } from 'bullmq'
+import { Redis } from 'ioredis'
+import { decodeBatch, UndecodableBatchError } from './batch-codec.ts'
+import { type BatchInserter, TransientInsertError } from './batch-inserter.ts'
+import {
+  ackPath,
+  type DiskSpool,
+  lockSegment,
+  readAck,
+  type SegmentInfo,
+  unlockSegment,
+  writeAck,
+} from './disk-spool.ts'
+import type { QuarantineStore } from './quarantine-store.ts'
+import { SPILL_BYTES_KEY, SPILL_QUEUE, type SpillJobData } from './redis-spill.ts'
+import { scanSegment } from './spool-segment.ts'
+
+export interface ReplayProgress {
+  state: 'idle' | 'replaying' | 'backing-off' | 'stopped'
+  startedAt: number | undefined
+  batches: number
+  rows: number
+  quarantinedRows: number
+  corruptSegments: number
+  /** Rows replayed per second over the last 10 s. */
+  rowsPerSecond: number
+  backoffMs: number
+  lastError: string | undefined
+  lastBatchAt: number | undefined
+}
+
+export interface ReplayWorker {
+  start(): void
+  /** Skips any backoff and looks for work now (ops "replay now"). */
+  wake(): void
+  progress(): ReplayProgress
+  stop(): Promise<void>
+}
+
+export interface ReplayWorkerOptions {
+  insertBatch: BatchInserter
+  spool: DiskSpool
+  quarantine: QuarantineStore
+  redisUrl?: string
+  insertTimeoutMs: number
+  logger: { warn(obj: object, msg: string): void; error(obj: object, msg: string): void }
+  /** Whether ClickHouse answers; lets a backoff end as soon as it is back. */
+  probe: () => Promise<boolean>
+  pollMs?: number
+  maxBackoffMs?: number
+}
+
+const MIN_BACKOFF_MS = 200
+
+/**
+ * Drains the Redis queue and the disk spool into ClickHouse, each oldest
+ * first, one insert in flight per store: replay runs as fast as ClickHouse
+ * acknowledges, and live inserts always get the rest of its capacity.
+ *
+ * Exactly once: a batch is acknowledged (job completed, spool offset
+ * advanced) only after ClickHouse acknowledged its insert, and every insert
+ * carries the batch id as its dedup token. A worker killed anywhere in
+ * between makes the batch replay again, and ClickHouse drops the repeat in
+ * the raw table and in every rollup.
+ */
+export function createReplayWorker(opts: ReplayWorkerOptions): ReplayWorker {
+  const pollMs = opts.pollMs ?? 500
+  const maxBackoffMs = opts.maxBackoffMs ?? 10_000
+  // The insert must give up well before the lock does, or a second worker
+  // could take the job over while the first one's insert is still running.
+  const lockDuration = Math.max(2 * opts.insertTimeoutMs + 1_000, 2_000)
+  let stopped = true
+  let backoffMs = 0
+  let wakeUp: (() => void) | undefined
+  let spoolLoop: Promise<void> | undefined
+  let bull: { worker: Worker; queue: Queue; redis: Redis; blocking: Redis } | undefined
+  const recent: { at: number; rows: number }[] = []
+  let spoolError: unknown
+  const p: ReplayProgress = {
+    state: 'stopped',
+    startedAt: undefined,
+    batches: 0,
+    rows: 0,
+    quarantinedRows: 0,
+    corruptSegments: 0,
+    rowsPerSecond: 0,
+    backoffMs: 0,
+    lastError: undefined,
+    lastBatchAt: undefined,
+  }
+
+  function done(rows: number, quarantined: number) {
+    const now = Date.now()
+    p.batches++
+    p.rows += rows
+    p.quarantinedRows += quarantined
+    p.lastBatchAt = now
+    p.startedAt ??= now
+    p.state = 'replaying'
+    recent.push({ at: now, rows })
+    backoffMs = 0
+  }
+
+  function failed(err: unknown): number {
+    backoffMs = Math.min(Math.max(backoffMs * 2, MIN_BACKOFF_MS), maxBackoffMs)
+    p.lastError = String((err as Error)?.message ?? err).slice(0, 300)
+    p.state = 'backing-off'
+    return backoffMs
+  }
+
+  /** Resolves true when woken early (ops "replay now", stop). */
+  function sleep(ms: number): Promise<boolean> {
+    return new Promise((resolve) => {
+      const t = setTimeout(() => {
+        wakeUp = undefined
+        resolve(false)
+      }, ms)
+      wakeUp = () => {
+        clearTimeout(t)
+        wakeUp = undefined
+        resolve(true)
+      }
+    })
+  }
+
+  async function answers(): Promise<boolean> {
+    let timer: NodeJS.Timeout | undefined
+    const timeout = new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(false), 1_000)
+    })
+    const ok = await Promise.race([opts.probe().catch(() => false), timeout])
+    clearTimeout(timer)
+    return ok
+  }
+
+  /**
+   * Waits out a backoff. When ClickHouse did not answer at all, the wait ends
+   * as soon as it answers again (probed twice a second), so a replay starts
+   * within a second of the outage's end; when it answered but refused
+   * (overload: too many parts, memory), the whole backoff is honoured.
+   */
+  async function pause(ms: number): Promise<void> {
+    const down = !(await answers())
+    const until = Date.now() + ms
+    while (!stopped && Date.now() < until) {
+      const woken = await sleep(Math.min(500, until - Date.now()))
+      if (woken) return
+      if (down && (await answers())) return
+    }
+  }
+
+  /** Returns false when ClickHouse is unavailable and the loop should back off. */
+  async function replaySegment(seg: SegmentInfo): Promise<boolean> {
+    const buf = await readFile(seg.path).catch(() => undefined)
+    if (!buf) return true
+    const from = await readAck(seg.path)
+    const { records, problems } = scanSegment(buf)
+    const undecodable: { offset: number; reason: string }[] = []
+    for (const r of records) {
+      if (r.offset < from) continue
+      if (stopped) return true
+      let batch: ReturnType<typeof decodeBatch>
+      try {
+        batch = decodeBatch(r.payload)
+      } catch (err) {
+        if (!(err instanceof UndecodableBatchError)) throw err
+        undecodable.push({ offset: r.offset, reason: err.message })
+        continue
+      }
+      try {
+        const out = await opts.insertBatch(batch)
+        done(out.inserted, out.quarantined)
+      } catch (err) {
+        if (err instanceof TransientInsertError) {
+          spoolError = err
+          return false
+        }
+        throw err
+      }
+      await writeAck(seg.path, r.end)
+      await yieldToLoop()
+    }
+    if (problems.length > 0 || undecodable.length > 0) {
+      // Intact records before and after the damage were replayed above; the
+      // file itself is kept for forensics and reported, never retried in a loop.
+      p.corruptSegments++
+      const reason =
+        problems.length > 0
+          ? `damaged segment: ${problems.map((x) => `${x.kind} at byte ${x.offset} (${x.skipped} bytes skipped)`).join('; ')}`
+          : `undecodable record(s): ${undecodable[0]!.reason}`
+      opts.logger.error({ segment: seg.name, reason }, 'spool segment quarantined')
+      await opts.quarantine.putSegment(seg.path, {
+        id: seg.name.replace(/\.seg$/, ''),
+        batchId: '',
+        reason,
+        rowCount: 0,
+        problems: [...problems, ...undecodable],
+      })
+    } else {
+      await rm(seg.path, { force: true })
+    }
+    await rm(ackPath(seg.path), { force: true })
+    return true
+  }
+
+  async function runSpool() {
+    while (!stopped) {
+      let progressed = false
+      let unavailable = false
+      try {
+        for (const seg of await opts.spool.sealedSegments()) {
+          if (stopped) break
+          if (!(await lockSegment(seg.path))) continue
+          try {
+            const before = p.batches
+            if (!(await replaySegment(seg))) {
+              unavailable = true
+              break
+            }
+            progressed ||= p.batches > before
+          } finally {
+            await unlockSegment(seg.path)
+          }
+        }
+      } catch (err) {
+        opts.logger.error({ err: String(err) }, 'spool replay failed')
+        spoolError = err
+        unavailable = true
+      }
+      if (unavailable) {
+        await pause(failed(spoolError))
+        continue
+      }
+      if (!progressed && p.state === 'replaying') p.state = 'idle'
+      if (!progressed) await sleep(pollMs)
+    }
+  }
+
+  function startRedis(url: string) {
+    const redis = new Redis(url, { maxRetriesPerRequest: null, enableOfflineQueue: true })
+    redis.on('error', () => {})
+    const blocking = redis.duplicate()
+    blocking.on('error', () => {})
+    const queue = new Queue(SPILL_QUEUE, { connection: redis })
+    queue.on('error', () => {})
+    const worker = new Worker(
+      SPILL_QUEUE,
+      async (job: Job<SpillJobData>) => {
+        let batch: ReturnType<typeof decodeBatch>
+        try {
+          batch = decodeBatch(Buffer.from(job.data.payload, 'base64'))
+        } catch (err) {
+          if (!(err instanceof UndecodableBatchError)) throw err
+          await opts.quarantine.put({
+            id: String(job.id),
+            kind: 'rows',
+            batchId: String(job.id),
+            reason: `undecodable job payload: ${err.message}`,
+            rowCount: job.data.rows ?? 0,
+            rows: [{ payload: job.data.payload }],
+          })
+          await redis.decrby(SPILL_BYTES_KEY, job.data.bytes ?? 0)
+          return
+        }
+        // The job stays active (its lock renewed) while ClickHouse is away:
+        // it is the oldest, and every other job would fail the same way.
+        for (;;) {
+          try {
+            const out = await opts.insertBatch(batch)
+            done(out.inserted, out.quarantined)
+            break
+          } catch (err) {
+            if (!(err instanceof TransientInsertError)) throw err
+            await pause(failed(err))
+            if (stopped) {
+              // Back to the wait list without spending an attempt.
+              await queue.rateLimit(100)
+              throw Worker.RateLimitError()
+            }
+          }
+        }
+        await redis.decrby(SPILL_BYTES_KEY, job.data.bytes ?? 0)
+      },
+      {
+        connection: blocking,
+        concurrency: 1,
+        lockDuration,
+        stalledInterval: Math.ceil(lockDuration / 2),
+        // A job stalled because its worker was killed must go back to wait,
+        // however many times that happens; it must never end up "failed".
+        maxStalledCount: 1_000_000,
+        drainDelay: 1,
+      },
+    )
+    worker.on('error', () => {})
+    bull = { worker, queue, redis, blocking }
+  }
+
+  return {
+    start() {
+      if (!stopped) return
+      stopped = false
+      p.state = 'idle'
+      spoolLoop = runSpool()
+      if (opts.redisUrl) startRedis(opts.redisUrl)
+    },
+    wake() {
+      backoffMs = 0
+      wakeUp?.()
+    },
+    progress() {
+      const cutoff = Date.now() - 10_000
+      while (recent.length > 0 && recent[0]!.at < cutoff) recent.shift()
+      p.rowsPerSecond = Math.round(recent.reduce((n, r) => n + r.rows, 0) / 10)
+      p.backoffMs = backoffMs
+      return { ...p }
+    },
+    async stop() {
+      stopped = true
+      p.state = 'stopped'
+      wakeUp?.()
+      if (bull) {
+        await bull.worker.close().catch(() => {})
+        await bull.queue.close().catch(() => {})
+        bull.redis.disconnect()
+        bull.blocking.disconnect()
+        bull = undefined
+      }
+      await spoolLoop
+    },
+  }
+}

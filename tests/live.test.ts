@@ -1,0 +1,159 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { createLiveHub } from '../services/src/api/live-hub.ts'
+import type { UsageRow } from '../services/src/core/usage-row.ts'
+import { insertHistory, makeRow, type Org, rng, seedOrg } from './api-fixtures.ts'
+import { startTestStack, type TestStack } from './helpers/test-core.ts'
+import { type LiveClient, openLive } from './live-client.ts'
+
+/**
+ * Live mode end to end: a request through the gateway reaches every matching
+ * WebSocket subscriber with the right numbers. The recorder's timed flush is
+ * set to ten minutes, so an update can only come from the in-memory path
+ * (recorder.onRecord), not from ClickHouse: that path is what keeps the
+ * latency under a second, and the test proves it is the one taken.
+ */
+let stack: TestStack
+let org: Org
+const recorded: UsageRow[] = []
+
+beforeAll(async () => {
+  stack = await startTestStack({ listen: true, env: { RECORDER_FLUSH_MS: '600000' } })
+  org = await seedOrg(stack.core)
+  await insertHistory(stack.core, org, 300, 1, 11, Date.now())
+  await stack.core.store.upsertModel({
+    model: 'sim-chat',
+    provider: 'simulated',
+    upstreamModel: 'sim-small',
+    inputPerM: 2.5,
+    outputPerM: 10,
+    cachedReadPerM: 1.25,
+    cacheWritePerM: 0,
+  })
+  stack.core.recorder.onRecord((row) => recorded.push(row))
+})
+afterAll(async () => stack?.close())
+
+const keyHeader = (userId: string) => {
+  const key = org.keys.find((k) => k.userId === userId)!
+  return { authorization: `Bearer ${org.plaintext.get(key.keyId)}` }
+}
+const wsUrl = (qs: string) => `${stack.url.replace('http', 'ws')}/api/live?${qs}`
+type Snap = {
+  type: string
+  kpis: Record<string, number>
+  series: { series: { points: Record<string, number>[] }[] }
+}
+const metric = async (name: string) => {
+  const text = (await stack.app.inject({ url: '/metrics' })).body
+  return Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1])
+}
+
+describe('live mode', () => {
+  it('a gateway request reaches every matching subscriber with the right numbers, once', async () => {
+    const clients: Record<string, LiveClient> = {
+      leadA1: openLive(wsUrl('range=24h'), keyHeader('u_team_a_lead')),
+      leadA2: openLive(wsUrl('range=24h'), keyHeader('u_team_a_lead')),
+      memberModel: openLive(wsUrl('range=24h&models=sim-chat'), keyHeader('u_team_a_m1')),
+      leadB: openLive(wsUrl('range=24h'), keyHeader('u_team_b_lead')),
+    }
+    const base: Record<string, Snap> = {}
+    for (const [name, c] of Object.entries(clients))
+      base[name] = await c.next<Snap>((m) => m.type === 'snapshot')
+    // Identical filter + scope share one computation.
+    expect(await metric('tokenmeter_live_topics')).toBe(3)
+    expect(await metric('tokenmeter_live_subscribers')).toBe(4)
+
+    const res = await fetch(`${stack.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { ...keyHeader('u_team_a_m1'), 'content-type': 'application/json', 'x-tags': 'live-test' },
+      body: JSON.stringify({ model: 'sim-chat', messages: [{ role: 'user', content: 'hello live mode' }] }),
+    })
+    expect(res.status).toBe(200)
+    await res.text()
+    const sentAt = Date.now()
+    const requestId = res.headers.get('x-request-id')
+    const row = recorded.find((r) => r.request_id === requestId)
+    expect(row, 'the gateway recorded the request').toBeDefined()
+    expect(Number(row!.cost_usd)).toBeGreaterThan(0)
+
+    for (const name of ['leadA1', 'leadA2', 'memberModel']) {
+      const before = base[name]!.kpis
+      const snap = await clients[name]!.next<Snap>(
+        (m) => m.type === 'snapshot' && m.kpis.requests === before.requests! + 1,
+      )
+      console.log(`live: ${name} saw the request ${Date.now() - sentAt} ms after the response`)
+      expect(snap.kpis.inputTokens).toBe(before.inputTokens! + row!.input_tokens)
+      expect(snap.kpis.outputTokens).toBe(before.outputTokens! + row!.output_tokens)
+      expect(snap.kpis.spendUsd).toBeCloseTo(before.spendUsd! + Number(row!.cost_usd), 9)
+      const lastPoint = snap.series.series[0]!.points.at(-1)!
+      const lastBefore = base[name]!.series.series[0]!.points.at(-1)!
+      expect(lastPoint.requests).toBe(lastBefore.requests! + 1)
+    }
+    // Not from ClickHouse: the row was still waiting in the recorder.
+    expect(stack.core.recorder.stats().pendingRows).toBeGreaterThan(0)
+    expect(
+      clients.leadB!.messages.every((m) => (m as Snap).kpis.requests === base.leadB!.kpis.requests),
+    ).toBe(true)
+
+    // Once flushed, the row is in ClickHouse and leaves the overlay: still counted exactly once.
+    await stack.core.recorder.flush()
+    for (let i = 0; i < 100 && (await metric('tokenmeter_live_pending_rows')) > 0; i++) {
+      await new Promise((r) => setTimeout(r, 100))
+    }
+    expect(await metric('tokenmeter_live_pending_rows')).toBe(0)
+    const seen = clients.leadA1!.messages.length
+    const after = await clients
+      .leadA1!.next<Snap>((m) => m.type === 'snapshot' && clients.leadA1!.messages.indexOf(m) >= seen, 15_000)
+      .catch(() => clients.leadA1!.messages.at(-1) as Snap)
+    expect(after.kpis.requests).toBe(base.leadA1!.kpis.requests! + 1)
+    const http = await stack.app.inject({ url: '/api/kpis?range=24h', headers: keyHeader('u_team_a_lead') })
+    expect(http.json().requests).toBe(after.kpis.requests)
+
+    for (const c of Object.values(clients)) c.close()
+  })
+
+  it('a subscriber can change its filter; bad filters come back as error messages', async () => {
+    const c = openLive(wsUrl('range=24h'), keyHeader('u_team_a_lead'))
+    const all = await c.next<Snap>((m) => m.type === 'snapshot')
+    c.ws.send(JSON.stringify({ type: 'subscribe', filters: { range: '24h', models: 'sim-chat' } }))
+    const narrowed = await c.next<Snap>((m) => m.type === 'snapshot' && m.kpis.requests !== all.kpis.requests)
+    expect(narrowed.kpis.requests).toBe(1)
+    c.ws.send(JSON.stringify({ type: 'subscribe', filters: { teams: 'team_b' } }))
+    expect(
+      (await c.next<{ type: string; error: { code: string } }>((m) => m.type === 'error')).error.code,
+    ).toBe('forbidden_filter')
+    c.ws.send('not json')
+    await c.next<{ type: string; error: { code: string } }>(
+      (m) => m.type === 'error' && m.error.code === 'invalid_message',
+    )
+    c.close()
+  })
+
+  it('a slow subscriber is skipped, then sent only the newest state; the overlay is bounded', async () => {
+    const hub = createLiveHub({
+      warehouse: stack.core.warehouse,
+      store: stack.core.store,
+      recorder: stack.core.recorder,
+      pushMs: 20,
+      maxPendingRows: 10,
+    })
+    let buffered = 10 * 1024 * 1024
+    const sent: string[] = []
+    hub.subscribe(
+      { tz: 'UTC', range: '24h' },
+      { kind: 'all' },
+      { send: (m) => sent.push(m), bufferedAmount: () => buffered },
+    )
+    const r = rng(5)
+    for (let i = 0; i < 50; i++) stack.core.recorder.record(makeRow(org.keys[0]!, Date.now(), r))
+    await new Promise((res) => setTimeout(res, 300))
+    expect(sent).toHaveLength(0)
+    expect(hub.stats().pendingRows).toBeLessThanOrEqual(10)
+    buffered = 0
+    for (let i = 0; i < 50 && sent.length === 0; i++) await new Promise((res) => setTimeout(res, 20))
+    await new Promise((res) => setTimeout(res, 100))
+    expect(sent).toHaveLength(1)
+    hub.close()
+    await stack.core.recorder.flush()
+  })
+})

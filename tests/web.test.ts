@@ -1,0 +1,353 @@
+import { execFileSync } from 'node:child_process'
+import { existsSync, mkdirSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import type { Page } from 'playwright-core'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { WEB_BUILD_DIR } from '../services/src/web.routes.ts'
+import { launchBrowser, type TestBrowser } from './helpers/browser.ts'
+import { startTestStack, TEST_ADMIN_TOKEN, type TestStack } from './helpers/test-core.ts'
+import { type SeededOrg, seedOrg } from './helpers/web-fixtures.ts'
+
+// The built dashboard, served by the product itself, in Debian's Chromium.
+// Every number the page shows is checked against the API's answer for the
+// same filters, fetched by the test with the admin token.
+
+const ROOT = join(import.meta.dirname, '..')
+const SHOTS = join(ROOT, 'docs/screenshots')
+const FILTERS = ['range', 'from', 'to', 'month', 'keys', 'tags', 'teams', 'users', 'models', 'providers']
+
+let stack: TestStack
+let browser: TestBrowser
+let page: Page
+let org: SeededOrg
+
+/** Pages load over a busy two-core machine: wait for the right answer, never for a duration. */
+function eventually<T>(fn: () => T | Promise<T>, message?: string) {
+  return expect.poll(fn, { timeout: 15_000, interval: 100, message })
+}
+
+async function api<T>(path: string): Promise<T> {
+  const res = await fetch(`${stack.url}${path}`, { headers: { authorization: `Bearer ${TEST_ADMIN_TOKEN}` } })
+  expect(res.status, `${path}: ${res.status}`).toBe(200)
+  return (await res.json()) as T
+}
+
+/** The API query for what the page's URL currently says (the browser runs in UTC). */
+function filtersOfPage(extra: Record<string, string> = {}): string {
+  const url = new URL(page.url())
+  const p = new URLSearchParams()
+  for (const name of FILTERS) {
+    const v = url.searchParams.get(name)
+    if (v && !(name === 'range' && v === 'custom')) p.set(name, v)
+  }
+  p.set('tz', 'UTC')
+  for (const [k, v] of Object.entries(extra)) p.set(k, v)
+  return String(p)
+}
+
+async function kpi(id: string): Promise<number> {
+  const v = await page.locator(`[data-kpi="${id}"] .value`).getAttribute('data-value')
+  return v === null || v === '' ? Number.NaN : Number(v)
+}
+
+/** Waits until the KPI cards show exactly what /api/kpis answers for the page's filters. */
+async function expectKpisMatchApi(ids: string[] = ['requests', 'spendUsd', 'totalTokens', 'activeUsers']) {
+  const want = await api<Record<string, number>>(`/api/kpis?${filtersOfPage()}`)
+  for (const id of ids) {
+    await eventually(() => kpi(id), `KPI ${id}`).toBe(want[id])
+  }
+  return want
+}
+
+async function rowIds(): Promise<string[]> {
+  return page
+    .locator('[data-table="breakdown"] tbody tr')
+    .evaluateAll((trs) => trs.map((tr) => tr.getAttribute('data-row') ?? ''))
+}
+
+async function shot(name: string) {
+  await page.waitForTimeout(250) // let chart transitions settle for the picture
+  await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true })
+}
+
+beforeAll(async () => {
+  // The product serves web/build; build it once if this checkout has not (`npm test` runs pretest).
+  if (!existsSync(join(WEB_BUILD_DIR, 'index.html'))) {
+    execFileSync('npm', ['run', 'build:web'], { cwd: ROOT, stdio: 'ignore' })
+  }
+  mkdirSync(SHOTS, { recursive: true })
+  stack = await startTestStack({ listen: true, roles: ['gateway', 'api', 'web'] })
+  org = await seedOrg(stack.core)
+  browser = await launchBrowser()
+  page = browser.context.pages()[0] ?? (await browser.context.newPage())
+})
+
+afterAll(async () => {
+  await browser?.close()
+  await stack?.close()
+})
+
+describe('dashboard in a real browser', () => {
+  it('serves the app with an SPA fallback, and keeps /api 404s as JSON', async () => {
+    const deep = await fetch(`${stack.url}/usage?view=team`)
+    expect(deep.status).toBe(200)
+    expect(deep.headers.get('content-type')).toContain('text/html')
+    const missing = await fetch(`${stack.url}/api/no-such-thing`)
+    expect(missing.status).toBe(404)
+    expect((await missing.json()).error.code).toBe('not_found')
+  })
+
+  it('signs in with a pasted token and shows the personal dashboard', async () => {
+    await page.goto(`${stack.url}/`)
+    await page.waitForURL(/\/signin/)
+    await shot('signin')
+    await page.fill('#token', 'not-a-real-token')
+    await page.click('button[type=submit]')
+    await eventually(() => page.locator('#token-error').textContent()).toContain('not accepted')
+    await page.fill('#token', TEST_ADMIN_TOKEN)
+    await page.click('button[type=submit]')
+    await page.waitForURL((u) => u.pathname === '/')
+    const week = await expectKpisMatchApi(['requests', 'spendUsd', 'inputTokens', 'outputTokens'])
+    expect(week.requests).toBeGreaterThan(0)
+    await shot('dashboard')
+
+    await page.click('[data-control="period"] button[data-value="30d"]')
+    await page.waitForURL(/range=30d/)
+    const month = await expectKpisMatchApi(['requests', 'spendUsd', 'inputTokens', 'outputTokens'])
+    expect(month.requests).toBeGreaterThan(week.requests)
+    await eventually(() =>
+      page.locator('[data-chart="activity"] .lc-bars rect').count(),
+    ).toBeGreaterThanOrEqual(30)
+  })
+
+  it('usage: each filter changes the numbers to what the API answers', async () => {
+    await page.goto(`${stack.url}/usage`)
+    let last = await expectKpisMatchApi()
+
+    const changes: [string, () => Promise<void>][] = [
+      ['range 14d', () => page.click('[data-control="range"] button[data-value="14d"]')],
+      [
+        'custom range',
+        async () => {
+          await page.click('[data-control="range"] button[data-value="custom"]')
+          await page.locator('[data-control="from"]').waitFor()
+          const to = new Date().toISOString().slice(0, 10)
+          const from = new Date(Date.now() - 3 * 86_400_000).toISOString().slice(0, 10)
+          await page.fill('[data-control="from"]', from)
+          await page.waitForURL(new RegExp(`from=${from}`))
+          await page.fill('[data-control="to"]', to)
+        },
+      ],
+      ['range 30d', () => page.click('[data-control="range"] button[data-value="30d"]')],
+      ['api key', () => pick('keys', org.keys[3]!.keyId)],
+      ['second api key', () => pick('keys', org.keys[0]!.keyId)],
+      ['tag', () => pick('tags', 'prod')],
+      ['team', () => pick('teams', 'team-research')],
+    ]
+    for (const [what, change] of changes) {
+      const before = page.url()
+      await change()
+      await page.waitForURL((u) => u.toString() !== before)
+      const now = await expectKpisMatchApi()
+      expect(now, `${what} changed nothing`).not.toEqual(last)
+      last = now
+    }
+    await shot('usage-filtered')
+  })
+
+  it('usage: the table sorts by any column and searches on the server', async () => {
+    await page.goto(`${stack.url}/usage?range=30d`)
+    const base = filtersOfPage({ by: 'user', limit: '50', offset: '0' })
+    type Rows = { rows: { id: string }[] }
+    await eventually(rowIds).toEqual(
+      (await api<Rows>(`/api/breakdown?${base}&sort=cost&order=desc`)).rows.map((r) => r.id),
+    )
+
+    for (const [col, order] of [
+      ['requests', 'desc'],
+      ['requests', 'asc'],
+      ['name', 'asc'],
+      ['output', 'desc'],
+    ] as const) {
+      // A first click sorts a column (desc; names asc), a second click flips it.
+      await page.click(`[data-sort="${col}"]`)
+      await page.waitForURL(
+        (u) => u.searchParams.get('sort') === col && u.searchParams.get('order') === order,
+      )
+      const want = await api<Rows>(`/api/breakdown?${base}&sort=${col}&order=${order}`)
+      await eventually(rowIds, `sort ${col} ${order}`).toEqual(want.rows.map((r) => r.id))
+    }
+
+    await page.fill('[data-control="search"]', 'grace')
+    await page.waitForURL(/q=grace/)
+    const found = await api<Rows>(`/api/breakdown?${base}&sort=output&order=desc&search=grace`)
+    expect(found.rows.map((r) => r.id)).toEqual(['u-grace'])
+    await eventually(rowIds).toEqual(['u-grace'])
+    await page.fill('[data-control="search"]', 'nobody-matches-this')
+    await eventually(() => page.locator('[data-state="empty"]').count()).toBe(1)
+  })
+
+  it('usage: export downloads the CSV for the current filters', async () => {
+    await page.goto(`${stack.url}/usage?range=14d&teams=team-platform`)
+    await expectKpisMatchApi(['requests'])
+    const [download] = await Promise.all([
+      page.waitForEvent('download'),
+      page.click('[data-control="export"]'),
+    ])
+    const csv = readFileSync((await download.path())!, 'utf8')
+    const res = await fetch(`${stack.url}/api/export.csv?${filtersOfPage({ by: 'user' })}`, {
+      headers: { authorization: `Bearer ${TEST_ADMIN_TOKEN}` },
+    })
+    expect(csv.split(/\r?\n/)[0]).toBe(
+      'day,group_id,group_name,requests,input_tokens,output_tokens,cached_tokens,cost_usd',
+    )
+    expect(csv).toBe(await res.text())
+    expect(csv).toContain('u-ada')
+    expect(csv).not.toContain('u-grace')
+  })
+
+  it('usage: the by-team view stacks the activity by team', async () => {
+    await page.goto(`${stack.url}/usage?range=7d`)
+    await page.click('[data-control="view"] button[data-value="team"]')
+    await page.waitForURL(/view=team/)
+    const series = await api<{ series: { id: string }[] }>(`/api/series?${filtersOfPage({ split: 'team' })}`)
+    expect(series.series.length).toBe(3)
+    const figure = page.locator('[data-chart="activity"] figure')
+    await eventually(() => figure.getAttribute('data-series')).toBe(series.series.map((s) => s.id).join('|'))
+    await eventually(() => page.locator('[data-chart="activity"] .lc-bars').count()).toBe(3)
+    const teams = await api<{ rows: { id: string }[] }>(
+      `/api/breakdown?${filtersOfPage({ by: 'team', sort: 'cost', order: 'desc' })}`,
+    )
+    await eventually(rowIds).toEqual(teams.rows.map((r) => r.id))
+    await shot('usage-by-team')
+    await page.goto(`${stack.url}/usage?range=7d`)
+    await expectKpisMatchApi(['requests'])
+    await shot('usage-by-user')
+  })
+
+  it('live mode shows a new gateway request within two seconds', async () => {
+    await page.goto(`${stack.url}/usage?range=24h`)
+    const before = (await expectKpisMatchApi(['requests'])).requests
+    await page.click('[data-control="live"]')
+    await page.waitForURL(/live=1/)
+    await page.locator('[data-live-status="live"]').waitFor({ timeout: 10_000 })
+    const key = org.keys.find((k) => k.name === 'ken-cli')!
+    const res = await fetch(`${stack.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key.plaintext}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'sim-chat', messages: [{ role: 'user', content: 'hello' }] }),
+    })
+    expect(res.status).toBe(200)
+    await res.text()
+    await expect.poll(() => kpi('requests'), { timeout: 2_000, interval: 100 }).toBe(before + 1)
+    await shot('usage-live')
+    await page.click('[data-control="live"]')
+    await page.locator('[data-live-status="off"]').waitFor()
+  })
+
+  it('keys: cards per key, and a bar segment drills down to that day and model', async () => {
+    await page.goto(`${stack.url}/keys?range=30d`)
+    const spend = await api<{ keys: { keyId: string; spentUsd: number }[] }>(
+      `/api/keys/spend?${filtersOfPage()}`,
+    )
+    await eventually(() => page.locator('[data-key]').count()).toBe(spend.keys.length)
+    for (const k of spend.keys.slice(0, 3)) {
+      expect(
+        Number(await page.locator(`[data-key="${k.keyId}"] [data-spent]`).getAttribute('data-spent')),
+      ).toBe(k.spentUsd)
+    }
+    const series = await api<{ buckets: string[]; series: { id: string; points: { requests: number }[] }[] }>(
+      `/api/series?${filtersOfPage({ split: 'model', granularity: '1d', splitLimit: '12' })}`,
+    )
+    await eventually(() => page.locator('[data-chart="daily-spend"] .lc-bars').count()).toBe(
+      series.series.length,
+    )
+    // The newest day with traffic for the first model: click its segment.
+    const model = series.series[0]!
+    const day = model.points
+      .map((p, i) => (p.requests > 0 ? i : -1))
+      .filter((i) => i >= 0)
+      .at(-1)!
+    await shot('keys')
+    await page
+      .locator(`[data-chart="daily-spend"] .lc-bars rect[data-series="${model.id}"]`)
+      .nth(day)
+      .click()
+    const drawer = page.locator('[data-drawer="requests"]')
+    await drawer.waitFor()
+    const from = series.buckets[day]!
+    const to = series.buckets[day + 1] ?? new Date(Date.parse(from) + 86_400_000).toISOString()
+    const log = await api<{ rows: { requestId: string; model: string }[] }>(
+      `/api/requests?${new URLSearchParams({ from, to, tz: 'UTC', models: model.id, limit: '100' })}`,
+    )
+    expect(log.rows.length).toBe(model.points[day]!.requests)
+    await eventually(() => drawer.locator('tbody tr').count()).toBe(log.rows.length)
+    const ids = await drawer
+      .locator('tbody tr')
+      .evaluateAll((trs) => trs.map((t) => t.getAttribute('data-request')))
+    expect(ids).toEqual(log.rows.map((r) => r.requestId))
+    await shot('keys-drilldown')
+    await page.keyboard.press('Escape')
+    await drawer.waitFor({ state: 'detached' })
+  })
+
+  it('leaderboard, admin and ops pages render from the API', async () => {
+    await page.goto(`${stack.url}/leaderboard?range=30d`)
+    const board = await api<{ rows: { id: string }[] }>(
+      `/api/leaderboard?${filtersOfPage({ by: 'user', metric: 'tokens', limit: '20' })}`,
+    )
+    await eventually(() =>
+      page
+        .locator('[data-table="leaderboard"] li')
+        .evaluateAll((l) => l.map((x) => x.getAttribute('data-row'))),
+    ).toEqual(board.rows.map((r) => r.id))
+    await shot('leaderboard')
+
+    for (const [path, name] of [
+      ['/admin/teams', 'admin-teams'],
+      ['/admin/users', 'admin-users'],
+      ['/admin/models', 'admin-models'],
+      ['/admin/budgets', 'admin-budgets'],
+      ['/ops', 'ops'],
+    ] as const) {
+      await page.goto(`${stack.url}${path}`)
+      await page.locator('main h1').waitFor()
+      await eventually(() => page.locator('main .skeleton').count(), path).toBe(0)
+      await shot(name)
+    }
+
+    // Keys: create one; the plaintext is shown once and then works as a credential.
+    await page.goto(`${stack.url}/admin/keys`)
+    await page.locator('form select').selectOption('u-ken')
+    await page.fill('form input.input', 'ken-browser-test')
+    await page.click('form button[type=submit]')
+    const plaintext = (await page.locator('[data-plaintext]').textContent())!.trim()
+    expect(plaintext).toMatch(/^tm_/)
+    const me = await fetch(`${stack.url}/api/me`, { headers: { authorization: `Bearer ${plaintext}` } })
+    expect((await me.json()).userId).toBe('u-ken')
+    await shot('admin-keys')
+  })
+
+  it('works at phone width and in the dark theme', async () => {
+    await page.setViewportSize({ width: 390, height: 844 })
+    await page.goto(`${stack.url}/usage?range=7d`)
+    await expectKpisMatchApi(['requests'])
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth)
+    expect(overflow).toBeLessThanOrEqual(0)
+    await shot('usage-phone')
+    await page.setViewportSize({ width: 1440, height: 900 })
+    await page.goto(`${stack.url}/`)
+    await page.click('[data-theme-choice="dark"]')
+    expect(await page.evaluate(() => document.documentElement.dataset.theme)).toBe('dark')
+    await expectKpisMatchApi(['requests'])
+    await shot('dashboard-dark')
+    await page.click('[data-theme-choice="system"]')
+  })
+})
+
+async function pick(filter: string, value: string) {
+  const root = page.locator(`[data-filter="${filter}"]`)
+  await root.locator('button.trigger').click()
+  await root.locator(`input[type=checkbox][data-value="${value}"]`).check()
+  await page.keyboard.press('Escape')
+}

@@ -1,0 +1,19 @@
+// One colour per name everywhere (badge, stack, legend), stable across pages
+// and reloads: picked by hashing the id into the theme's series palette.
+const PALETTE = Array.from({ length: 10 }, (_, i) => `var(--s${i + 1})`)
+
+export function colorFor(id: string): string {
+  let h = 2166136261
+  for (let i = 0; i < id.length; i++) {
+    h ^= id.charCodeAt(i)
+    h = Math.imul(h, 16777619)
+  }
+  return PALETTE[Math.abs(h) % PALETTE.length] as string
+}
+
+/** Distinct colours for a small ordered set (charts with a few series). */
+export function colorAt(i: number): string {
+  return PALETTE[i % PALETTE.length] as string
+}
+
+export const TOKEN_COLORS = { input: 'var(--s1)', cached: 'var(--s2)', output: 'var(--s3)' }

@@ -1,0 +1,28 @@
+import { ApiError } from './api'
+
+/**
+ * One piece of remote data with its loading and error state. Only the latest
+ * run may land, so quick filter changes never show an older answer last.
+ */
+export class Query<T> {
+  data = $state<T | undefined>(undefined)
+  error = $state<ApiError | undefined>(undefined)
+  loading = $state(false)
+  #seq = 0
+
+  async run(fn: () => Promise<T>, opts: { quiet?: boolean } = {}): Promise<void> {
+    const seq = ++this.#seq
+    if (!opts.quiet) this.loading = true
+    try {
+      const value = await fn()
+      if (seq !== this.#seq) return
+      this.data = value
+      this.error = undefined
+    } catch (e) {
+      if (seq !== this.#seq) return
+      this.error = e instanceof ApiError ? e : new ApiError(0, 'client', String(e))
+    } finally {
+      if (seq === this.#seq) this.loading = false
+    }
+  }
+}
