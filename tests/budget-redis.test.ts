@@ -1,7 +1,7 @@
 import { Redis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { createBudgetEnforcer } from '../services/src/budgets/budget-enforcer.factory.ts'
-import type { BudgetDecision, BudgetEnforcer, Reservation } from '../services/src/budgets/budget-enforcer.ts'
+import type { BudgetEnforcer, Reservation } from '../services/src/budgets/budget-enforcer.ts'
 import type { Env } from '../services/src/core/env.ts'
 import { budget, recordedNanos, seedOwner, usageRow } from './budget-fixtures.ts'
 import { type RedisProcess, startRedis } from './helpers/redis-server.ts'
@@ -47,7 +47,6 @@ afterAll(async () => {
 })
 
 const USD = 1e9
-const admitted = (ds: BudgetDecision[]) => ds.filter((d): d is { ok: true; reservation: Reservation } => d.ok)
 const statusOf = async (e: BudgetEnforcer, budgetId: string) =>
   (await e.status!(stack.core.store.budgets().filter((b) => b.budgetId === budgetId)))[0]!
 

@@ -61,6 +61,8 @@ beforeAll(async () => {
     DEMO: 'false',
     LOG_LEVEL: 'trace',
     REDIS_URL: redis.url,
+    // No replay worker: the spilled batches must stay where they were put to be searched.
+    ROLES: 'gateway,api',
     OPENAI_BASE_URL: `${fake.url}/v1`,
     OPENAI_API_KEY: UPSTREAM_KEY,
     ANTHROPIC_BASE_URL: `${fake.url}/v1`,
@@ -154,7 +156,7 @@ async function redisDump(): Promise<string> {
                 : type === 'set'
                   ? await client.smembersBuffer(key)
                   : type === 'zset'
-                    ? await client.zrangeBuffer(key, 0, -1)
+                    ? await client.zrangeBuffer(key, '0', '-1')
                     : type === 'stream'
                       ? [Buffer.from(JSON.stringify(await client.xrange(key, '-', '+')))]
                       : []

@@ -110,7 +110,10 @@ describe('replay worker killed with SIGKILL', () => {
     await spillBatches(BATCHES_VIA_DISK)
     await redis.restart()
     await stack.core.outage.spool.seal()
-    await waitFor('the spill connection to see Redis again', async () => (await stack.core.outage.status()).redis?.connected === true)
+    await waitFor(
+      'the spill connection to see Redis again',
+      async () => (await stack.core.outage.status()).redis?.connected === true,
+    )
     const before = await backlog()
     expect(before.redis).toBe(BATCHES_VIA_REDIS)
     expect(before.disk).toBe(BATCHES_VIA_DISK)
@@ -146,6 +149,7 @@ describe('replay worker killed with SIGKILL', () => {
     expect(report.missing).toEqual([])
     expect(report.unexpected).toEqual([])
     expect(report.rawRows).toBe(accepted.size)
-    for (const table of ['usage_5m', 'usage_1h', 'usage_1d']) expect(report.rollups[table]).toEqual(report.raw)
+    for (const table of ['usage_5m', 'usage_1h', 'usage_1d'])
+      expect(report.rollups[table]).toEqual(report.raw)
   })
 })

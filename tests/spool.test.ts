@@ -32,7 +32,9 @@ describe('disk spool', () => {
     expect(segs).toHaveLength(1)
     const { records, problems } = scanSegment(readFileSync(segs[0]!.path))
     expect(problems).toEqual([])
-    expect(records.map((r) => decodeBatch(r.payload).batchId)).toEqual(Array.from({ length: 20 }, (_, i) => `b${i}`))
+    expect(records.map((r) => decodeBatch(r.payload).batchId)).toEqual(
+      Array.from({ length: 20 }, (_, i) => `b${i}`),
+    )
     await spool.close()
   })
 

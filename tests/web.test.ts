@@ -51,8 +51,11 @@ async function kpi(id: string): Promise<number> {
 }
 
 /** Waits until the KPI cards show exactly what /api/kpis answers for the page's filters. */
-async function expectKpisMatchApi(ids: string[] = ['requests', 'spendUsd', 'totalTokens', 'activeUsers']) {
+async function expectKpisMatchApi(
+  ids: string[] = ['requests', 'spendUsd', 'totalTokens', 'activeUsers'],
+): Promise<Record<string, number>> {
   const want = await api<Record<string, number>>(`/api/kpis?${filtersOfPage()}`)
+  for (const id of ids) expect(typeof want[id], `API KPI ${id}`).toBe('number')
   for (const id of ids) {
     await eventually(() => kpi(id), `KPI ${id}`).toBe(want[id])
   }
@@ -114,9 +117,9 @@ describe('dashboard in a real browser', () => {
     await page.click('[data-control="period"] button[data-value="30d"]')
     await page.waitForURL(/range=30d/)
     const month = await expectKpisMatchApi(['requests', 'spendUsd', 'inputTokens', 'outputTokens'])
-    expect(month.requests).toBeGreaterThan(week.requests)
+    expect(month.requests).toBeGreaterThan(week.requests!)
     await eventually(() =>
-      page.locator('[data-chart="activity"] .lc-bars rect').count(),
+      page.locator('[data-chart="activity"] .lc-bars-bar').count(),
     ).toBeGreaterThanOrEqual(30)
   })
 
@@ -227,7 +230,7 @@ describe('dashboard in a real browser', () => {
 
   it('live mode shows a new gateway request within two seconds', async () => {
     await page.goto(`${stack.url}/usage?range=24h`)
-    const before = (await expectKpisMatchApi(['requests'])).requests
+    const before = (await expectKpisMatchApi(['requests'])).requests!
     await page.click('[data-control="live"]')
     await page.waitForURL(/live=1/)
     await page.locator('[data-live-status="live"]').waitFor({ timeout: 10_000 })
@@ -269,10 +272,7 @@ describe('dashboard in a real browser', () => {
       .filter((i) => i >= 0)
       .at(-1)!
     await shot('keys')
-    await page
-      .locator(`[data-chart="daily-spend"] .lc-bars rect[data-series="${model.id}"]`)
-      .nth(day)
-      .click()
+    await page.locator(`[data-chart="daily-spend"] .lc-bars-bar[data-series="${model.id}"]`).nth(day).click()
     const drawer = page.locator('[data-drawer="requests"]')
     await drawer.waitFor()
     const from = series.buckets[day]!

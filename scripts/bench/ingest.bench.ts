@@ -5,6 +5,7 @@ import { setImmediate as yieldToLoop } from 'node:timers/promises'
 import { Redis } from 'ioredis'
 import { createCore } from '../../services/src/core/core.ts'
 import { parseEnv } from '../../services/src/core/env.ts'
+import { createUsageRecorder, type UsageRecorder } from '../../services/src/core/usage-recorder.ts'
 import type { UsageBatch, UsageRow } from '../../services/src/core/usage-row.ts'
 import { createCatalogue } from '../../services/src/demo/usage-catalogue.ts'
 import { generateUsageBatches } from '../../services/src/demo/usage-generator.ts'
@@ -26,7 +27,9 @@ import { fmt, measure, ratio } from './lib/stats.ts'
 const args = parseArgs()
 const ROWS = args.quick ? 200_000 : 1_000_000
 const REPLAY_ROWS = args.quick ? 100_000 : 500_000
-const BATCH = Number(process.argv.find((a) => a.startsWith('--batch='))?.slice(8) ?? 5_000)
+/** RECORDER_MAX_ROWS in force (its default unless --batch=N), and the old default for comparison. */
+const BATCH_ARG = process.argv.find((a) => a.startsWith('--batch='))?.slice(8)
+const OLD_BATCH = 5_000
 const SETTLE_MS = args.quick ? 3_000 : 10_000
 const TABLES = ['requests', 'usage_5m', 'usage_1h', 'usage_1d'] as const
 
@@ -40,7 +43,7 @@ const env = parseEnv({
   DEMO: 'false',
   LOG_LEVEL: 'silent',
   ROLES: 'api',
-  RECORDER_MAX_ROWS: String(BATCH),
+  ...(BATCH_ARG ? { RECORDER_MAX_ROWS: BATCH_ARG } : {}),
   ...(redis ? { REDIS_URL: redis.url } : {}),
 })
 const quietLogger = { warn: () => {}, error: (o: object, m: string) => log(`${m} ${JSON.stringify(o)}`) }
@@ -57,17 +60,23 @@ const core = await createCore(env, {
   },
 })
 const wh = core.warehouse
+const BATCH = env.RECORDER_MAX_ROWS
 await wh.command('CREATE TABLE IF NOT EXISTS bench_requests_nomv AS requests')
 
 const catalogue = createCatalogue({ seed: 42, prefix: 'bench' })
-const to = Date.now()
-const from = to - 30 * 86_400_000
-function batchesOf(rows: number, seed: number, prefix: string): UsageBatch[] {
+/**
+ * Rows as live traffic at `rate` requests/s would produce them: timestamps
+ * packed into the last rows/rate seconds, so a batch falls into one or two
+ * rollup buckets as it does in production (spreading them over 30 days
+ * instead makes every rollup nearly as large as the raw table).
+ */
+function batchesOf(rows: number, seed: number, prefix: string, rate: number): UsageBatch[] {
   const out: UsageBatch[] = []
+  const to = Date.now()
   for (const b of generateUsageBatches({
     catalogue,
     seed,
-    from,
+    from: to - Math.ceil((rows / rate) * 1000),
     to,
     rows,
     batchSize: BATCH,
@@ -109,7 +118,7 @@ function checkCounts(label: string, c: Record<string, number>, expected: number)
 }
 
 log(`generating ${ROWS} rows`)
-const batches = batchesOf(ROWS, 1, 'ing')
+const batches = batchesOf(ROWS, 1, 'ing', 100_000)
 const ingest: { label: string; rows: number; wallMs: number; cpuMs: number }[] = []
 const note = (r: { label: string; rows: number; wallMs: number; cpuMs: number }) => {
   ingest.push(r)
@@ -139,32 +148,50 @@ await truncateAll()
 }
 
 // 3. The product path: record() per row as the gateway does, the recorder cuts and ships batches.
-await truncateAll()
 let partsAfter: Record<string, number> = {}
 let partsSettled: Record<string, number> = {}
-{
+async function recorderRun(recorder: UsageRecorder, maxRows: number, label: string) {
+  await truncateAll()
   const rows: UsageRow[] = batches.flatMap((b) => b.rows)
   const m = await measure(async () => {
     for (let i = 0; i < rows.length; i++) {
-      core.recorder.record(rows[i]!)
+      recorder.record(rows[i]!)
       if (i % 1_000 !== 999) continue
       // Let inserts progress between bursts, as the gateway's event loop would,
       // and hold the source back while batches wait for an insert slot: this
       // measures the rate ClickHouse sustains, not the length of a queue.
       await yieldToLoop()
-      while (core.recorder.stats().pendingRows > 2 * BATCH) await new Promise((r) => setTimeout(r, 2))
+      while (recorder.stats().pendingRows > 2 * maxRows) await new Promise((r) => setTimeout(r, 2))
     }
-    await core.recorder.flush()
+    await recorder.flush()
   })
-  const s = core.recorder.stats()
+  const s = recorder.stats()
   if (s.spilled > 0) log(`spill causes: ${JSON.stringify([...spillCauses])}`)
-  if (s.pendingRows > 0) throw new Error(`recorder spilled ${s.spilled}, pending ${s.pendingRows}`)
+  if (s.pendingRows > 0 || s.spilled > 0) throw new Error(`recorder spilled ${s.spilled}, pending ${s.pendingRows}`)
   checkCounts('recorder', await counts(), ROWS)
-  note({ label: `UsageRecorder.record() -> requests + 3 rollups (batches of ${BATCH})`, rows: ROWS, ...m })
-  partsAfter = await parts()
-  await new Promise((r) => setTimeout(r, SETTLE_MS))
-  partsSettled = await parts()
+  note({ label, rows: ROWS, ...m })
 }
+if (BATCH !== OLD_BATCH) {
+  const old = createUsageRecorder({
+    warehouse: wh,
+    spill: core.outage.sink,
+    insertBatch: core.outage.insertBatch,
+    maxRows: OLD_BATCH,
+    flushMs: env.RECORDER_FLUSH_MS,
+    insertTimeoutMs: env.CLICKHOUSE_INSERT_TIMEOUT_MS,
+    logger: quietLogger,
+  })
+  await recorderRun(old, OLD_BATCH, `UsageRecorder -> requests + 3 rollups, ${OLD_BATCH.toLocaleString('en-US')}-row batches (old default)`)
+  await old.close()
+}
+await recorderRun(
+  core.recorder,
+  BATCH,
+  `UsageRecorder -> requests + 3 rollups, ${BATCH.toLocaleString('en-US')}-row batches (RECORDER_MAX_ROWS)`,
+)
+partsAfter = await parts()
+await new Promise((r) => setTimeout(r, SETTLE_MS))
+partsSettled = await parts()
 
 const base = ingest[0]!
 const ingestTable: Table = {
@@ -182,7 +209,7 @@ const ingestTable: Table = {
     ratio(r.rows / r.wallMs, base.rows / base.wallMs),
   ]),
   notes: [
-    `Rows from the synthetic generator (services/src/demo), 30-day range; ${batches.length} batches of ${BATCH} rows (RECORDER_MAX_ROWS default), generated before timing.`,
+    `Rows from the synthetic generator (services/src/demo), timestamped as live traffic at 100,000 rows/s; ${batches.length} batches of ${BATCH} rows (RECORDER_MAX_ROWS), generated before timing.`,
     'Every row counted in `requests` and in `sum(requests)` of usage_5m, usage_1h and usage_1d after each run (the benchmark fails otherwise).',
     `Active parts right after the recorder run: ${JSON.stringify(partsAfter)}; ${SETTLE_MS / 1000} s later: ${JSON.stringify(partsSettled)}.`,
     'CPU is process.cpuUsage() of the benchmark process, which hosts the engine: it includes ClickHouse worker threads and background merges.',
@@ -198,7 +225,7 @@ const replay: {
   cpuMs: number
   note: string
 }[] = []
-const replayBatches = batchesOf(REPLAY_ROWS, 2, 'rep')
+const replayBatches = batchesOf(REPLAY_ROWS, 2, 'rep', 2_000)
 
 async function drain(redisUrl: string | undefined, expected: number) {
   const worker = createReplayWorker({
@@ -297,12 +324,12 @@ const replayTable: Table = {
     fmt(r.drainMs / 1000, 2),
     fmt(r.rows / (r.drainMs / 1000), 0),
     fmt((r.cpuMs * 1000) / r.rows, 1),
-    ratio(r.rows / r.drainMs, ingest[2]!.rows / ingest[2]!.wallMs),
+    ratio(r.rows / r.drainMs, ingest.at(-1)!.rows / ingest.at(-1)!.wallMs),
     r.note,
   ]),
   notes: [
     `Batches of ${BATCH} rows spilled whole with their batch id (gzip'd JSON), then drained by createReplayWorker (one insert in flight per store, batch id as dedup token, rows re-validated).`,
-    '"vs live ingest" divides by the recorder row of the ingest table in the same run.',
+    '"vs live ingest" divides by the last recorder row of the ingest table in the same run.',
   ],
 }
 

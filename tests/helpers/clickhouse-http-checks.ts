@@ -48,7 +48,10 @@ export interface ExactnessReport {
  * Compares the raw table with the set of request ids the clients were
  * answered for, and every rollup with the raw table's aggregates.
  */
-export async function checkExactlyOnce(wh: Warehouse, accepted: ReadonlySet<string>): Promise<ExactnessReport> {
+export async function checkExactlyOnce(
+  wh: Warehouse,
+  accepted: ReadonlySet<string>,
+): Promise<ExactnessReport> {
   const ids = await wh.query<{ id: string; n: string }>(
     "SELECT toString(request_id) AS id, count() AS n FROM requests WHERE project = 'outage-test' GROUP BY id",
   )
@@ -63,7 +66,12 @@ export async function checkExactlyOnce(wh: Warehouse, accepted: ReadonlySet<stri
       `SELECT sum(requests) AS requests, sum(input_tokens) AS input, sum(output_tokens) AS output, toString(sum(cost_usd)) AS cost
        FROM ${table} WHERE project = 'outage-test'`,
     )
-    rollups[table] = { requests: Number(r?.requests), input: Number(r?.input), output: Number(r?.output), cost: normCost(r?.cost) }
+    rollups[table] = {
+      requests: Number(r?.requests),
+      input: Number(r?.input),
+      output: Number(r?.output),
+      cost: normCost(r?.cost),
+    }
   }
   return {
     rawRows: Number(raw?.requests),
@@ -71,7 +79,12 @@ export async function checkExactlyOnce(wh: Warehouse, accepted: ReadonlySet<stri
     missing: [...accepted].filter((id) => !seen.has(id)),
     unexpected: [...seen].filter((id) => !accepted.has(id)),
     rollups,
-    raw: { requests: Number(raw?.requests), input: Number(raw?.input), output: Number(raw?.output), cost: normCost(raw?.cost) },
+    raw: {
+      requests: Number(raw?.requests),
+      input: Number(raw?.input),
+      output: Number(raw?.output),
+      cost: normCost(raw?.cost),
+    },
   }
 }
 
@@ -79,7 +92,11 @@ function normCost(c: string | undefined): string {
   return Number(c ?? 0).toFixed(9)
 }
 
-export async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
+export async function waitFor(
+  what: string,
+  check: () => Promise<boolean>,
+  timeoutMs = 60_000,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs
   while (Date.now() < deadline) {
     if (await check().catch(() => false)) return

@@ -79,7 +79,10 @@ export async function startClickHouseHttp(opts: { dir?: string } = {}): Promise<
 
   async function handle(req: IncomingMessage, res: ServerResponse) {
     const url = new URL(req.url ?? '/', 'http://localhost')
-    if (url.pathname === '/ping' || (req.method === 'GET' && url.pathname === '/' && !url.searchParams.has('query'))) {
+    if (
+      url.pathname === '/ping' ||
+      (req.method === 'GET' && url.pathname === '/' && !url.searchParams.has('query'))
+    ) {
       res.end('Ok.\n')
       return
     }

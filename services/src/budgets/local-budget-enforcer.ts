@@ -55,7 +55,8 @@ export function createLocalBudgetEnforcer(deps: BudgetEnforcerDeps): BudgetEnfor
 
   function counterFor(budget: Budget, at: number): Counter {
     const window = periodWindow(budget, at)
-    const id = `${budget.budgetId}|${window.startMs}`
+    // The scope is part of the identity: re-pointing a budget starts a fresh count.
+    const id = `${budget.budgetId}|${budget.scope}|${budget.scopeId}|${window.startMs}`
     let c = counters.get(id)
     if (!c) {
       const counter: Counter = {

@@ -112,7 +112,9 @@ export interface RedisBudgetEnforcerDeps extends BudgetEnforcerDeps {
   onError?: (err: unknown, what: string) => void
 }
 
-const counterKey = (budgetId: string, w: PeriodWindow) => `${PREFIX}${budgetId}:${w.startMs}`
+// The scope is part of the key: re-pointing a budget at another key/user/team starts a fresh count.
+const counterKey = (b: Budget, w: PeriodWindow) =>
+  `${PREFIX}${b.budgetId}:${b.scope}:${b.scopeId}:${w.startMs}`
 
 /**
  * Server mode: counters in Redis, shared by every gateway instance. One Lua
@@ -138,7 +140,7 @@ export function createRedisBudgetEnforcer(deps: RedisBudgetEnforcerDeps): Budget
   // One ClickHouse read per missing counter, however many requests find it missing at once.
   const seeding = new Map<string, Promise<void>>()
   function seed(budget: Budget, window: PeriodWindow): Promise<void> {
-    const key = counterKey(budget.budgetId, window)
+    const key = counterKey(budget, window)
     let p = seeding.get(key)
     if (!p) {
       p = (async () => {
@@ -200,7 +202,7 @@ export function createRedisBudgetEnforcer(deps: RedisBudgetEnforcerDeps): Budget
       if (budgets.length === 0) return { ok: true, reservation: { id: randomUUID() } }
       const at = now()
       const windows = budgets.map((b) => periodWindow(b, at))
-      const keys = budgets.map((b, i) => counterKey(b.budgetId, windows[i]!))
+      const keys = budgets.map((b, i) => counterKey(b, windows[i]!))
       const caps = budgets.map((b) => usdToNanos(b.capUsd))
       const id = randomUUID()
       const deadline = at + deps.reservationTtlMs
@@ -253,7 +255,7 @@ export function createRedisBudgetEnforcer(deps: RedisBudgetEnforcerDeps): Budget
       const out: BudgetStatus[] = []
       for (const budget of budgets) {
         const window = periodWindow(budget, at)
-        const key = counterKey(budget.budgetId, window)
+        const key = counterKey(budget, window)
         let h = await redis.hgetall(key)
         if (!h.spent) {
           await seed(budget, window)

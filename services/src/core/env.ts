@@ -40,7 +40,11 @@ export const envSchema = z.object({
     .int()
     .positive()
     .default(1024 * 1024 * 1024),
-  RECORDER_MAX_ROWS: z.coerce.number().int().positive().default(5_000),
+  /**
+   * Rows per insert at most (a batch is also cut every RECORDER_FLUSH_MS). Large:
+   * an insert of 5,000 rows cost 2-3x the CPU per row of one of 50,000 (docs/BENCHMARKS.md).
+   */
+  RECORDER_MAX_ROWS: z.coerce.number().int().positive().default(50_000),
   RECORDER_FLUSH_MS: z.coerce.number().int().positive().default(1_000),
   OPENAI_BASE_URL: z.url().default('https://api.openai.com/v1'),
   OPENAI_API_KEY: z.string().optional(),

@@ -101,6 +101,9 @@ export function createDiskSpool(opts: DiskSpoolOptions): DiskSpool {
   let usedBytes = scanBytes()
   let lastScan = Date.now()
   let rejected = 0
+  let reserved = 0
+  /** The last spill was refused for lack of room; cleared by the next write that fits. */
+  let refusing = false
   let lastError: string | undefined
   let closed = false
 
@@ -151,6 +154,7 @@ export function createDiskSpool(opts: DiskSpoolOptions): DiskSpool {
         }
         a.bytes += data.length
         usedBytes += data.length
+        refusing = false
         if (a.bytes >= segmentMaxBytes) await sealActive()
         else if (!a.timer) {
           a.timer = setTimeout(() => void enqueueSeal(), sealAfterMs)
@@ -159,6 +163,7 @@ export function createDiskSpool(opts: DiskSpoolOptions): DiskSpool {
         for (const g of group) g.resolve()
       } catch (err) {
         const full = (err as NodeJS.ErrnoException).code === 'ENOSPC'
+        if (full) refusing = true
         lastError = `${full ? 'disk full' : 'write failed'}: ${(err as Error).message}`
         rejected += group.length
         opts.logger?.warn({ err: lastError }, 'disk spool write failed')
@@ -193,19 +198,25 @@ export function createDiskSpool(opts: DiskSpoolOptions): DiskSpool {
       const buf = encodeRecord(encodeBatch(batch))
       if (Date.now() - lastScan > 1_000) {
         // Another process (the replay worker) deletes what it replayed.
-        usedBytes = scanBytes() + queue.reduce((n, q) => n + q.buf.length, 0)
+        usedBytes = scanBytes()
         lastScan = Date.now()
       }
-      const queued = queue.reduce((n, q) => n + q.buf.length, 0)
-      if (usedBytes + queued + buf.length > maxBytes) {
+      if (usedBytes + reserved + buf.length > maxBytes) {
         rejected++
+        refusing = true
         lastError = `spool full: ${usedBytes} of ${maxBytes} bytes (SPOOL_MAX_BYTES)`
         throw new SpoolFullError(lastError)
       }
-      await new Promise<void>((resolve, reject) => {
-        queue.push({ buf, resolve, reject })
-        kick()
-      })
+      // Counted from acceptance until written (then in usedBytes) or refused.
+      reserved += buf.length
+      try {
+        await new Promise<void>((resolve, reject) => {
+          queue.push({ buf, resolve, reject })
+          kick()
+        })
+      } finally {
+        reserved -= buf.length
+      }
     },
     async sealedSegments() {
       const out: SegmentInfo[] = []
@@ -235,7 +246,7 @@ export function createDiskSpool(opts: DiskSpoolOptions): DiskSpool {
         segments,
         bytes: usedBytes,
         maxBytes,
-        full: usedBytes >= maxBytes * 0.99 || lastError?.startsWith('disk full') === true,
+        full: refusing && usedBytes > 0,
         oldestAt,
         rejected,
         lastError,

@@ -10,6 +10,14 @@ export const SPILL_QUEUE = 'tokenmeter-spill'
 export const SPILL_BYTES_KEY = 'tokenmeter:spill:bytes'
 
 /** What a job carries: the whole batch, gzip'd, plus what ops and the budget need without decoding it. */
+const RESERVE = `
+local held = redis.call('INCRBY', KEYS[1], ARGV[1])
+if held > tonumber(ARGV[2]) then
+  redis.call('DECRBY', KEYS[1], ARGV[1])
+  return 0
+end
+return 1`
+
 export interface SpillJobData {
   batchId: string
   createdAt: number
@@ -95,38 +103,38 @@ export function createRedisSpill(opts: {
     checkDurability,
     async spill(batch: UsageBatch, cause: unknown) {
       const payload = encodeBatch(batch)
+      let reserved = false
       try {
-        const held = Number((await redis.get(SPILL_BYTES_KEY)) ?? 0)
-        if (held + payload.length > opts.maxBytes) {
-          overBudgetSpills++
-          lastError = `over budget: ${held} of ${opts.maxBytes} bytes (REDIS_SPILL_MAX_BYTES)`
-          await opts.fallback.spill(batch, cause)
+        // Reserve the bytes atomically: concurrent spills must not all see room.
+        reserved = (await redis.eval(RESERVE, 1, SPILL_BYTES_KEY, payload.length, opts.maxBytes)) === 1
+        if (reserved) {
+          const data: SpillJobData = {
+            batchId: batch.batchId,
+            createdAt: batch.createdAt,
+            rows: batch.rows.length,
+            bytes: payload.length,
+            payload: payload.toString('base64'),
+          }
+          await queue.add('batch', data, {
+            jobId: batch.batchId,
+            removeOnComplete: true,
+            removeOnFail: false,
+            // ClickHouse being away costs no attempt (the worker waits with the
+            // job active); attempts only count unexpected errors.
+            attempts: 1_000,
+            backoff: { type: 'fixed', delay: 5_000 },
+          })
           return
         }
-        const data: SpillJobData = {
-          batchId: batch.batchId,
-          createdAt: batch.createdAt,
-          rows: batch.rows.length,
-          bytes: payload.length,
-          payload: payload.toString('base64'),
-        }
-        // The byte count goes up first: a crash in between only overstates
-        // the usage until the queue drains and the count is reset.
-        await redis.incrby(SPILL_BYTES_KEY, payload.length)
-        await queue.add('batch', data, {
-          jobId: batch.batchId,
-          removeOnComplete: true,
-          removeOnFail: false,
-          // ClickHouse being away costs no attempt (the worker waits with the
-          // job active); attempts only count unexpected errors.
-          attempts: 1_000,
-          backoff: { type: 'fixed', delay: 5_000 },
-        })
+        overBudgetSpills++
+        lastError = `over budget: ${opts.maxBytes} bytes of spilled batches held (REDIS_SPILL_MAX_BYTES)`
       } catch (err) {
         failedSpills++
         lastError = `redis unavailable: ${(err as Error).message}`
-        await opts.fallback.spill(batch, cause)
+        // Best effort; a leaked reservation only overstates usage until the queue drains.
+        if (reserved) await redis.decrby(SPILL_BYTES_KEY, payload.length).catch(() => {})
       }
+      await opts.fallback.spill(batch, cause)
     },
     async status() {
       const connected = redis.status === 'ready'

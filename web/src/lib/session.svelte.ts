@@ -1,4 +1,4 @@
-import { type Me, get, send } from './api'
+import { get, type Me, send } from './api'
 
 /** Who is signed in; the shell loads it once and pages read it. */
 export const session = $state<{ me: Me | null; loaded: boolean }>({ me: null, loaded: false })

@@ -1,0 +1,65 @@
+import { mkdtempSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { buildApp } from '../../services/src/app.ts'
+import { createCore } from '../../services/src/core/core.ts'
+import { parseEnv } from '../../services/src/core/env.ts'
+
+/**
+ * Our gateway for the benchmark, in its own process so the load generator
+ * never shares its event loop: the product's Core on the embedded engine
+ * (recording on, rollups attached, local budgets), the gateway role only.
+ * Args: --upstream=<origin> [--data-dir=<dir>] [--api] (also serve the API,
+ * for the live benchmark). Prints `READY <json>` with the URL, a virtual key
+ * and the data directory; on SIGTERM it flushes usage and exits.
+ */
+const arg = (name: string) => process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3)
+const upstream = arg('upstream')
+if (!upstream) throw new Error('--upstream=<origin> is required')
+const withApi = process.argv.includes('--api')
+const dataDir = arg('data-dir') ?? mkdtempSync(join(tmpdir(), 'tokenmeter-bench-gw-'))
+const ADMIN_TOKEN = 'bench-admin-token-0123456789'
+
+const env = parseEnv({
+  DATA_DIR: dataDir,
+  DEMO: 'false',
+  LOG_LEVEL: 'silent',
+  ROLES: withApi ? 'gateway,api' : 'gateway',
+  ADMIN_TOKEN,
+  OPENAI_BASE_URL: `${upstream}/v1`,
+  OPENAI_API_KEY: 'sk-bench-upstream',
+})
+const core = await createCore(env, { logger: { warn: () => {}, error: (o, m) => console.error(m, o) } })
+await core.store.upsertTeam({ teamId: 'bench-team', name: 'Bench team' })
+await core.store.upsertUser({
+  userId: 'bench-user',
+  email: 'bench@example.com',
+  name: 'Bench user',
+  teamId: 'bench-team',
+  role: 'admin',
+})
+// Facade name = upstream model name: the body is forwarded byte for byte, as to the other paths.
+await core.store.upsertModel({
+  model: 'gpt-4o-mini',
+  provider: 'openai',
+  upstreamModel: 'gpt-4o-mini',
+  inputPerM: 0.15,
+  outputPerM: 0.6,
+  cachedReadPerM: 0.075,
+  cacheWritePerM: 0,
+})
+const { plaintext } = await core.store.createKey({ userId: 'bench-user', name: 'bench' })
+const app = await buildApp(core, { roles: withApi ? ['gateway', 'api'] : ['gateway'] })
+const url = await app.listen({ host: '127.0.0.1', port: 0 })
+process.stdout.write(`READY ${JSON.stringify({ url, key: plaintext, dataDir, adminToken: ADMIN_TOKEN })}\n`)
+
+let stopping = false
+process.on('SIGTERM', async () => {
+  if (stopping) return
+  stopping = true
+  await app.close()
+  const s = core.recorder.stats()
+  await core.close()
+  process.stdout.write(`STATS ${JSON.stringify(s)}\n`)
+  process.exit(0)
+})
