@@ -25,6 +25,9 @@ console.log(`\nTokenmeter is running at ${url}`)
 console.log(
   `  ClickHouse: ${core.warehouse.mode === 'embedded' ? `embedded (${env.DATA_DIR})` : env.CLICKHOUSE_URL}`,
 )
+console.log(
+  `  Spill: ${env.REDIS_URL ? 'Redis (BullMQ), disk spool behind it' : `disk spool (${env.DATA_DIR}/spool)`}; replay ${roles.includes('worker') ? 'in this process' : 'in the worker process'}`,
+)
 if (!env.ADMIN_TOKEN) console.log(`  Admin token (set ADMIN_TOKEN to choose your own): ${core.adminToken}`)
 const demo = demoSeed
   ? startDemo(core, demoSeed, { address, url, gateway: roles.includes('gateway'), logger: app.log })

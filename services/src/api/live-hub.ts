@@ -51,7 +51,8 @@ export interface LiveHub {
 export interface LiveHubOptions {
   warehouse: Warehouse
   store: AdminStore
-  recorder: UsageRecorder
+  /** Where recorded rows come from: the recorder, or the cross-process row feed. */
+  recorder: Pick<UsageRecorder, 'onRecord'>
   pushMs?: number
   /** Refresh from ClickHouse this often even without local rows (other processes' traffic, sliding ranges). */
   idleRefreshMs?: number

@@ -40,7 +40,7 @@ export const liveRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { core
   const hub = createLiveHub({
     warehouse: core.warehouse,
     store: core.store,
-    recorder: core.recorder,
+    recorder: core.rowFeed,
     log: (obj, msg) => app.log.warn(obj, msg),
   })
   app.addHook('onClose', async () => hub.close())

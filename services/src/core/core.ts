@@ -1,14 +1,15 @@
 import { randomBytes } from 'node:crypto'
 import { join } from 'node:path'
 import { Registry } from 'prom-client'
-import type { BudgetEnforcer } from '../budgets/budget-enforcer.ts'
 import { createBudgetEnforcer } from '../budgets/budget-enforcer.factory.ts'
+import type { BudgetEnforcer } from '../budgets/budget-enforcer.ts'
 import { createOutageKit, type OutageKit } from '../worker/outage-kit.ts'
 import { registerOutageMetrics } from '../worker/outage-metrics.ts'
 import { type AdminStore, createAdminStore } from './admin-store.ts'
 import type { Env } from './env.ts'
 import { registerRecorderMetrics } from './metrics.ts'
 import { migrate } from './migrations.ts'
+import { createRowFeed, type RowFeed } from './row-feed.ts'
 import {
   createUsageRecorder,
   type RecorderLogger,
@@ -27,6 +28,8 @@ export interface Core {
   warehouse: Warehouse
   store: AdminStore
   recorder: UsageRecorder
+  /** Recorded rows from this and (in server mode, through Redis) every other process, for live mode. */
+  rowFeed: RowFeed
   budgets: BudgetEnforcer
   /** Spill sinks, replay worker (with the 'worker' role), quarantine and ops operations. */
   outage: OutageKit
@@ -88,6 +91,7 @@ export async function createCore(env: Env, overrides: CoreOverrides = {}): Promi
     logger: overrides.logger ?? consoleLogger,
   })
   const budgets = overrides.budgets ?? createBudgetEnforcer({ env, store, warehouse })
+  const rowFeed = createRowFeed({ recorder, redisUrl: env.REDIS_URL })
   const metrics = new Registry()
   registerRecorderMetrics(metrics, recorder)
   registerOutageMetrics(metrics, outage)
@@ -96,6 +100,7 @@ export async function createCore(env: Env, overrides: CoreOverrides = {}): Promi
     warehouse,
     store,
     recorder,
+    rowFeed,
     budgets,
     outage,
     metrics,
@@ -104,6 +109,7 @@ export async function createCore(env: Env, overrides: CoreOverrides = {}): Promi
       if (refresher) clearInterval(refresher)
       // Order matters: the replay worker, then usage (it needs the warehouse
       // and the spill path), the spill stores, the client last.
+      await rowFeed.close()
       await outage.stopWorker()
       await recorder.close()
       const unsaved = recorder.stats().pendingRows

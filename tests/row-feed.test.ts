@@ -1,0 +1,93 @@
+import { randomUUID } from 'node:crypto'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { createRowFeed, type RowFeed } from '../services/src/core/row-feed.ts'
+import { createUsageRecorder, type UsageRecorder } from '../services/src/core/usage-recorder.ts'
+import type { UsageRow } from '../services/src/core/usage-row.ts'
+import { type RedisProcess, startRedis } from './helpers/redis-server.ts'
+import { startTestStack, type TestStack } from './helpers/test-core.ts'
+
+// Two "processes" (recorder + feed each) sharing one real redis-server: what a
+// gateway records must reach live subscribers in an API process, once.
+let redis: RedisProcess
+let stack: TestStack
+let feeds: RowFeed[] = []
+const recorders: UsageRecorder[] = []
+
+function recorder(): UsageRecorder {
+  const r = createUsageRecorder({
+    warehouse: stack.core.warehouse,
+    maxRows: 1_000_000,
+    flushMs: 3_600_000,
+    insertTimeoutMs: 1_000,
+    logger: { warn: () => {}, error: () => {} },
+  })
+  recorders.push(r)
+  return r
+}
+
+function row(): UsageRow {
+  return {
+    request_id: randomUUID(),
+    started_at: '2026-11-21 10:00:00.000',
+    ended_at: '2026-11-21 10:00:01.000',
+    key_id: 'k1',
+    key_prefix: 'tm_abc…',
+    user_id: 'u1',
+    team_id: 't1',
+    project: '',
+    client_app: '',
+    tags: [],
+    provider: 'openai',
+    model: 'm',
+    upstream_model: 'm',
+    endpoint: 'chat',
+    streamed: false,
+    status_code: 200,
+    error_class: '',
+    input_tokens: 1,
+    output_tokens: 2,
+    cached_read_tokens: 0,
+    cache_write_tokens: 0,
+    tokens_estimated: false,
+    cost_usd: '0.000000100',
+    latency_ms: 5,
+    ttft_ms: 0,
+    batch_id: '',
+  }
+}
+
+beforeAll(async () => {
+  redis = await startRedis()
+  stack = await startTestStack()
+})
+afterAll(async () => {
+  for (const f of feeds) await f.close()
+  for (const r of recorders) await r.close()
+  await stack?.close()
+  await redis?.stop()
+})
+
+describe('row feed across processes', () => {
+  it('delivers a row recorded in one process to listeners in another, exactly once each', async () => {
+    const gateway = recorder()
+    const api = recorder()
+    const gatewayFeed = createRowFeed({ recorder: gateway, redisUrl: redis.url })
+    const apiFeed = createRowFeed({ recorder: api, redisUrl: redis.url })
+    feeds = [gatewayFeed, apiFeed]
+    const seenByApi: string[] = []
+    const seenByGateway: string[] = []
+    apiFeed.onRecord((r) => seenByApi.push(r.request_id))
+    gatewayFeed.onRecord((r) => seenByGateway.push(r.request_id))
+    // Let both subscriptions settle before publishing.
+    await new Promise((r) => setTimeout(r, 300))
+
+    const sent = [row(), row(), row()]
+    for (const r of sent) gateway.record(r)
+    const ids = sent.map((r) => r.request_id)
+    await expect.poll(() => seenByApi, { timeout: 5_000 }).toEqual(ids)
+    // The publisher hears its own rows locally, not a second time through Redis.
+    await new Promise((r) => setTimeout(r, 300))
+    expect(seenByGateway).toEqual(ids)
+    expect(seenByApi).toEqual(ids)
+  })
+})
