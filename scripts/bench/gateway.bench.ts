@@ -50,7 +50,13 @@ async function startStack(latencyMs: number): Promise<Stack> {
   const port = await freePort()
   const portkey = await startChild(
     node,
-    [here('../../node_modules/@portkey-ai/gateway/build/start-server.js'), `--port=${port}`, '--headless'],
+    [
+      // Without this shim Portkey fails every streamed completion on Node (see portkey-shim.ts).
+      `--import=${here('./portkey-shim.ts')}`,
+      here('../../node_modules/@portkey-ai/gateway/build/start-server.js'),
+      `--port=${port}`,
+      '--headless',
+    ],
     // Production mode: no log-streaming UI, as one would deploy it.
     { marker: /Ready for connections/, env: { NODE_ENV: 'production', PORT: String(port) }, quietStderr: true },
   )
