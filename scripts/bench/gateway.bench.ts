@@ -21,7 +21,8 @@ const MEMORY_S = args.quick ? 10 : 60
 const here = (p: string) => fileURLToPath(new URL(p, import.meta.url))
 const node = process.execPath
 
-const prompt = 'Summarise the quarterly usage report for the platform team in three short bullet points. '.repeat(5)
+const prompt =
+  'Summarise the quarterly usage report for the platform team in three short bullet points. '.repeat(5)
 const body = (stream: boolean) =>
   JSON.stringify({
     model: 'gpt-4o-mini',
@@ -34,6 +35,7 @@ interface Stack {
   upstream: Child
   ours: Child
   portkey: Child
+  floor: Child
   upstreamUrl: string
   key: string
 }
@@ -58,17 +60,33 @@ async function startStack(latencyMs: number): Promise<Stack> {
       '--headless',
     ],
     // Production mode: no log-streaming UI, as one would deploy it.
-    { marker: /Ready for connections/, env: { NODE_ENV: 'production', PORT: String(port) }, quietStderr: true },
+    {
+      marker: /Ready for connections/,
+      env: { NODE_ENV: 'production', PORT: String(port) },
+      quietStderr: true,
+    },
   )
   portkey.ready = `http://127.0.0.1:${port}`
-  return { upstream, ours, portkey, upstreamUrl, key: (JSON.parse(ours.ready) as { key: string }).key }
+  const floor = await startChild(node, [here('./passthrough.process.ts'), `--upstream=${upstreamUrl}`], {
+    marker: 'READY ',
+  })
+  return { upstream, ours, portkey, floor, upstreamUrl, key: (JSON.parse(ours.ready) as { key: string }).key }
 }
 
-function targets(s: Stack, stream: boolean): { direct: Target; ours: Target; portkey: Target } {
+function targets(
+  s: Stack,
+  stream: boolean,
+): { direct: Target; ours: Target; portkey: Target; floor: Target } {
   const b = body(stream)
   const path = '/v1/chat/completions'
   return {
-    direct: { name: 'direct', origin: s.upstreamUrl, path, headers: { authorization: 'Bearer sk-bench-upstream' }, body: b },
+    direct: {
+      name: 'direct',
+      origin: s.upstreamUrl,
+      path,
+      headers: { authorization: 'Bearer sk-bench-upstream' },
+      body: b,
+    },
     ours: {
       name: 'tokenmeter',
       origin: (JSON.parse(s.ours.ready) as { url: string }).url,
@@ -85,6 +103,13 @@ function targets(s: Stack, stream: boolean): { direct: Target; ours: Target; por
         'x-portkey-provider': 'openai',
         'x-portkey-custom-host': `${s.upstreamUrl}/v1`,
       },
+      body: b,
+    },
+    floor: {
+      name: 'pass-through floor',
+      origin: s.floor.ready,
+      path,
+      headers: { authorization: 'Bearer sk-bench-upstream' },
       body: b,
     },
   }
@@ -123,9 +148,14 @@ const memoryRows: (string | number)[][] = []
 let oursSent = 0
 let failures = 0
 
-async function scenario(stack: Stack, latencyMs: number, stream: boolean, pids: { ours: number; portkey: number }) {
+async function scenario(
+  stack: Stack,
+  latencyMs: number,
+  stream: boolean,
+  pids: { ours: number; portkey: number; floor: number },
+) {
   const t = targets(stack, stream)
-  const all = [t.direct, t.ours, t.portkey]
+  const all = [t.direct, t.ours, t.portkey, t.floor]
   const label = `${latencyMs} ms upstream, ${stream ? 'streamed' : 'JSON'}`
   log(`scenario: ${label}`)
   for (const x of all) await smoke(x)
@@ -139,19 +169,21 @@ async function scenario(stack: Stack, latencyMs: number, stream: boolean, pids: 
     return r
   }
   // Concurrency 1, interleaved.
-  const c1: Record<string, LoadResult[]> = { direct: [], tokenmeter: [], portkey: [] }
+  const c1: Record<string, LoadResult[]> = Object.fromEntries(all.map((x) => [x.name, []]))
   for (let round = 0; round < ROUNDS; round++) {
-    const order = [...all.slice(round % 3), ...all.slice(0, round % 3)]
+    const order = [...all.slice(round % all.length), ...all.slice(0, round % all.length)]
     for (const x of order) c1[x.name]!.push(acc(await closedLoop(x, 1, SLICE_S)))
   }
   // Peak: closed loop with enough callers to saturate the CPU (the upstream's delay hides behind concurrency).
   const peakConcurrency = latencyMs > 0 ? 256 : 64
-  const peak: Record<string, LoadResult[]> = { direct: [], tokenmeter: [], portkey: [] }
-  const cpu: Record<string, number> = { tokenmeter: 0, portkey: 0 }
+  const peak: Record<string, LoadResult[]> = Object.fromEntries(all.map((x) => [x.name, []]))
+  const cpu: Record<string, number> = { tokenmeter: 0, portkey: 0, [t.floor.name]: 0 }
+  const pidOf = (x: Target) =>
+    x === t.ours ? pids.ours : x === t.portkey ? pids.portkey : x === t.floor ? pids.floor : undefined
   for (let round = 0; round < ROUNDS; round++) {
-    const order = [...all.slice(round % 3), ...all.slice(0, round % 3)]
+    const order = [...all.slice(round % all.length), ...all.slice(0, round % all.length)]
     for (const x of order) {
-      const pid = x === t.ours ? pids.ours : x === t.portkey ? pids.portkey : undefined
+      const pid = pidOf(x)
       const before = pid ? cpuSeconds(pid) : 0
       peak[x.name]!.push(acc(await closedLoop(x, peakConcurrency, SLICE_S)))
       if (pid) cpu[x.name]! += cpuSeconds(pid) - before
@@ -160,7 +192,7 @@ async function scenario(stack: Stack, latencyMs: number, stream: boolean, pids: 
   const peakOf = (name: string) => merge(peak[name]!)
   // Half of each gateway's own peak, open loop, against the direct path at the same rate.
   const half: Record<string, { rate: number; direct: LoadResult[]; gw: LoadResult[] }> = {}
-  for (const gw of [t.ours, t.portkey]) {
+  for (const gw of [t.ours, t.portkey, t.floor]) {
     const rate = Math.max(1, Math.round(peakOf(gw.name).rps / 2))
     half[gw.name] = { rate, direct: [], gw: [] }
     for (let round = 0; round < ROUNDS; round++) {
@@ -172,7 +204,7 @@ async function scenario(stack: Stack, latencyMs: number, stream: boolean, pids: 
     }
   }
   const d1 = merge(c1.direct!)
-  for (const gw of [t.ours, t.portkey]) {
+  for (const gw of [t.ours, t.portkey, t.floor]) {
     const g1 = merge(c1[gw.name]!)
     const h = half[gw.name]!
     const hd = merge(h.direct)
@@ -193,21 +225,24 @@ async function scenario(stack: Stack, latencyMs: number, stream: boolean, pids: 
   const pd = peakOf('direct')
   const po = peakOf('tokenmeter')
   const pp = peakOf('portkey')
+  const pf = peakOf(t.floor.name)
   peakRows.push([
     label,
     peakConcurrency,
     fmt(pd.rps, 0),
+    fmt(pf.rps, 0),
     fmt(po.rps, 0),
     fmt(pp.rps, 0),
     ratio(po.rps, pp.rps),
-    ratio(po.rps, pd.rps),
+    ratio(po.rps, pf.rps),
+    fmt((cpu[t.floor.name]! * 1e6) / pf.ok, 0),
     fmt((cpu.tokenmeter! * 1e6) / po.ok, 0),
     fmt((cpu.portkey! * 1e6) / pp.ok, 0),
   ])
   log(`  peak direct ${fmt(pd.rps, 0)} ours ${fmt(po.rps, 0)} portkey ${fmt(pp.rps, 0)} req/s`)
 }
 
-async function memory(stack: Stack, pids: { ours: number; portkey: number }) {
+async function memory(stack: Stack, pids: { ours: number; portkey: number; floor: number }) {
   const t = targets(stack, false)
   for (const gw of [t.ours, t.portkey]) {
     const pid = gw === t.ours ? pids.ours : pids.portkey
@@ -233,17 +268,20 @@ async function memory(stack: Stack, pids: { ours: number; portkey: number }) {
 
 for (const latencyMs of [0, FIXED_LATENCY_MS]) {
   const stack = await startStack(latencyMs)
-  const pids = { ours: stack.ours.pid, portkey: stack.portkey.pid }
+  const pids = { ours: stack.ours.pid, portkey: stack.portkey.pid, floor: stack.floor.pid }
   try {
     for (const stream of [false, true]) await scenario(stack, latencyMs, stream, pids)
     if (latencyMs === FIXED_LATENCY_MS) await memory(stack, pids)
   } finally {
     await stack.portkey.stop()
+    await stack.floor.stop()
     await stack.ours.stop(60_000)
     await stack.upstream.stop()
   }
   const statsLine = stack.ours.lines.find((l) => l.startsWith('STATS '))
-  const stats = statsLine ? (JSON.parse(statsLine.slice(6)) as { recorded: number; inserted: number; spilled: number }) : undefined
+  const stats = statsLine
+    ? (JSON.parse(statsLine.slice(6)) as { recorded: number; inserted: number; spilled: number })
+    : undefined
   log(`gateway recorder: ${JSON.stringify(stats)}; client saw ${oursSent} OK answers`)
   if (!stats || stats.recorded < oursSent || stats.inserted + stats.spilled !== stats.recorded) {
     throw new Error(`recording incomplete: ${JSON.stringify(stats)} for ${oursSent} answers`)
@@ -273,6 +311,7 @@ const tables: Table[] = [
     notes: [
       `Each slice ${SLICE_S} s, ${ROUNDS} round(s), targets interleaved; the direct path is measured in the same rounds and at the same rate.`,
       'Added = percentile through the gateway minus the same percentile direct. Half-peak runs are open loop (latency counted from the scheduled start).',
+      '"pass-through floor" is scripts/bench/passthrough.process.ts: node:http in, undici out, nothing else; what one more Node process hop costs on this machine.',
       'Streamed latency is to the last byte of the stream. Our gateway asks the upstream for stream usage and hides it from the client (the rewrite path).',
     ],
   },
@@ -284,10 +323,12 @@ const tables: Table[] = [
       'Upstream, answer',
       'Callers',
       'Direct',
+      'Pass-through floor',
       'Tokenmeter',
       'Portkey',
       'Tokenmeter / Portkey',
-      'Tokenmeter / direct',
+      'Tokenmeter / floor',
+      'Floor CPU µs/req',
       'Tokenmeter CPU µs/req',
       'Portkey CPU µs/req',
     ],
@@ -301,9 +342,20 @@ const tables: Table[] = [
     id: 'memory-gateway',
     title: 'Gateway resident memory under a steady 2,000 req/s',
     command: cmd,
-    columns: ['Gateway', 'Load', 'Achieved req/s', 'RSS before MiB', 'RSS max MiB', 'RSS end MiB', 'p99 ms', 'Errors'],
+    columns: [
+      'Gateway',
+      'Load',
+      'Achieved req/s',
+      'RSS before MiB',
+      'RSS max MiB',
+      'RSS end MiB',
+      'p99 ms',
+      'Errors',
+    ],
     rows: memoryRows,
-    notes: ['RSS from /proc/<pid>/status sampled every second. Ours hosts the embedded ClickHouse engine in the same process.'],
+    notes: [
+      'RSS from /proc/<pid>/status sampled every second. Ours hosts the embedded ClickHouse engine in the same process.',
+    ],
   },
 ]
 if (failures > 0) log(`${failures} failed requests in total (counted in the tables)`)

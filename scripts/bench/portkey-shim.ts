@@ -10,5 +10,9 @@
 const upstreamFetch = globalThis.fetch
 globalThis.fetch = async (input: Parameters<typeof fetch>[0], init?: RequestInit) => {
   const res = await upstreamFetch(input, init)
-  return new Response(res.body, { status: res.status, statusText: res.statusText, headers: new Headers(res.headers) })
+  return new Response(res.body, {
+    status: res.status,
+    statusText: res.statusText,
+    headers: new Headers(res.headers),
+  })
 }

@@ -59,7 +59,8 @@ function sse(includeUsage: boolean): Buffer {
 const streamWithUsage = sse(true)
 const streamWithoutUsage = sse(false)
 // A stream arrives in a few network writes, not one: split the body in four.
-const quarters = (b: Buffer) => [0, 1, 2, 3].map((i) => b.subarray((i * b.length) >> 2, ((i + 1) * b.length) >> 2))
+const quarters = (b: Buffer) =>
+  [0, 1, 2, 3].map((i) => b.subarray((i * b.length) >> 2, ((i + 1) * b.length) >> 2))
 const streamParts = new Map([
   [true, quarters(streamWithUsage)],
   [false, quarters(streamWithoutUsage)],

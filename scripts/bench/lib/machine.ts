@@ -18,11 +18,12 @@ export function machineInfo(): MachineInfo {
   const [l1, l5] = loadavg()
   let busy: string[] = []
   try {
-    const out = execFileSync('ps', ['-eo', 'pcpu,comm', '--sort=-pcpu', '--no-headers'], { encoding: 'utf8' })
+    const out = execFileSync('ps', ['-eo', 'pcpu,args', '--sort=-pcpu', '--no-headers'], { encoding: 'utf8' })
     busy = out
       .split('\n')
       .map((l) => l.trim())
       .filter((l) => l && Number.parseFloat(l) >= 5)
+      .map((l) => l.slice(0, 90))
       .slice(0, 8)
   } catch {}
   return {

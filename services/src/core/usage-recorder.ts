@@ -124,7 +124,8 @@ export function createUsageRecorder(opts: RecorderOptions): UsageRecorder {
     if (inFlight.size >= MAX_IN_FLIGHT) {
       waiting.push(batch)
       // ClickHouse is not keeping up: past this backlog the oldest batch takes the outage path.
-      if (waiting.length > MAX_WAITING) track(diverting, divert(waiting.shift()!, new Error('insert backlog full')))
+      if (waiting.length > MAX_WAITING)
+        track(diverting, divert(waiting.shift()!, new Error('insert backlog full')))
       return
     }
     track(inFlight, ship(batch))
