@@ -11,6 +11,7 @@ import { encodeRows } from '../../services/src/core/warehouse.ts'
 import { createCatalogue } from '../../services/src/demo/usage-catalogue.ts'
 import { generateUsageBatches } from '../../services/src/demo/usage-generator.ts'
 import { decodeBatch, encodeBatch } from '../../services/src/worker/batch-codec.ts'
+import { createRedisSpill } from '../../services/src/worker/redis-spill.ts'
 import { createReplayWorker } from '../../services/src/worker/replay.worker.ts'
 import { startRedis } from '../../tests/helpers/redis-server.ts'
 import { commandFor, emit, log, parseArgs, type Table } from './lib/report.ts'
@@ -72,7 +73,13 @@ const catalogue = createCatalogue({ seed: 42, prefix: 'bench' })
  * rollup buckets as it does in production (spreading them over 30 days
  * instead makes every rollup nearly as large as the raw table).
  */
-function batchesOf(rows: number, seed: number, prefix: string, rate: number): UsageBatch[] {
+function batchesOf(
+  rows: number,
+  seed: number,
+  prefix: string,
+  rate: number,
+  batchSize = BATCH,
+): UsageBatch[] {
   const out: UsageBatch[] = []
   const to = Date.now()
   for (const b of generateUsageBatches({
@@ -81,7 +88,7 @@ function batchesOf(rows: number, seed: number, prefix: string, rate: number): Us
     from: to - Math.ceil((rows / rate) * 1000),
     to,
     rows,
-    batchSize: BATCH,
+    batchSize,
     batchId: (i) => `${prefix}-${i}`,
   })) {
     out.push({ batchId: `${prefix}-${b.index}`, createdAt: Date.now(), rows: b.rows })
@@ -232,7 +239,11 @@ const replay: {
   cpuMs: number
   note: string
 }[] = []
-const replayBatches = batchesOf(REPLAY_ROWS, 2, 'rep', 2_000)
+// An outage at 2,000 req/s: the recorder cuts one batch per RECORDER_FLUSH_MS (1 s), 2,000 rows each.
+const REPLAY_BATCH = 2_000
+const replayBatches = batchesOf(REPLAY_ROWS, 2, 'rep', 2_000, REPLAY_BATCH)
+// A burst at full speed spills full batches of RECORDER_MAX_ROWS.
+const bigReplayBatches = batchesOf(REPLAY_ROWS, 4, 'big', 100_000)
 
 async function drain(redisUrl: string | undefined, expected: number) {
   const worker = createReplayWorker({
@@ -253,17 +264,17 @@ async function drain(redisUrl: string | undefined, expected: number) {
   return m
 }
 
-await truncateAll()
-{
+for (const set of [replayBatches, bigReplayBatches]) {
+  await truncateAll()
   const spill = await measure(async () => {
-    for (const b of replayBatches) await core.outage.spool.spill(b, new Error('bench outage'))
+    for (const b of set) await core.outage.spool.spill(b, new Error('bench outage'))
     await core.outage.spool.seal()
   })
   const spoolBytes = (await core.outage.spool.status()).bytes
   const d = await drain(undefined, REPLAY_ROWS)
   checkCounts('replay (disk)', await counts(), REPLAY_ROWS)
   replay.push({
-    store: 'disk spool',
+    store: `disk spool, ${set[0]!.rows.length.toLocaleString('en-US')}-row batches`,
     rows: REPLAY_ROWS,
     spillMs: spill.wallMs,
     drainMs: d.wallMs,
@@ -301,13 +312,40 @@ if (redis && core.outage.redis) {
     '—',
   ])
   replay.push({
-    store: 'Redis (BullMQ)',
+    store: `Redis (BullMQ), ${REPLAY_BATCH.toLocaleString('en-US')}-row batches`,
     rows: REPLAY_ROWS,
     spillMs: spill.wallMs,
     drainMs: d.wallMs,
     cpuMs: d.cpuMs,
     note: `${fmt(status.bytes / 2 ** 20, 1)} MiB of payload in Redis`,
   })
+
+  // A long outage in miniature: a Redis budget of a quarter of the spilled payload.
+  await truncateAll()
+  const budget = Math.ceil(status.bytes / 4)
+  const small = createRedisSpill({
+    url: redis.url,
+    maxBytes: budget,
+    fallback: core.outage.spool,
+    logger: quietLogger,
+  })
+  const base2 = await usedMemory()
+  for (const b of replayBatches)
+    await small.spill({ ...b, batchId: `${b.batchId}-small` }, new Error('bench outage'))
+  await core.outage.spool.seal()
+  const heldSmall = await usedMemory()
+  const smallStatus = await small.status()
+  const onDisk = (await core.outage.spool.status()).bytes
+  redisMemory.push([
+    `same rows, REDIS_SPILL_MAX_BYTES = ${fmt(budget / 2 ** 20, 1)} MiB: ${smallStatus.overBudgetSpills} of ${replayBatches.length} batches went to the disk spool (${fmt(onDisk / 2 ** 20, 1)} MiB)`,
+    fmt((heldSmall - base2) / 2 ** 20, 1),
+    fmt(smallStatus.bytes / 2 ** 20, 1),
+    '—',
+    fmt(budget / 2 ** 20, 1),
+  ])
+  await drain(redis.url, REPLAY_ROWS)
+  checkCounts('replay (redis + disk)', await counts(), REPLAY_ROWS)
+  await small.close()
   info.disconnect()
 }
 
@@ -336,7 +374,7 @@ const replayTable: Table = {
     r.note,
   ]),
   notes: [
-    `Batches of ${BATCH} rows spilled whole with their batch id (gzip'd JSON), then drained by createReplayWorker (one insert in flight per store, batch id as dedup token, rows re-validated).`,
+    `${REPLAY_ROWS.toLocaleString('en-US')} rows timestamped as 2,000 req/s of traffic, spilled whole per batch with the batch id (gzip'd JSON), then drained by createReplayWorker (one insert in flight per store, batch id as dedup token, rows re-validated). ${REPLAY_BATCH.toLocaleString('en-US')}-row batches are what an outage at 2,000 req/s produces (one batch per RECORDER_FLUSH_MS); ${BATCH.toLocaleString('en-US')}-row batches what a burst at full speed produces.`,
     '"vs live ingest" divides by the last recorder row of the ingest table in the same run.',
   ],
 }

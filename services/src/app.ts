@@ -53,11 +53,17 @@ export async function buildApp(core: Core, opts: AppOptions = {}): Promise<Fasti
   )
 
   app.get('/healthz', async () => ({ ok: true }))
+  // /healthz: the process is alive. /readyz: send it traffic. The API cannot
+  // answer without ClickHouse; the gateway can (rows spill), so for a
+  // gateway-only process ClickHouse is reported but does not decide. While
+  // shutting down, Fastify itself answers 503 (return503OnClosing).
   app.get('/readyz', async (_req, reply) => {
     const clickhouse = await core.warehouse.ping().catch(() => false)
-    // Not ready for traffic only if usage could not be kept: ClickHouse down is
-    // fine while a spill path exists, the recorder then keeps or spills rows.
-    return reply.status(200).send({ ok: true, clickhouse })
+    const needsClickHouse = roles.has('api')
+    const ready = clickhouse || !needsClickHouse
+    return reply
+      .status(ready ? 200 : 503)
+      .send({ ok: ready, clickhouse, ...(ready ? {} : { reason: 'ClickHouse is unreachable' }) })
   })
   app.get('/metrics', async (_req, reply) => {
     reply.header('content-type', core.metrics.contentType)

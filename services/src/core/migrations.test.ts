@@ -27,24 +27,46 @@ describe('compareVersions', () => {
 })
 
 describe('clusterize', () => {
-  it('makes every table replicated, ON CLUSTER, with the replicated dedup window', async () => {
+  it('makes every table replicated and ON CLUSTER, with the replicated dedup window', async () => {
     for (const m of await loadMigrations()) {
       for (const s of m.statements) {
-        const c = clusterize(s, 'tm')
-        if (/^CREATE|^ALTER/.test(s)) expect(c).toMatch(/ON CLUSTER tm/)
-        if (/ENGINE = \w*MergeTree/.test(s))
-          expect(c).toMatch(/ENGINE = Replicated\w*MergeTree\('\/clickhouse\/tables\//)
-        expect(c).not.toMatch(/non_replicated_deduplication_window/)
+        for (const c of clusterize(s, 'tm')) {
+          if (/^CREATE|^ALTER/.test(s)) expect(c).toMatch(/ON CLUSTER tm/)
+          if (/ENGINE = \w*MergeTree/.test(c))
+            expect(c).toMatch(/ENGINE = Replicated\w*MergeTree\('\/clickhouse\/tables\//)
+          expect(c).not.toMatch(/non_replicated_deduplication_window/)
+        }
       }
     }
   })
-  it('keeps engine arguments after the replication path', () => {
+
+  it('shards usage tables behind Distributed tables of the same name, views on the local tables', () => {
+    const [local, dist] = clusterize(
+      'CREATE TABLE IF NOT EXISTS requests (batch_id String) ENGINE = MergeTree ORDER BY batch_id',
+      'c1',
+    )
+    expect(local).toContain(
+      "requests_local ON CLUSTER c1 (batch_id String) ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/requests', '{replica}')",
+    )
+    expect(dist).toBe(
+      'CREATE TABLE IF NOT EXISTS requests ON CLUSTER c1 AS requests_local ENGINE = Distributed(c1, currentDatabase(), requests_local, cityHash64(batch_id))',
+    )
+    const [view] = clusterize(
+      'CREATE MATERIALIZED VIEW IF NOT EXISTS usage_5m_mv TO usage_5m AS SELECT count() AS requests FROM requests',
+      'c1',
+    )
+    expect(view).toBe(
+      'CREATE MATERIALIZED VIEW IF NOT EXISTS usage_5m_mv ON CLUSTER c1 TO usage_5m_local AS SELECT count() AS requests FROM requests_local',
+    )
+  })
+
+  it('keeps small tables whole on every node, engine arguments after the replication path', () => {
     const c = clusterize(
       'CREATE TABLE IF NOT EXISTS t (v UInt8) ENGINE = ReplacingMergeTree(updated_at) ORDER BY v',
       'c1',
     )
-    expect(c).toBe(
-      "CREATE TABLE IF NOT EXISTS t ON CLUSTER c1 (v UInt8) ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/t', '{replica}', updated_at) ORDER BY v",
-    )
+    expect(c).toEqual([
+      "CREATE TABLE IF NOT EXISTS t ON CLUSTER c1 (v UInt8) ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/all/{database}/t', '{replica}', updated_at) ORDER BY v",
+    ])
   })
 })

@@ -70,7 +70,9 @@ export async function migrate(
   opts: { retentionDays: number; dir?: string; cluster?: string },
 ): Promise<{ applied: number[]; version: string }> {
   const version = await assertSupportedVersion(wh)
-  const ddl = (sql: string) => wh.command(opts.cluster ? clusterize(sql, opts.cluster) : sql)
+  const ddl = async (sql: string) => {
+    for (const statement of opts.cluster ? clusterize(sql, opts.cluster) : [sql]) await wh.command(statement)
+  }
   await ddl(`CREATE TABLE IF NOT EXISTS tokenmeter_migrations
     (version UInt32, name String, applied_at DateTime64(3, 'UTC') DEFAULT now64(3))
     ENGINE = ReplacingMergeTree ORDER BY version`)
@@ -93,32 +95,72 @@ export async function migrate(
 /** Retention is configuration, not schema: set on start, only when it changed (a TTL change rewrites parts). */
 async function applyRetention(wh: Warehouse, days: number, cluster?: string): Promise<void> {
   const ttl = `toDateTime(started_at) + toIntervalDay(${Math.trunc(days)})`
+  const table = cluster ? local('requests') : 'requests'
   const [row] = await wh.query<{ q: string }>(
-    "SELECT create_table_query AS q FROM system.tables WHERE database = currentDatabase() AND name = 'requests'",
+    'SELECT create_table_query AS q FROM system.tables WHERE database = currentDatabase() AND name = {table:String}',
+    { table },
   )
   if (row?.q.includes(`TTL ${ttl}`)) return
   const onCluster = cluster ? ` ON CLUSTER ${cluster}` : ''
   await wh.command(
-    `ALTER TABLE requests${onCluster} MODIFY TTL toDateTime(started_at) + INTERVAL ${Math.trunc(days)} DAY`,
+    `ALTER TABLE ${table}${onCluster} MODIFY TTL toDateTime(started_at) + INTERVAL ${Math.trunc(days)} DAY`,
   )
 }
 
 /**
- * The clustered variant of a migration statement, for CLICKHOUSE_CLUSTER:
- * DDL runs ON CLUSTER, every *MergeTree becomes its Replicated* twin keyed by
- * shard and table, and the dedup window moves to its replicated setting (so a
- * replayed batch is still dropped on every replica and in every rollup).
- * Migrations stay written once, for the single-node case.
+ * Usage tables are sharded across a cluster; everything else (admin state,
+ * alerts, the migration log) is small and kept whole on every node. The
+ * sharding key of `requests` is the batch id: a batch lands whole on one
+ * shard, so a replay with the same insert_deduplication_token meets the same
+ * block there and is dropped, in the raw table and in the rollups its
+ * materialized views feed on that shard. Rollups are written only by those
+ * local views; their Distributed tables are for reading (sum and
+ * quantileTDigestMerge over shards are exact / mergeable).
  */
-export function clusterize(sql: string, cluster: string): string {
-  const head = /^(CREATE (?:TABLE|MATERIALIZED VIEW) IF NOT EXISTS )([A-Za-z0-9_]+)/.exec(sql)
-  if (!head) return sql.replace(/^ALTER TABLE ([A-Za-z0-9_]+)/, `ALTER TABLE $1 ON CLUSTER ${cluster}`)
-  const table = head[2]!
-  return `${head[1]}${table} ON CLUSTER ${cluster}${sql.slice(head[0].length)}`
+const SHARDED_TABLES: Record<string, string> = {
+  requests: 'cityHash64(batch_id)',
+  usage_5m: 'rand()',
+  usage_1h: 'rand()',
+  usage_1d: 'rand()',
+}
+
+const local = (table: string) => (table in SHARDED_TABLES ? `${table}_local` : table)
+
+/**
+ * The clustered variant of a migration statement, for CLICKHOUSE_CLUSTER:
+ * DDL runs ON CLUSTER; every *MergeTree becomes its Replicated* twin; a
+ * sharded table T becomes T_local plus a Distributed T with the same name the
+ * queries already use, and views and ALTERs address the local tables. The dedup
+ * window moves to its replicated setting. Migrations stay written once, for
+ * the single-node case.
+ */
+export function clusterize(sql: string, cluster: string): string[] {
+  // Only table positions are renamed: `requests` is also a column of the rollups.
+  const toLocal = (text: string) =>
+    text
+      .replace(/^(\s+(?:AS|TO) )([A-Za-z0-9_]+)/, (_m, kw: string, name: string) => kw + local(name))
+      .replace(/\bFROM ([A-Za-z0-9_]+)/g, (_m, name: string) => `FROM ${local(name)}`)
+  const alter = /^ALTER TABLE ([A-Za-z0-9_]+)/.exec(sql)
+  if (alter) return [sql.replace(alter[0], `ALTER TABLE ${local(alter[1]!)} ON CLUSTER ${cluster}`)]
+  const head = /^(CREATE (TABLE|MATERIALIZED VIEW) IF NOT EXISTS )([A-Za-z0-9_]+)/.exec(sql)
+  if (!head) return [sql]
+  const [, prefix, kind, table] = head as unknown as [string, string, string, string]
+  const rest = sql.slice(head[0].length)
+  if (kind === 'MATERIALIZED VIEW') return [`${prefix}${table} ON CLUSTER ${cluster}${toLocal(rest)}`]
+  const sharded = table in SHARDED_TABLES
+  // Small tables: one replica set spanning every node ("all" instead of the shard macro).
+  const path = `/clickhouse/tables/${sharded ? '{shard}' : 'all'}/{database}/${table}`
+  const created = `${prefix}${local(table)} ON CLUSTER ${cluster}${toLocal(rest)}`
     .replace(
       /ENGINE = (Replacing|Aggregating|Summing)?MergeTree(?:\(([^)]*)\))?/,
-      (_m, kind: string | undefined, args: string | undefined) =>
-        `ENGINE = Replicated${kind ?? ''}MergeTree('/clickhouse/tables/{shard}/{database}/${table}', '{replica}'${args ? `, ${args}` : ''})`,
+      (_m, engine: string | undefined, args: string | undefined) =>
+        `ENGINE = Replicated${engine ?? ''}MergeTree('${path}', '{replica}'${args ? `, ${args}` : ''})`,
     )
     .replace(/non_replicated_deduplication_window/g, 'replicated_deduplication_window')
+  if (!sharded) return [created]
+  return [
+    created,
+    `${prefix}${table} ON CLUSTER ${cluster} AS ${local(table)} ` +
+      `ENGINE = Distributed(${cluster}, currentDatabase(), ${local(table)}, ${SHARDED_TABLES[table]})`,
+  ]
 }
