@@ -41,6 +41,8 @@ const redis = await startRedis().catch((err) => {
   log(`redis-server unavailable (${(err as Error).message}); Redis rows skipped`)
   return undefined
 })
+// If this benchmark fails half-way, its redis-server must not outlive it (stop() signals synchronously).
+process.on('exit', () => void redis?.stop('SIGKILL'))
 const env = parseEnv({
   DATA_DIR: dataDir,
   DEMO: 'false',

@@ -1,3 +1,4 @@
+import type { Socket } from 'node:net'
 import type { Role } from './app.ts'
 import { buildApp } from './app.ts'
 import { createCore } from './core/core.ts'
@@ -34,13 +35,25 @@ const demo = demoSeed
   : undefined
 
 let stopping = false
+// Node counts a connection that has not sent a byte yet as busy until
+// headersTimeout (a minute), so app.close() would wait for connections a
+// client pool or load balancer opened ahead of need. Those are closed at
+// shutdown (and refused once it began); the others end when answered.
+const sockets = new Set<Socket>()
+app.server.on('connection', (socket: Socket) => {
+  if (stopping) return void socket.destroy()
+  sockets.add(socket)
+  socket.once('close', () => sockets.delete(socket))
+})
 async function shutdown(signal: string) {
   if (stopping) return
   stopping = true
   app.log.info({ signal }, 'shutting down')
   try {
     await demo?.stop()
-    await app.close()
+    const closed = app.close()
+    for (const socket of sockets) if (socket.bytesRead === 0) socket.destroy()
+    await closed
     await simulator?.close()
     await core.close()
   } finally {

@@ -45,7 +45,8 @@ export function parseArgs(argv = process.argv.slice(2)): BenchArgs {
 }
 
 export function commandFor(name: string, args: BenchArgs): string {
-  return `npm run bench -- --only=${name}${args.quick ? ' --quick' : ''}`
+  const sizes = process.argv.filter((a) => a.startsWith('--rows=') || a.startsWith('--batch='))
+  return `npm run bench -- --only=${name}${args.quick ? ' --quick' : ''}${sizes.map((a) => ` ${a}`).join('')}`
 }
 
 export function log(msg: string): void {
