@@ -1,5 +1,7 @@
-import { existsSync, readdirSync, readFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { DCLinter } from 'dclint'
 import { describe, expect, it } from 'vitest'
 import { envSchema, parseEnv } from '../services/src/core/env.ts'
 import {
@@ -10,7 +12,6 @@ import {
   loadCompose,
   MissingVariableError,
   publishedPorts,
-  readComposeRaw,
   serviceEnv,
 } from './helpers/compose-env.ts'
 
@@ -26,7 +27,6 @@ const REQUIRED = {
   SESSION_SECRET: 'compose-session-secret-0123456789',
 }
 const compose = loadCompose(REQUIRED)
-const raw = readComposeRaw()
 const APP = ['gateway', 'api', 'worker']
 const ALL = ['clickhouse', 'redis', ...APP]
 const svc = (name: string) => compose.services[name] as ComposeService
@@ -44,6 +44,36 @@ function seconds(d: string | undefined): number {
   }
   return s
 }
+
+describe('docker-compose.yml: schema', () => {
+  // dclint carries the current Compose Specification JSON schema and a set of
+  // checks; only its style rules (key and service order) are off.
+  const linter = new DCLinter({
+    rules: { 'service-keys-order': 0, 'services-alphabetical-order': 0, 'top-level-properties-order': 0 },
+    quiet: false,
+    debug: false,
+    exclude: [],
+  })
+  const lint = (path: string) =>
+    linter
+      .lintFiles([path], false)[0]!
+      .messages.map((m: { rule: string; message: string }) => `${m.rule}: ${m.message}`)
+
+  it('is a valid Compose file, with nothing the linter objects to', () => {
+    expect(lint(join(ROOT, 'docker-compose.yml'))).toEqual([])
+  })
+
+  it('(the check rejects what Compose would)', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tokenmeter-compose-'))
+    try {
+      const bad = join(dir, 'docker-compose.yml')
+      writeFileSync(bad, 'services:\n  app:\n    image: x:1\n    replica: 2\n')
+      expect(lint(bad).join('\n')).toMatch(/invalid-schema/)
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+})
 
 describe('docker-compose.yml: services', () => {
   it('runs ClickHouse, Redis, the gateway, the API with the dashboard and the worker', () => {
@@ -136,7 +166,8 @@ describe('docker-compose.yml: services', () => {
     const all = Object.values(compose.services).flatMap((s) => (s.ports ?? []).flatMap(publishedPorts))
     expect(new Set(all).size).toBe(all.length)
     for (const name of APP) {
-      for (const p of svc(name).ports ?? []) expect(p.split(':').at(-1), name).toBe(serviceEnv(compose, name).PORT)
+      for (const p of svc(name).ports ?? [])
+        expect(p.split(':').at(-1), name).toBe(serviceEnv(compose, name).PORT)
     }
   })
 
@@ -188,7 +219,12 @@ describe('docker-compose.yml: environment', () => {
   })
 
   it('passes what the user sets through to every app service, and the schema accepts the defaults', () => {
-    const custom = loadCompose({ ...REQUIRED, LOG_LEVEL: 'warn', RAW_RETENTION_DAYS: '30', OPENAI_API_KEY: 'sk-x' })
+    const custom = loadCompose({
+      ...REQUIRED,
+      LOG_LEVEL: 'warn',
+      RAW_RETENTION_DAYS: '30',
+      OPENAI_API_KEY: 'sk-x',
+    })
     for (const name of APP) {
       const parsed = parseEnv(serviceEnv(custom, name))
       expect(parsed.LOG_LEVEL).toBe('warn')
@@ -198,7 +234,12 @@ describe('docker-compose.yml: environment', () => {
     // Defaults in the compose file equal the product's own.
     const defaults = parseEnv({})
     const env = parseEnv(serviceEnv(compose, 'gateway'))
-    for (const key of ['RECORDER_MAX_ROWS', 'RECORDER_FLUSH_MS', 'SPOOL_MAX_BYTES', 'UPSTREAM_TIMEOUT_MS'] as const) {
+    for (const key of [
+      'RECORDER_MAX_ROWS',
+      'RECORDER_FLUSH_MS',
+      'SPOOL_MAX_BYTES',
+      'UPSTREAM_TIMEOUT_MS',
+    ] as const) {
       expect(env[key], key).toBe(defaults[key])
     }
   })
@@ -215,10 +256,12 @@ describe('docker-compose.yml: environment', () => {
 
   it('substitutes variables like Compose does', () => {
     const vars = { A: 'a', EMPTY: '' }
-    expect(interpolate('${A:-x} ${B:-x} ${EMPTY:-x} ${EMPTY-x} $$HOME ${A}', vars)).toBe('a x x  $HOME a')
-    expect(() => interpolate('${EMPTY:?must be set}', vars)).toThrow('EMPTY: must be set')
-    expect(interpolate('${EMPTY?must be set}', vars)).toBe('')
-    expect(() => interpolate('${B?must be set}', vars)).toThrow(MissingVariableError)
+    // Compose syntax written with a placeholder, so it does not read as a JS template.
+    const c = (text: string) => text.replaceAll('%{', '${')
+    expect(interpolate(c('%{A:-x} %{B:-x} %{EMPTY:-x} %{EMPTY-x} $$HOME %{A}'), vars)).toBe('a x x  $HOME a')
+    expect(() => interpolate(c('%{EMPTY:?must be set}'), vars)).toThrow('EMPTY: must be set')
+    expect(interpolate(c('%{EMPTY?must be set}'), vars)).toBe('')
+    expect(() => interpolate(c('%{B?must be set}'), vars)).toThrow(MissingVariableError)
   })
 })
 

@@ -1,12 +1,13 @@
 import { randomUUID } from 'node:crypto'
 import { mkdtempSync, rmSync } from 'node:fs'
+import { connect, type Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import OpenAI from 'openai'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createFakeUpstream, type FakeUpstream } from '../services/src/simulator/fake-upstream.ts'
-import { waitFor } from './helpers/clickhouse-http-checks.ts'
 import { type ClickHouseHttp, startClickHouseHttp } from './helpers/clickhouse-http.ts'
+import { waitFor } from './helpers/clickhouse-http-checks.ts'
 import { type ComposeFile, loadCompose, serviceEnv } from './helpers/compose-env.ts'
 import { type RedisProcess, startRedis } from './helpers/redis-server.ts'
 import { freePort, type ServiceProcess, startService } from './helpers/service-process.ts'
@@ -44,7 +45,10 @@ const dataDirs = new Map<string, string>()
 const answered = new Map<string, number>()
 
 /** The compose service's environment with the hosts and ports of this machine. */
-async function envFor(service: 'gateway' | 'api' | 'worker', instance: string): Promise<Record<string, string>> {
+async function envFor(
+  service: 'gateway' | 'api' | 'worker',
+  instance: string,
+): Promise<Record<string, string>> {
   const env = serviceEnv(compose, service)
   expect(env.CLICKHOUSE_URL).toBe('http://clickhouse:8123')
   expect(env.REDIS_URL).toBe('redis://redis:6379')
@@ -170,7 +174,13 @@ beforeAll(async () => {
     ['mp-budget-team', 'mp-budget-user'],
   ] as const) {
     await admin('POST', '/teams', { teamId, name: teamId })
-    await admin('POST', '/users', { userId, email: `${userId}@example.com`, name: userId, teamId, role: 'member' })
+    await admin('POST', '/users', {
+      userId,
+      email: `${userId}@example.com`,
+      name: userId,
+      teamId,
+      role: 'member',
+    })
   }
   await admin('PUT', '/models/gpt-mp', { provider: 'openai', upstreamModel: 'gpt-4o-mini', ...PRICE })
   await admin('POST', '/budgets', {
@@ -195,7 +205,6 @@ beforeAll(async () => {
 }, 120_000)
 
 afterAll(async () => {
-  if (process.env.MP_DUMP) for (const p of everyProcess) (await import("node:fs")).writeFileSync(`${process.env.MP_DUMP}/${p.name}-${p.env.PORT}.log`, p.output())
   for (const p of everyProcess) await p.kill()
   await fake?.close()
   await redis?.stop()
@@ -235,19 +244,28 @@ describe('two gateways, an API and a worker as separate processes in server mode
 
   it('loses and double-counts nothing when the worker is killed while ClickHouse is away', async () => {
     await ch.stop()
+    // What an orchestrator sees meanwhile: the API cannot answer without
+    // ClickHouse, the gateways can (rows spill), so only the API is unready.
+    const ready = async (p: ServiceProcess) => (await fetch(`${p.url}/readyz`)).status
+    expect(await ready(api)).toBe(503)
+    for (const g of gateways) expect(await ready(g), g.name).toBe(200)
     const clients = gateways.map((g) => client(g, trafficKey, 'mp-outage'))
     // The gateways' inserts fail and their batches go to Redis. Every consumer
     // (the worker, and the gateways, which have the worker role too) keeps the
-    // job it took active until ClickHouse answers. Traffic continues until all
-    // three hold one, so the worker surely dies holding a batch.
+    // jobs it took active until ClickHouse answers, and takes jobs while it has
+    // a free slot. Traffic continues until jobs stay waiting on two looks in a
+    // row: every consumer is then full, so the worker surely dies holding batches.
     let sent = 0
+    let saturatedLooks = 0
     await waitFor(
-      'the worker and both gateways to hold a spilled batch each',
+      'every consumer (the worker, both gateways) to be full of spilled batches',
       async () => {
         const wave = await Promise.all(Array.from({ length: 4 }, (_, i) => chat(clients[i % 2]!, sent + i)))
         sent += wave.length
         expect(wave.every((r) => r === 'ok')).toBe(true)
-        return (await redisJobs()).active === 3
+        const jobs = await redisJobs()
+        saturatedLooks = jobs.active >= 3 && jobs.waiting > 0 ? saturatedLooks + 1 : 0
+        return saturatedLooks >= 2
       },
       30_000,
     )
@@ -287,7 +305,9 @@ describe('two gateways, an API and a worker as separate processes in server mode
       `SELECT count() AS requests, ${totals} FROM requests WHERE project IN ${projects}`,
     )
     for (const table of ['usage_5m', 'usage_1h', 'usage_1d']) {
-      const [r] = await ch.query(`SELECT sum(requests) AS requests, ${totals} FROM ${table} WHERE project IN ${projects}`)
+      const [r] = await ch.query(
+        `SELECT sum(requests) AS requests, ${totals} FROM ${table} WHERE project IN ${projects}`,
+      )
       expect(r, table).toEqual(raw)
     }
     const kpis = await apiGet<{ requests: number; spendUsd: number; outputTokens: number }>(
@@ -326,7 +346,17 @@ describe('two gateways, an API and a worker as separate processes in server mode
   })
 
   it('stops every process gracefully on SIGTERM (exit code 0)', async () => {
-    if (process.env.MP_DUMP) for (const p of [api, worker, ...gateways]) console.log(p.name, (await import('node:fs')).readFileSync(`/proc/${p.child.pid}/status`, 'utf8').match(/VmRSS.*|VmHWM.*/g))
+    // A connection opened ahead of need and never used (client pools and load
+    // balancers do this) must not hold a process open.
+    const idle = await Promise.all(
+      [api, worker, ...gateways].map(
+        (p) =>
+          new Promise<Socket>((resolve, reject) => {
+            const s = connect(Number(p.env.PORT), '127.0.0.1', () => resolve(s))
+            s.on('error', reject)
+          }),
+      ),
+    )
     const codes = await Promise.all(
       [api, worker, ...gateways].map(async (p) => [p.name, await p.terminate()] as const),
     )
@@ -336,5 +366,6 @@ describe('two gateways, an API and a worker as separate processes in server mode
       ['gateway-1', 0],
       ['gateway-2', 0],
     ])
+    for (const s of idle) s.destroy()
   })
 })

@@ -50,7 +50,9 @@ export async function startService(
   const deadline = Date.now() + (opts.timeoutMs ?? 60_000)
   for (;;) {
     if (child.exitCode !== null || child.signalCode !== null) {
-      throw new Error(`${name} exited with ${child.exitCode ?? child.signalCode} before it was ready:\n${out}`)
+      throw new Error(
+        `${name} exited with ${child.exitCode ?? child.signalCode} before it was ready:\n${out}`,
+      )
     }
     const ok = await fetch(`${url}${opts.readyPath ?? '/readyz'}`).then(
       (r) => r.ok,
