@@ -1,4 +1,4 @@
-import Fastify, { type FastifyInstance } from 'fastify'
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import type { Core } from './core/core.ts'
 import { errorBody, HttpError } from './core/errors.ts'
 
@@ -7,6 +7,8 @@ export type Role = 'gateway' | 'api' | 'worker' | 'web'
 export interface AppOptions {
   roles?: Role[]
   logger?: boolean | object
+  /** A ready pino logger shared with the rest of the process (server.ts). */
+  loggerInstance?: FastifyBaseLogger
 }
 
 /**
@@ -16,7 +18,7 @@ export interface AppOptions {
 export async function buildApp(core: Core, opts: AppOptions = {}): Promise<FastifyInstance> {
   const roles = new Set(opts.roles ?? ['gateway', 'api', 'web'])
   const app = Fastify({
-    logger: opts.logger ?? false,
+    ...(opts.loggerInstance ? { loggerInstance: opts.loggerInstance } : { logger: opts.logger ?? false }),
     bodyLimit: core.env.MAX_BODY_BYTES,
     // Request ids are ours (UUIDs) and go back to the client in x-request-id.
     genReqId: () => crypto.randomUUID(),

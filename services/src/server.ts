@@ -1,4 +1,5 @@
 import type { Socket } from 'node:net'
+import { pino } from 'pino'
 import type { Role } from './app.ts'
 import { buildApp } from './app.ts'
 import { createCore } from './core/core.ts'
@@ -13,12 +14,15 @@ import { createFakeUpstream } from './simulator/fake-upstream.ts'
  */
 const env = loadEnv()
 const roles = env.ROLES.split(',').map((r) => r.trim()) as Role[]
-const core = await createCore(env)
+// One JSON logger for the process: HTTP requests (with request ids), the
+// recorder, spill and replay all write structured lines to stdout.
+const log = pino({ level: env.LOG_LEVEL })
+const core = await createCore(env, { logger: log })
 const demoSeed = env.DEMO && roles.includes('gateway') ? await prepareDemo(core) : undefined
 // The built-in simulated provider (demo traffic) runs in process on a loopback port.
 const simulator = roles.includes('gateway') ? await createFakeUpstream() : undefined
 if (simulator) core.simulatedBaseUrl = `${simulator.url}/v1`
-const app = await buildApp(core, { roles, logger: { level: env.LOG_LEVEL } })
+const app = await buildApp(core, { roles, loggerInstance: log })
 
 const address = await app.listen({ host: env.HOST, port: env.PORT })
 const url = address.replace('127.0.0.1', 'localhost')

@@ -1,5 +1,5 @@
-import { type ClickHouseClient, ClickHouseError, createClient } from '@clickhouse/client'
-import { createChdbConnection } from 'chdb/connection'
+import { createRequire } from 'node:module'
+import { type ClickHouseClient, ClickHouseError, ClickHouseLogLevel, createClient } from '@clickhouse/client'
 
 export type QueryParams = Record<string, unknown>
 
@@ -81,6 +81,17 @@ export function encodeRows(rows: readonly object[]): {
   return { columns: '', format: 'JSONEachRow', body }
 }
 
+/**
+ * The embedded engine (~560 MB libchdb) is loaded only in embedded mode, so
+ * server-mode processes don't pay its memory and start-up time.
+ */
+function embeddedConnection(path: string): unknown {
+  const { createChdbConnection } = createRequire(import.meta.url)('chdb/connection') as {
+    createChdbConnection: (o: { path: string }) => unknown
+  }
+  return createChdbConnection({ path })
+}
+
 export function createWarehouse(opts: WarehouseOptions): Warehouse {
   const mode = opts.url ? 'server' : 'embedded'
   const client = opts.url
@@ -93,8 +104,11 @@ export function createWarehouse(opts: WarehouseOptions): Warehouse {
         // Fail fast instead of keeping sockets to a server that went away.
         keep_alive: { enabled: true, idle_socket_ttl: 2_500 },
         clickhouse_settings: { date_time_input_format: 'best_effort' },
+        // Failures are ours to report (recorder, spill, API errors) in our JSON
+        // logs; the client's own multi-line text logger would duplicate them.
+        log: { level: ClickHouseLogLevel.OFF },
       })
-    : createClient({ connection: createChdbConnection({ path: opts.path ?? './data/clickhouse' }) } as never)
+    : createClient({ connection: embeddedConnection(opts.path ?? './data/clickhouse') } as never)
 
   return {
     mode,
