@@ -232,6 +232,39 @@ const ingestTable: Table = {
   ],
 }
 
+// What one insert costs whatever its size: the same number of inserts of 1,
+// 100 and 2,000 rows, into the raw table alone and into `requests` (three
+// views, four parts written per insert). Explains the small-batch rows above
+// and below: below a few thousand rows per insert the fixed cost dominates.
+const INSERTS = args.quick ? 30 : 100
+const perInsert: (string | number)[][] = []
+for (const size of [1, 100, 2_000]) {
+  const sized = batchesOf(INSERTS * size, 5 + size, `pi${size}`, 100_000, size)
+  for (const table of ['bench_requests_nomv', 'requests']) {
+    await truncateAll()
+    const m = await measure(async () => {
+      for (const b of sized) await wh.insertRows(table, b.rows, { dedupToken: `${table}-${b.batchId}` })
+    })
+    perInsert.push([
+      table === 'requests' ? 'requests + 3 rollup views' : 'raw table only (no views)',
+      size.toLocaleString('en-US'),
+      INSERTS,
+      fmt(m.cpuMs / INSERTS, 1),
+      fmt((m.cpuMs * 1000) / (INSERTS * size), 1),
+    ])
+  }
+}
+const perInsertTable: Table = {
+  id: 'ingest-per-insert',
+  title: 'CPU per insert by insert size (embedded engine)',
+  command: commandFor('ingest', args),
+  columns: ['Target', 'Rows per insert', 'Inserts', 'CPU ms per insert', 'CPU µs/row'],
+  rows: perInsert,
+  notes: [
+    'Sequential warehouse.insertRows calls, each with its own dedup token; CPU of the whole process (engine threads and background merges included).',
+  ],
+}
+
 // Outage: the same kind of batches spilled, then drained by the replay worker.
 const replay: {
   store: string
@@ -419,7 +452,7 @@ const cpuTable: Table = {
   ],
 }
 
-const tables = [ingestTable, replayTable, cpuTable]
+const tables = [ingestTable, perInsertTable, replayTable, cpuTable]
 if (redisMemory.length > 0) {
   tables.push({
     id: 'memory-redis',

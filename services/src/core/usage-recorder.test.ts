@@ -59,6 +59,32 @@ describe('usage recorder', () => {
     await recorder.close()
   })
 
+  it('counts every inserted row when two batch inserts finish concurrently', async () => {
+    // `stats.inserted += await insertBatch()` read the counter before the
+    // await, so with two inserts in flight one batch's rows were lost from it.
+    const held = heldWarehouse()
+    const recorder = createUsageRecorder({
+      warehouse: held.wh,
+      insertBatch: async (batch) => {
+        await held.wh.insertRows('requests', batch.rows)
+        return { inserted: batch.rows.length }
+      },
+      maxRows: 10,
+      flushMs: 60_000,
+      insertTimeoutMs: 10_000,
+      logger: { warn: () => {}, error: () => {} },
+    })
+    for (let i = 0; i < 100; i++) recorder.record(row(i))
+    const flushed = recorder.flush()
+    while (held.stats().inserted < 100) {
+      held.releaseAll()
+      await new Promise((r) => setImmediate(r))
+    }
+    await flushed
+    expect(recorder.stats()).toMatchObject({ recorded: 100, inserted: 100, pendingRows: 0 })
+    await recorder.close()
+  })
+
   it('sends the oldest waiting batch down the outage path once the backlog is full', async () => {
     const held = heldWarehouse()
     const spilled: UsageBatch[] = []

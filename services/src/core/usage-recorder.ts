@@ -75,8 +75,12 @@ export function createUsageRecorder(opts: RecorderOptions): UsageRecorder {
 
   async function ship(batch: UsageBatch): Promise<void> {
     try {
-      if (opts.insertBatch) stats.inserted += (await opts.insertBatch(batch)).inserted
-      else {
+      // Read the counter only after the await: `stats.inserted += await ...`
+      // reads it first and loses the other in-flight insert's rows.
+      if (opts.insertBatch) {
+        const out = await opts.insertBatch(batch)
+        stats.inserted += out.inserted
+      } else {
         await opts.warehouse.insertRows('requests', batch.rows, {
           dedupToken: batch.batchId,
           timeoutMs: opts.insertTimeoutMs,
