@@ -3,11 +3,11 @@ import { z } from 'zod'
 import type { AlertKind } from '../alerts/alert.ts'
 import { createAlertsService } from '../alerts/alerts.service.ts'
 import type { BudgetStatus } from '../budgets/budget-enforcer.ts'
-import { isValidTimeZone } from '../budgets/budget-period.ts'
 import type { Core } from '../core/core.ts'
 import type { Budget } from '../core/entities.ts'
 import { HttpError } from '../core/errors.ts'
 import { newId } from '../core/keys.ts'
+import { isTimeZone } from '../core/time-zone.ts'
 import { requireRole } from './auth.plugin.ts'
 
 const id = z
@@ -25,7 +25,7 @@ const budgetBody = z.strictObject({
   timezone: z
     .string()
     .max(64)
-    .refine(isValidTimeZone, 'use an IANA time zone such as UTC or Europe/Berlin')
+    .refine(isTimeZone, 'use an IANA time zone such as UTC or Europe/Berlin')
     .default('UTC'),
   thresholds: z
     .array(z.number().int().min(1).max(100))

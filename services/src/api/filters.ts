@@ -2,13 +2,11 @@ import { z } from 'zod'
 import type { AdminStore } from '../core/admin-store.ts'
 import type { Principal } from '../core/auth.ts'
 import { HttpError } from '../core/errors.ts'
+import { isTimeZone, localMidnight, offsetMs } from '../core/time-zone.ts'
 import type { UsageRow } from '../core/usage-row.ts'
 import {
   type Granularity,
-  isTimeZone,
-  localMidnight,
   MAX_RANGE_DAYS,
-  offsetMs,
   type Preset,
   type RangeSpec,
   resolveRange,

@@ -8,6 +8,8 @@
  * to and each bucket boundary inside) is a multiple of its bucket width.
  */
 
+import { localMidnight, localParts, offsetMs } from '../core/time-zone.ts'
+
 export type Granularity = '5m' | '1h' | '1d'
 export type Source = 'usage_1d' | 'usage_1h' | 'usage_5m' | 'requests'
 export type Preset = '24h' | '7d' | '14d' | '30d' | '90d'
@@ -25,67 +27,6 @@ const ROLLUPS: { source: Source; width: number }[] = [
   { source: 'usage_1h', width: HOUR },
   { source: 'usage_5m', width: 5 * MIN },
 ]
-
-const formatters = new Map<string, Intl.DateTimeFormat>()
-function formatter(tz: string): Intl.DateTimeFormat {
-  let f = formatters.get(tz)
-  if (!f) {
-    f = new Intl.DateTimeFormat('en-US', {
-      timeZone: tz,
-      hourCycle: 'h23',
-      year: 'numeric',
-      month: 'numeric',
-      day: 'numeric',
-      hour: 'numeric',
-      minute: 'numeric',
-      second: 'numeric',
-    })
-    formatters.set(tz, f)
-  }
-  return f
-}
-
-export function isTimeZone(tz: string): boolean {
-  if (!/^[A-Za-z][A-Za-z0-9_+-]*(\/[A-Za-z0-9_+-]+){0,2}$/.test(tz)) return false
-  try {
-    formatter(tz)
-    return true
-  } catch {
-    return false
-  }
-}
-
-export interface LocalParts {
-  y: number
-  m: number
-  d: number
-  h: number
-  min: number
-}
-
-export function localParts(tz: string, ms: number): LocalParts {
-  const p: Record<string, number> = {}
-  for (const part of formatter(tz).formatToParts(new Date(ms))) {
-    if (part.type !== 'literal') p[part.type] = Number(part.value)
-  }
-  return { y: p.year!, m: p.month!, d: p.day!, h: p.hour!, min: p.minute! }
-}
-
-/** Offset of `tz` from UTC at instant `ms`, in ms (positive east of Greenwich). */
-export function offsetMs(tz: string, ms: number): number {
-  const whole = Math.floor(ms / 1000) * 1000
-  const p = localParts(tz, whole)
-  const sec = new Date(whole).getUTCSeconds()
-  return Date.UTC(p.y, p.m - 1, p.d, p.h, p.min, sec) - whole
-}
-
-/** The UTC instant of local midnight on y-m-d (month 1-based; overflowing days roll over). */
-export function localMidnight(tz: string, y: number, m: number, d: number): number {
-  const guess = Date.UTC(y, m - 1, d)
-  let t = guess - offsetMs(tz, guess)
-  t = guess - offsetMs(tz, t)
-  return t
-}
 
 export function floorTo(g: Granularity, tz: string, ms: number): number {
   if (g === '1d') {

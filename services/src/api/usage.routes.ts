@@ -2,6 +2,7 @@ import { Readable } from 'node:stream'
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify'
 import type { z } from 'zod'
 import type { Core } from '../core/core.ts'
+import { localParts } from '../core/time-zone.ts'
 import { requireRole } from './auth.plugin.ts'
 import {
   assertInScope,
@@ -33,7 +34,6 @@ import {
   requestLogQuery,
   seriesQuery,
 } from './schemas.ts'
-import { localParts } from './time-range.ts'
 
 /**
  * The usage API. Every handler: authenticate, parse the one filter schema

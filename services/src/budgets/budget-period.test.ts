@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest'
-import { isValidTimeZone, periodWindow } from './budget-period.ts'
+import { isTimeZone } from '../core/time-zone.ts'
+import { periodWindow } from './budget-period.ts'
 
 const iso = (ms: number) => new Date(ms).toISOString()
 const at = (s: string) => Date.parse(s)
@@ -40,7 +41,7 @@ describe('periodWindow', () => {
   })
 
   it('rejects unknown zones', () => {
-    expect(isValidTimeZone('Europe/Berlin')).toBe(true)
-    expect(isValidTimeZone('Mars/Olympus')).toBe(false)
+    expect(isTimeZone('Europe/Berlin')).toBe(true)
+    expect(isTimeZone('Mars/Olympus')).toBe(false)
   })
 })
