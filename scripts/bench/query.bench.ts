@@ -65,16 +65,23 @@ for (const size of SIZES) {
       await new Promise((r) => setTimeout(r, 1_000))
     }
   })
-  const [parts] = await core.warehouse.query<{ raw: string; r5: string; r1h: string; r1d: string }>(
+  const [parts] = await core.warehouse.query<{
+    raw: string
+    r5: string
+    r1h: string
+    r1d: string
+    lat: string
+  }>(
     `SELECT
        (SELECT count() FROM requests) AS raw,
        (SELECT count() FROM usage_5m) AS r5,
        (SELECT count() FROM usage_1h) AS r1h,
-       (SELECT count() FROM usage_1d) AS r1d`,
+       (SELECT count() FROM usage_1d) AS r1d,
+       (SELECT count() FROM latency_1d) AS lat`,
   )
   loads.push(
     `${size.toLocaleString('en-US')} rows loaded in ${fmt(load.wallMs / 1000, 0)} s (${fmt(size / (load.wallMs / 1000), 0)} rows/s); ` +
-      `merges settled ${fmt(settle.wallMs / 1000, 0)} s later; rollup rows: 5m ${Number(parts?.r5).toLocaleString('en-US')}, 1h ${Number(parts?.r1h).toLocaleString('en-US')}, 1d ${Number(parts?.r1d).toLocaleString('en-US')}.`,
+      `merges settled ${fmt(settle.wallMs / 1000, 0)} s later; rollup rows: 5m ${Number(parts?.r5).toLocaleString('en-US')}, 1h ${Number(parts?.r1h).toLocaleString('en-US')}, 1d ${Number(parts?.r1d).toLocaleString('en-US')}, latency_1d ${Number(parts?.lat).toLocaleString('en-US')}.`,
   )
 
   log(loads.at(-1)!)
@@ -155,7 +162,7 @@ for (const size of SIZES) {
   const sums = 'sum(requests), sum(errors), sum(input_tokens), sum(output_tokens), toString(sum(cost_usd))'
   const variants: [string, string][] = [
     [
-      'KPI as the API runs it (sums, distinct users, p50 and p95 t-digest merges)',
+      'KPI over usage_1d with separate p50 and p95 t-digest merges (the API before)',
       `SELECT ${sums}, uniqExact(user_id), quantileTDigestMerge(0.5)(latency), quantileTDigestMerge(0.95)(latency) FROM usage_1d WHERE ${range}`,
     ],
     [
@@ -164,11 +171,15 @@ for (const size of SIZES) {
     ],
     ['KPI without latency percentiles', `SELECT ${sums}, uniqExact(user_id) FROM usage_1d WHERE ${range}`],
     [
-      'Per-tag totals as the API runs them (ARRAY JOIN every rollup row)',
+      'KPI with both quantiles from one merge of latency_1d (the API now, no filter)',
+      `SELECT ${sums}, uniqExact(user_id), (SELECT quantilesTDigestMerge(0.5, 0.95)(latency) FROM latency_1d WHERE ${range}) FROM usage_1d WHERE ${range}`,
+    ],
+    [
+      'Per-tag totals, ARRAY JOIN every rollup row (the API before)',
       `SELECT tag, ${sums}, uniqExact(user_id), arraySort(groupUniqArray(100)(model)) FROM usage_1d LEFT ARRAY JOIN tags AS tag WHERE ${range} GROUP BY tag`,
     ],
     [
-      'Per-tag totals, grouped by tag set first, ARRAY JOIN after',
+      'Per-tag totals, grouped by tag set first, ARRAY JOIN after (the API now)',
       `SELECT tag, sum(r), uniqExactMerge(u), arraySort(groupUniqArrayMerge(100)(m)) FROM (SELECT tags, sum(requests) AS r, uniqExactState(user_id) AS u, groupUniqArrayState(100)(model) AS m FROM usage_1d WHERE ${range} GROUP BY tags) LEFT ARRAY JOIN tags AS tag GROUP BY tag`,
     ],
   ]

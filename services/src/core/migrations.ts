@@ -122,6 +122,7 @@ const SHARDED_TABLES: Record<string, string> = {
   usage_5m: 'rand()',
   usage_1h: 'rand()',
   usage_1d: 'rand()',
+  latency_1d: 'rand()',
 }
 
 const local = (table: string) => (table in SHARDED_TABLES ? `${table}_local` : table)

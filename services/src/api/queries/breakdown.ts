@@ -5,6 +5,7 @@ import type { BreakdownResult } from '../schemas.ts'
 import { bucketIndex } from '../time-range.ts'
 import {
   bucketExpr,
+  fragments,
   fromClause,
   GROUP_COLUMNS,
   type GroupDim,
@@ -13,6 +14,7 @@ import {
   metricsSelect,
   readTotals,
   tagGroupCondition,
+  tagSetSql,
 } from './sql.ts'
 
 export interface BreakdownOptions {
@@ -43,10 +45,22 @@ export async function queryBreakdown(
   const where = whereClause(f, scope, src === 'requests' ? 'started_at' : 'bucket')
   const col = GROUP_COLUMNS[o.by]
   const from = fromClause(src, o.by)
-  const cond = where.sql + tagGroupCondition(o.by, f.lists.tags)
+  const tagCond = tagGroupCondition(o.by, f.lists.tags)
+  const cond = where.sql + tagCond
+  const groupsSql =
+    o.by === 'tag'
+      ? tagSetSql(src, {
+          keys: [],
+          where: where.sql,
+          tagCond,
+          select: 'tag AS g',
+          groupBy: 'g',
+          models: true,
+        })
+      : `SELECT ${col} AS g, ${metricsSelect(src)}, arraySort(groupUniqArray(100)(model)) AS models_used
+     FROM ${from} WHERE ${cond} GROUP BY g`
   const groups = await wh.query<MetricRow & { g: string; models_used: string[] }>(
-    `SELECT ${col} AS g, ${metricsSelect(src)}, arraySort(groupUniqArray(100)(model)) AS models_used
-     FROM ${from} WHERE ${cond} GROUP BY g LIMIT ${MAX_GROUPS}`,
+    `${groupsSql} LIMIT ${MAX_GROUPS}`,
     where.params,
   )
   const needle = o.search.trim().toLowerCase()
@@ -83,11 +97,20 @@ export async function queryBreakdown(
   const buckets = f.range.buckets
   for (const r of page) r.trend = buckets.map(() => 0)
   if (page.length > 0) {
-    const trend = await wh.query<{ g: string; b: number; m_requests: number }>(
-      `SELECT ${col} AS g, ${bucketExpr(f.range.granularity, src)} AS b, ${metricsSelect(src)}
-       FROM ${from} WHERE ${cond} AND ${col} IN {page:Array(String)} GROUP BY g, b`,
-      { ...where.params, tz: f.range.tz, page: page.map((r) => r.id) },
-    )
+    const b = bucketExpr(f.range.granularity, src)
+    // The trend needs request counts only.
+    const trendSql =
+      o.by === 'tag'
+        ? `SELECT tag AS g, b, sum(s_requests) AS m_requests
+       FROM (SELECT ${b} AS b, tags, ${fragments(src).requests} AS s_requests FROM ${src} WHERE ${where.sql} GROUP BY b, tags)
+       LEFT ARRAY JOIN tags AS tag WHERE tag IN {page:Array(String)}${tagCond} GROUP BY g, b`
+        : `SELECT ${col} AS g, ${b} AS b, ${fragments(src).requests} AS m_requests
+       FROM ${from} WHERE ${cond} AND ${col} IN {page:Array(String)} GROUP BY g, b`
+    const trend = await wh.query<{ g: string; b: number; m_requests: number }>(trendSql, {
+      ...where.params,
+      tz: f.range.tz,
+      page: page.map((r) => r.id),
+    })
     const byId = new Map(page.map((r) => [r.id, r]))
     const span = { fromMs: buckets[0]!, toMs: f.range.toMs, buckets }
     for (const t of trend) {

@@ -22,19 +22,39 @@ export function kpisFromTotals(t: Totals, f: UsageFilter, p50: number | null, p9
 
 const latency = (v: unknown) => (v === null || v === undefined || Number.isNaN(Number(v)) ? null : Number(v))
 
+/**
+ * latency_1d (clickhouse/0006) holds day buckets by team, provider, model and
+ * status code only. It answers a day-aligned range exactly when nothing else
+ * is filtered on: the caller's scope is all or one team, and no filter names
+ * keys, users, tags, projects or apps. Otherwise the percentiles come from
+ * the range's own source, whose rows carry every dimension.
+ */
+export function latencySourceFits(f: UsageFilter, scope: Scope): boolean {
+  const l = f.lists
+  return (
+    f.range.source === 'usage_1d' &&
+    scope.kind !== 'keys' &&
+    l.keys.length + l.users.length + l.tags.length + l.projects.length + l.apps.length === 0
+  )
+}
+
 export async function queryKpis(wh: Warehouse, f: UsageFilter, scope: Scope): Promise<Kpis> {
   const src = f.range.source
   const fr = fragments(src)
   const where = whereClause(f, scope, fr.time)
-  const [row] = await wh.query<MetricRow & { p50: number | null; p95: number | null }>(
-    `SELECT ${metricsSelect(src)}, ${fr.p50} AS p50, ${fr.p95} AS p95 FROM ${src} WHERE ${where.sql}`,
+  // Same WHERE on either table: latency_1d has bucket and every column latencySourceFits allows.
+  const quantiles = latencySourceFits(f, scope)
+    ? `(SELECT ${fr.latencyQuantiles} FROM latency_1d WHERE ${where.sql})`
+    : fr.latencyQuantiles
+  const [row] = await wh.query<MetricRow & { q: (number | null)[] | null }>(
+    `SELECT ${metricsSelect(src)}, ${quantiles} AS q FROM ${src} WHERE ${where.sql}`,
     where.params,
   )
   const t = readTotals(row)
   return kpisFromTotals(
     t,
     f,
-    t.requests > 0 ? latency(row?.p50) : null,
-    t.requests > 0 ? latency(row?.p95) : null,
+    t.requests > 0 ? latency(row?.q?.[0]) : null,
+    t.requests > 0 ? latency(row?.q?.[1]) : null,
   )
 }

@@ -14,6 +14,7 @@ import {
   metricsSelect,
   readTotals,
   tagGroupCondition,
+  tagSetSql,
 } from './sql.ts'
 
 export type SplitDim = GroupDim | 'none'
@@ -56,9 +57,15 @@ export async function querySeries(
     return { ...base, series: [{ id: 'total', name: 'Total', points: toPoints(f, rows) }] }
   }
   const col = GROUP_COLUMNS[split]
-  const cond = where.sql + tagGroupCondition(split, f.lists.tags)
+  const tagCond = tagGroupCondition(split, f.lists.tags)
+  const cond = where.sql + tagCond
+  // Per tag: aggregate per tag set first, un-nest after (see tagSetSql).
+  const perTag = (extra: string, select: string, groupBy: string) =>
+    tagSetSql(src, { keys: [`${b} AS b`], where: where.sql, tagCond: tagCond + extra, select, groupBy })
   const rows = await wh.query<Row>(
-    `SELECT ${b} AS b, ${col} AS g, ${metricsSelect(src)} FROM ${fromClause(src, split)} WHERE ${cond} GROUP BY b, g`,
+    split === 'tag'
+      ? perTag('', 'b, tag AS g', 'b, g')
+      : `SELECT ${b} AS b, ${col} AS g, ${metricsSelect(src)} FROM ${fromClause(src, split)} WHERE ${cond} GROUP BY b, g`,
     params,
   )
   const byGroup = new Map<string, Row[]>()
@@ -78,7 +85,9 @@ export async function querySeries(
   if (ranked.length > top.length) {
     // Distinct users cannot be summed across groups, so "other" is its own query.
     const other = await wh.query<Row>(
-      `SELECT ${b} AS b, ${metricsSelect(src)} FROM ${fromClause(src, split)} WHERE ${cond} AND ${col} NOT IN {top:Array(String)} GROUP BY b`,
+      split === 'tag'
+        ? perTag(' AND tag NOT IN {top:Array(String)}', 'b', 'b')
+        : `SELECT ${b} AS b, ${metricsSelect(src)} FROM ${fromClause(src, split)} WHERE ${cond} AND ${col} NOT IN {top:Array(String)} GROUP BY b`,
       { ...params, top },
     )
     series.push({ id: OTHER_ID, name: `Other (${ranked.length - top.length})`, points: toPoints(f, other) })

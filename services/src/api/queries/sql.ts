@@ -10,23 +10,21 @@ type Fragments = {
   time: 'bucket' | 'started_at'
   requests: string
   errors: string
-  p50: string
-  p95: string
+  /** p50 and p95 from one t-digest merge (two merges cost twice as much). */
+  latencyQuantiles: string
 }
 
 const ROLLUP: Fragments = {
   time: 'bucket',
   requests: 'sum(requests)',
   errors: 'sum(errors)',
-  p50: 'quantileTDigestMerge(0.5)(latency)',
-  p95: 'quantileTDigestMerge(0.95)(latency)',
+  latencyQuantiles: 'quantilesTDigestMerge(0.5, 0.95)(latency)',
 }
 const RAW: Fragments = {
   time: 'started_at',
   requests: 'count()',
   errors: "countIf(status_code >= 400 OR error_class != '')",
-  p50: 'quantileTDigest(0.5)(latency_ms)',
-  p95: 'quantileTDigest(0.95)(latency_ms)',
+  latencyQuantiles: 'quantilesTDigest(0.5, 0.95)(latency_ms)',
 }
 
 export function fragments(source: Source): Fragments {
@@ -47,6 +45,51 @@ export function metricsSelect(source: Source): string {
     'toString(sum(cost_usd)) AS m_cost',
     'uniqExact(user_id) AS m_users',
   ].join(', ')
+}
+
+/**
+ * Per-tag grouping without repeating every row once per tag: aggregate per
+ * tag set first (sums, and mergeable states for distinct users and models),
+ * un-nest the few distinct sets after. Same totals as un-nesting first, since
+ * a tag occurs at most once per set. `keys` are extra inner group columns
+ * (`expr AS alias`) the outer `select`/`groupBy` use by alias; `where` filters
+ * the source rows, `tagCond` (on alias `tag`) the un-nested ones.
+ */
+export function tagSetSql(
+  source: Source,
+  o: { keys: string[]; where: string; tagCond: string; select: string; groupBy: string; models?: boolean },
+): string {
+  const f = fragments(source)
+  const inner = [
+    ...o.keys,
+    'tags',
+    `${f.requests} AS s_requests`,
+    `${f.errors} AS s_errors`,
+    'sum(input_tokens) AS s_input',
+    'sum(output_tokens) AS s_output',
+    'sum(cached_read_tokens) AS s_cached',
+    'sum(cache_write_tokens) AS s_cache_write',
+    'sum(cost_usd) AS s_cost',
+    'uniqExactState(user_id) AS s_users',
+    ...(o.models ? ['groupUniqArrayState(100)(model) AS s_models'] : []),
+  ]
+  const innerGroup = [...o.keys.map((k) => k.split(' AS ').at(-1)!), 'tags']
+  const metrics = [
+    'sum(s_requests) AS m_requests',
+    'sum(s_errors) AS m_errors',
+    'sum(s_input) AS m_input',
+    'sum(s_output) AS m_output',
+    'sum(s_cached) AS m_cached',
+    'sum(s_cache_write) AS m_cache_write',
+    'toString(sum(s_cost)) AS m_cost',
+    'uniqExactMerge(s_users) AS m_users',
+    ...(o.models ? ['arraySort(groupUniqArrayMerge(100)(s_models)) AS models_used'] : []),
+  ]
+  return (
+    `SELECT ${[o.select, ...metrics].join(', ')}` +
+    ` FROM (SELECT ${inner.join(', ')} FROM ${source} WHERE ${o.where} GROUP BY ${innerGroup.join(', ')})` +
+    ` LEFT ARRAY JOIN tags AS tag WHERE 1 = 1${o.tagCond} GROUP BY ${o.groupBy}`
+  )
 }
 
 /** Series bucket start (unix seconds) in the caller's zone; `{tz:String}` must be in the params. */
