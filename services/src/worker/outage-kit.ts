@@ -8,7 +8,12 @@ import { type BatchInserter, createBatchInserter, TransientInsertError } from '.
 import { createDiskSpool, type DiskSpool, readAck, type SpoolStatus } from './disk-spool.ts'
 import { createQuarantineStore, type QuarantineStore } from './quarantine-store.ts'
 import { createRedisSpill, type RedisSpill, type RedisSpillStatus, type SpillJobData } from './redis-spill.ts'
-import { createReplayWorker, type ReplayProgress, type ReplayWorker } from './replay.worker.ts'
+import {
+  createReplayWorker,
+  type ReplayProgress,
+  type ReplayWorker,
+  stoppedProgress,
+} from './replay.worker.ts'
 import { scanSegment } from './spool-segment.ts'
 
 export interface OutageLogger {
@@ -192,18 +197,7 @@ export async function createOutageKit(deps: {
         redis: r ? { ...r, oldestAgeSeconds: age(r.oldestAt) } : undefined,
         disk: { ...d, batches, oldestAgeSeconds: age(d.oldestAt) },
         replay: {
-          ...(progress ?? {
-            state: 'stopped',
-            startedAt: undefined,
-            batches: 0,
-            rows: 0,
-            quarantinedRows: 0,
-            corruptSegments: 0,
-            rowsPerSecond: 0,
-            backoffMs: 0,
-            lastError: undefined,
-            lastBatchAt: undefined,
-          }),
+          ...(progress ?? stoppedProgress()),
           runsHere: worker !== undefined,
         },
         quarantine: quarantine.count(),

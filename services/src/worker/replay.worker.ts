@@ -31,6 +31,22 @@ export interface ReplayProgress {
   lastBatchAt: number | undefined
 }
 
+/** Progress of a worker that has not replayed anything (or does not run in this process). */
+export function stoppedProgress(): ReplayProgress {
+  return {
+    state: 'stopped',
+    startedAt: undefined,
+    batches: 0,
+    rows: 0,
+    quarantinedRows: 0,
+    corruptSegments: 0,
+    rowsPerSecond: 0,
+    backoffMs: 0,
+    lastError: undefined,
+    lastBatchAt: undefined,
+  }
+}
+
 export interface ReplayWorker {
   start(): void
   /** Skips any backoff and looks for work now (ops "replay now"). */
@@ -78,18 +94,7 @@ export function createReplayWorker(opts: ReplayWorkerOptions): ReplayWorker {
   let bull: { worker: Worker; queue: Queue; redis: Redis; blocking: Redis } | undefined
   const recent: { at: number; rows: number }[] = []
   let spoolError: unknown
-  const p: ReplayProgress = {
-    state: 'stopped',
-    startedAt: undefined,
-    batches: 0,
-    rows: 0,
-    quarantinedRows: 0,
-    corruptSegments: 0,
-    rowsPerSecond: 0,
-    backoffMs: 0,
-    lastError: undefined,
-    lastBatchAt: undefined,
-  }
+  const p = stoppedProgress()
 
   function done(rows: number, quarantined: number) {
     const now = Date.now()
