@@ -290,6 +290,24 @@ describe('dashboard in a real browser', () => {
     await shot('keys-drilldown', { fullPage: false })
     await page.keyboard.press('Escape')
     await drawer.waitFor({ state: 'detached' })
+
+    // Keyboard path: the same drill-down from the chart's values table, then focus comes back.
+    const chart = page.locator('[data-chart="daily-spend"]')
+    await chart.locator('[data-values-table] summary').focus()
+    await page.keyboard.press('Enter')
+    const cell = chart.locator(`button[data-segment="${model.id}|${from}"]`)
+    await cell.waitFor()
+    expect(await cell.getAttribute('aria-label')).toMatch(/ — open request log$/)
+    await cell.focus()
+    await page.keyboard.press('Enter')
+    await drawer.waitFor()
+    await eventually(() => drawer.locator('tbody tr').count()).toBe(log.rows.length)
+    expect(
+      await drawer.locator('tbody tr').evaluateAll((trs) => trs.map((t) => t.getAttribute('data-request'))),
+    ).toEqual(log.rows.map((r) => r.requestId))
+    await page.keyboard.press('Escape')
+    await drawer.waitFor({ state: 'detached' })
+    await eventually(() => cell.evaluate((el) => el === document.activeElement)).toBe(true)
   })
 
   it('leaderboard, admin and ops pages render from the API', async () => {
