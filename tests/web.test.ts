@@ -360,7 +360,15 @@ describe('dashboard in a real browser', () => {
     expect(await page.evaluate(() => document.documentElement.dataset.theme)).toBe('dark')
     await expectKpisMatchApi(['requests'])
     await shot('dashboard-dark')
+    // 'system' follows the OS setting, including a change while the page is open.
     await page.click('[data-theme-choice="system"]')
+    const themeNow = () => page.evaluate(() => document.documentElement.dataset.theme)
+    await page.emulateMedia({ colorScheme: 'dark' })
+    await expect.poll(themeNow).toBe('dark')
+    await page.emulateMedia({ colorScheme: 'light' })
+    await expect.poll(themeNow).toBe('light')
+    await page.reload()
+    expect(await themeNow()).toBe('light')
   })
 })
 

@@ -12,19 +12,26 @@ function readChoice(): ThemeChoice {
   }
 }
 
+// The app renders in the browser only (ssr off); the guard keeps the build's server pass safe.
+const systemDark = typeof window === 'undefined' ? undefined : window.matchMedia('(prefers-color-scheme: dark)')
+
+/**
+ * The palette hangs on `data-theme` alone (one dark block in app.css), so
+ * 'system' is resolved here and kept in step with the OS setting.
+ */
+function apply() {
+  document.documentElement.dataset.theme = isDark() ? 'dark' : 'light'
+}
+systemDark?.addEventListener('change', apply)
+
 export function setTheme(choice: ThemeChoice) {
   theme.choice = choice
-  const root = document.documentElement
-  if (choice === 'system') {
-    delete root.dataset.theme
-    localStorage.removeItem('tm-theme')
-  } else {
-    root.dataset.theme = choice
-    localStorage.setItem('tm-theme', choice)
-  }
+  if (choice === 'system') localStorage.removeItem('tm-theme')
+  else localStorage.setItem('tm-theme', choice)
+  apply()
 }
 
 export function isDark(): boolean {
   if (theme.choice !== 'system') return theme.choice === 'dark'
-  return window.matchMedia('(prefers-color-scheme: dark)').matches
+  return systemDark?.matches ?? false
 }
