@@ -13,7 +13,8 @@ function readChoice(): ThemeChoice {
 }
 
 // The app renders in the browser only (ssr off); the guard keeps the build's server pass safe.
-const systemDark = typeof window === 'undefined' ? undefined : window.matchMedia('(prefers-color-scheme: dark)')
+const systemDark =
+  typeof window === 'undefined' ? undefined : window.matchMedia('(prefers-color-scheme: dark)')
 
 /**
  * The palette hangs on `data-theme` alone (one dark block in app.css), so
