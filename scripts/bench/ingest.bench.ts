@@ -21,7 +21,7 @@ import { fmt, measure, ratio } from './lib/stats.ts'
  * Ingest and replay on the embedded engine, every rollup attached:
  * 1. baseline: warehouse.insertRows into a copy of `requests` with no view
  *    attached (what the engine takes at all on this machine, in this run);
- * 2. warehouse.insertRows into `requests` (3 materialized views fire);
+ * 2. warehouse.insertRows into `requests` (4 materialized views fire);
  * 3. the product path: UsageRecorder.record() per row, batches cut at
  *    RECORDER_MAX_ROWS, inserted through the outage kit's batch inserter.
  * Then an outage: batches spilled to the disk spool and to Redis (real
@@ -34,7 +34,8 @@ const REPLAY_ROWS = args.quick ? 100_000 : 500_000
 const BATCH_ARG = process.argv.find((a) => a.startsWith('--batch='))?.slice(8)
 const OLD_BATCH = 5_000
 const SETTLE_MS = args.quick ? 3_000 : 10_000
-const TABLES = ['requests', 'usage_5m', 'usage_1h', 'usage_1d'] as const
+const TABLES = ['requests', 'usage_5m', 'usage_1h', 'usage_1d', 'latency_1d'] as const
+const VIEWS = '4 rollup views'
 
 const dataDir = mkdtempSync(join(tmpdir(), 'tokenmeter-bench-ingest-'))
 const redis = await startRedis().catch((err) => {
@@ -148,14 +149,14 @@ await truncateAll()
   note({ label: 'baseline: insertRows, raw table only (no views)', rows: ROWS, ...m })
 }
 
-// 2. The same batches into `requests`: three materialized views fire per insert.
+// 2. The same batches into `requests`: four materialized views fire per insert.
 await truncateAll()
 {
   const m = await measure(async () => {
     for (const b of batches) await wh.insertRows('requests', b.rows, { dedupToken: `wh-${b.batchId}` })
   })
   checkCounts('insertRows', await counts(), ROWS)
-  note({ label: 'insertRows into requests + 3 rollup views', rows: ROWS, ...m })
+  note({ label: `insertRows into requests + ${VIEWS}`, rows: ROWS, ...m })
 }
 
 // 3. The product path: record() per row as the gateway does, the recorder cuts and ships batches.
@@ -196,14 +197,14 @@ if (BATCH !== OLD_BATCH) {
   await recorderRun(
     old,
     OLD_BATCH,
-    `UsageRecorder -> requests + 3 rollups, ${OLD_BATCH.toLocaleString('en-US')}-row batches (old default)`,
+    `UsageRecorder -> requests + ${VIEWS}, ${OLD_BATCH.toLocaleString('en-US')}-row batches (old default)`,
   )
   await old.close()
 }
 await recorderRun(
   core.recorder,
   BATCH,
-  `UsageRecorder -> requests + 3 rollups, ${BATCH.toLocaleString('en-US')}-row batches (RECORDER_MAX_ROWS)`,
+  `UsageRecorder -> requests + ${VIEWS}, ${BATCH.toLocaleString('en-US')}-row batches (RECORDER_MAX_ROWS)`,
 )
 partsAfter = await parts()
 await new Promise((r) => setTimeout(r, SETTLE_MS))
@@ -226,15 +227,15 @@ const ingestTable: Table = {
   ]),
   notes: [
     `Rows from the synthetic generator (services/src/demo), timestamped as live traffic at 100,000 rows/s; ${batches.length} batches of ${BATCH} rows (RECORDER_MAX_ROWS), generated before timing.`,
-    'Every row counted in `requests` and in `sum(requests)` of usage_5m, usage_1h and usage_1d after each run (the benchmark fails otherwise).',
+    'Every row counted in `requests` and in `sum(requests)` of usage_5m, usage_1h, usage_1d and latency_1d after each run (the benchmark fails otherwise).',
     `Active parts right after the recorder run: ${JSON.stringify(partsAfter)}; ${SETTLE_MS / 1000} s later: ${JSON.stringify(partsSettled)}.`,
     'CPU is process.cpuUsage() of the benchmark process, which hosts the engine: it includes ClickHouse worker threads and background merges.',
   ],
 }
 
 // What one insert costs whatever its size: the same number of inserts of 1,
-// 100 and 2,000 rows, into the raw table alone and into `requests` (three
-// views, four parts written per insert). Explains the small-batch rows above
+// 100 and 2,000 rows, into the raw table alone and into `requests` (four
+// views, five parts written per insert). Explains the small-batch rows above
 // and below: below a few thousand rows per insert the fixed cost dominates.
 const INSERTS = args.quick ? 30 : 100
 const perInsert: (string | number)[][] = []
@@ -246,7 +247,7 @@ for (const size of [1, 100, 2_000]) {
       for (const b of sized) await wh.insertRows(table, b.rows, { dedupToken: `${table}-${b.batchId}` })
     })
     perInsert.push([
-      table === 'requests' ? 'requests + 3 rollup views' : 'raw table only (no views)',
+      table === 'requests' ? `requests + ${VIEWS}` : 'raw table only (no views)',
       size.toLocaleString('en-US'),
       INSERTS,
       fmt(m.cpuMs / INSERTS, 1),
@@ -269,6 +270,8 @@ const perInsertTable: Table = {
 const replay: {
   store: string
   rows: number
+  batches: number
+  inserts: number
   spillMs: number
   drainMs: number
   cpuMs: number
@@ -279,6 +282,13 @@ const REPLAY_BATCH = 2_000
 const replayBatches = batchesOf(REPLAY_ROWS, 2, 'rep', 2_000, REPLAY_BATCH)
 // A burst at full speed spills full batches of RECORDER_MAX_ROWS.
 const bigReplayBatches = batchesOf(REPLAY_ROWS, 4, 'big', 100_000)
+/**
+ * Why the recorder spilled decides how the replay may insert (worker/replay-groups.ts):
+ * a refused connection (ClickHouse down) stored nothing, so such batches are
+ * merged; a timeout may have stored the batch, so it replays alone.
+ */
+const REFUSED = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:8123'), { code: 'ECONNREFUSED' })
+const TIMED_OUT = new Error('Timeout error.')
 
 async function drain(redisUrl: string | undefined, expected: number) {
   const worker = createReplayWorker({
@@ -290,27 +300,34 @@ async function drain(redisUrl: string | undefined, expected: number) {
     logger: quietLogger,
     probe: () => wh.ping(),
     pollMs: 20,
+    maxGroupRows: BATCH,
   })
   const m = await measure(async () => {
     worker.start()
     while (worker.progress().rows < expected) await new Promise((r) => setTimeout(r, 20))
   })
   await worker.stop()
-  return m
+  return { ...m, inserts: worker.progress().inserts }
 }
 
-for (const set of [replayBatches, bigReplayBatches]) {
+for (const [set, cause, why] of [
+  [replayBatches, REFUSED, 'refused (ClickHouse down): merged'],
+  [replayBatches, TIMED_OUT, 'timed out (may have landed): one insert each'],
+  [bigReplayBatches, REFUSED, 'refused (ClickHouse down)'],
+] as const) {
   await truncateAll()
   const spill = await measure(async () => {
-    for (const b of set) await core.outage.spool.spill(b, new Error('bench outage'))
+    for (const b of set) await core.outage.spool.spill(b, cause)
     await core.outage.spool.seal()
   })
   const spoolBytes = (await core.outage.spool.status()).bytes
   const d = await drain(undefined, REPLAY_ROWS)
   checkCounts('replay (disk)', await counts(), REPLAY_ROWS)
   replay.push({
-    store: `disk spool, ${set[0]!.rows.length.toLocaleString('en-US')}-row batches`,
+    store: `disk spool, ${set[0]!.rows.length.toLocaleString('en-US')}-row batches, ${why}`,
     rows: REPLAY_ROWS,
+    batches: set.length,
+    inserts: d.inserts,
     spillMs: spill.wallMs,
     drainMs: d.wallMs,
     cpuMs: d.cpuMs,
@@ -325,7 +342,7 @@ if (redis && core.outage.redis) {
   const usedMemory = async () => Number(/used_memory:(\d+)/.exec(await info.info('memory'))?.[1] ?? 0)
   const before = await usedMemory()
   const spill = await measure(async () => {
-    for (const b of replayBatches) await core.outage.redis!.spill(b, new Error('bench outage'))
+    for (const b of replayBatches) await core.outage.redis!.spill(b, REFUSED)
   })
   const held = await usedMemory()
   const status = await core.outage.redis.status()
@@ -347,8 +364,10 @@ if (redis && core.outage.redis) {
     '—',
   ])
   replay.push({
-    store: `Redis (BullMQ), ${REPLAY_BATCH.toLocaleString('en-US')}-row batches`,
+    store: `Redis (BullMQ), ${REPLAY_BATCH.toLocaleString('en-US')}-row batches, refused (ClickHouse down): merged`,
     rows: REPLAY_ROWS,
+    batches: replayBatches.length,
+    inserts: d.inserts,
     spillMs: spill.wallMs,
     drainMs: d.wallMs,
     cpuMs: d.cpuMs,
@@ -366,7 +385,7 @@ if (redis && core.outage.redis) {
   })
   const base2 = await usedMemory()
   for (const b of replayBatches)
-    await small.spill({ ...b, batchId: `${b.batchId}-small` }, new Error('bench outage'))
+    await small.spill({ ...b, batchId: `${b.batchId}-small` }, REFUSED)
   await core.outage.spool.seal()
   const heldSmall = await usedMemory()
   const smallStatus = await small.status()
@@ -389,8 +408,10 @@ const replayTable: Table = {
   title: 'Replay drain rate after an outage (embedded engine, every rollup attached)',
   command: commandFor('ingest', args),
   columns: [
-    'Spill store',
+    'Spill store, why the batches were spilled',
     'Rows',
+    'Batches',
+    'Inserts',
     'Spill rows/s',
     'Drain s',
     'Drain rows/s',
@@ -401,6 +422,8 @@ const replayTable: Table = {
   rows: replay.map((r) => [
     r.store,
     r.rows.toLocaleString('en-US'),
+    r.batches.toLocaleString('en-US'),
+    r.inserts.toLocaleString('en-US'),
     fmt(r.rows / (r.spillMs / 1000), 0),
     fmt(r.drainMs / 1000, 2),
     fmt(r.rows / (r.drainMs / 1000), 0),
@@ -409,7 +432,8 @@ const replayTable: Table = {
     r.note,
   ]),
   notes: [
-    `${REPLAY_ROWS.toLocaleString('en-US')} rows timestamped as 2,000 req/s of traffic, spilled whole per batch with the batch id (gzip'd JSON), then drained by createReplayWorker (one insert in flight per store, batch id as dedup token, rows re-validated). ${REPLAY_BATCH.toLocaleString('en-US')}-row batches are what an outage at 2,000 req/s produces (one batch per RECORDER_FLUSH_MS); ${BATCH.toLocaleString('en-US')}-row batches what a burst at full speed produces.`,
+    `${REPLAY_ROWS.toLocaleString('en-US')} rows timestamped as 2,000 req/s of traffic, spilled whole per batch with the batch id (gzip'd JSON), then drained by createReplayWorker (one insert in flight per store, rows re-validated). ${REPLAY_BATCH.toLocaleString('en-US')}-row batches are what an outage at 2,000 req/s produces (one batch per RECORDER_FLUSH_MS); ${BATCH.toLocaleString('en-US')}-row batches what a burst at full speed produces.`,
+    `Batches whose insert was refused are inserted together, up to RECORDER_MAX_ROWS (${BATCH.toLocaleString('en-US')}) rows per insert under one group token; a batch whose insert may have landed replays alone under its own id (worker/replay-groups.ts).`,
     '"vs live ingest" divides by the last recorder row of the ingest table in the same run.',
   ],
 }
@@ -433,7 +457,7 @@ const steps: [string, string, number][] = [
   ['JSONCompactEachRow text (encodeRows, now)', 'live insert, replay', best(() => encodeRows(sample))],
   [
     'row schema check (usageRowSchema.safeParse)',
-    'live insert (batch inserter), replay',
+    'replay (rows read back from a spill store)',
     best(() => {
       for (const r of sample) usageRowSchema.safeParse(r)
     }),

@@ -15,7 +15,16 @@ export interface InsertOutcome {
   quarantined: number
 }
 
-export type BatchInserter = (batch: UsageBatch | IncomingBatch) => Promise<InsertOutcome>
+/**
+ * `rowsChecked`: the rows were built in this process as typed UsageRows (the
+ * recorder's live batches), so the row schema check is skipped; ClickHouse
+ * still rejects what it cannot store, and those rows are isolated and
+ * quarantined the same way. Batches read back from a spill store are checked.
+ */
+export type BatchInserter = (
+  batch: UsageBatch | IncomingBatch,
+  opts?: { rowsChecked?: boolean },
+) => Promise<InsertOutcome>
 
 export class TransientInsertError extends Error {
   readonly cause: unknown
@@ -29,7 +38,8 @@ const REASON_MAX = 500
 
 /**
  * Inserts one batch exactly once however often it is called:
- * - Rows failing our row schema are quarantined up front.
+ * - Rows failing our row schema are quarantined up front (unless the caller
+ *   built them itself: `rowsChecked`).
  * - The rest go in one insert whose dedup token is the batch id.
  * - If ClickHouse rejects the data itself (a permanent error), the batch is
  *   split in halves until the bad rows are isolated; every piece carries a
@@ -76,10 +86,10 @@ export function createBatchInserter(deps: {
     return a + b
   }
 
-  return async function insertBatch(batch) {
-    const good: UsageRow[] = []
+  return async function insertBatch(batch, { rowsChecked = false } = {}) {
     const bad: { row: unknown; reason: string }[] = []
-    for (const row of batch.rows) {
+    const good: UsageRow[] = rowsChecked ? (batch.rows as UsageRow[]) : []
+    for (const row of rowsChecked ? [] : batch.rows) {
       const parsed = usageRowSchema.safeParse(row)
       if (parsed.success) good.push(parsed.data)
       else {

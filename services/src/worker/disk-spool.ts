@@ -1,9 +1,10 @@
 import { mkdirSync, readdirSync, renameSync, statSync } from 'node:fs'
-import { type FileHandle, open, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
-import { join } from 'node:path'
+import { type FileHandle, open, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises'
+import { dirname, join } from 'node:path'
 import type { SpillSink } from '../core/usage-recorder.ts'
 import type { UsageBatch } from '../core/usage-row.ts'
 import { encodeBatch } from './batch-codec.ts'
+import { insertNeverSent } from './failure-classifier.ts'
 import { encodeRecord } from './spool-segment.ts'
 
 /**
@@ -193,9 +194,9 @@ export function createDiskSpool(opts: DiskSpoolOptions): DiskSpool {
 
   return {
     dir,
-    async spill(batch: UsageBatch) {
+    async spill(batch: UsageBatch, cause?: unknown) {
       if (closed) throw new Error('disk spool is closed')
-      const buf = encodeRecord(encodeBatch(batch))
+      const buf = encodeRecord(encodeBatch(batch, { mergeable: insertNeverSent(cause) }))
       if (Date.now() - lastScan > 1_000) {
         // Another process (the replay worker) deletes what it replayed.
         usedBytes = scanBytes()
@@ -270,11 +271,62 @@ export async function readAck(segPath: string): Promise<number> {
 }
 
 /**
- * Not fsynced on purpose: losing an ack after a crash only means the record
- * is inserted again with the same dedup token, which ClickHouse drops.
+ * Not fsynced by default: losing an ack after a crash only means the record
+ * is inserted again with the same dedup token, which ClickHouse drops. After
+ * a merged group it is `durable` (fsync, then an atomic rename): from then on
+ * the group's intent may be overwritten, and the ack alone must keep its
+ * batches from being grouped differently after a power loss.
  */
-export async function writeAck(segPath: string, offset: number): Promise<void> {
-  await writeFile(ackPath(segPath), String(offset))
+export async function writeAck(
+  segPath: string,
+  offset: number,
+  opts: { durable?: boolean } = {},
+): Promise<void> {
+  if (opts.durable) await writeFileDurably(ackPath(segPath), String(offset))
+  else await writeFile(ackPath(segPath), String(offset))
+}
+
+/** The merged group being replayed from a segment (worker/replay-groups.ts), recorded before its insert. */
+export interface GroupIntent {
+  from: number
+  to: number
+  token: string
+}
+
+export const intentPath = (segPath: string) => `${segPath}.group`
+
+export async function readGroupIntent(segPath: string): Promise<GroupIntent | undefined> {
+  const raw = await readFile(intentPath(segPath), 'utf8').catch(() => undefined)
+  if (raw === undefined) return undefined
+  try {
+    const v = JSON.parse(raw) as GroupIntent
+    // A torn write is no intent: it was not complete, so its insert never started.
+    return Number.isInteger(v.from) && Number.isInteger(v.to) && typeof v.token === 'string' ? v : undefined
+  } catch {
+    return undefined
+  }
+}
+
+export async function writeGroupIntent(segPath: string, intent: GroupIntent): Promise<void> {
+  await writeFileDurably(intentPath(segPath), JSON.stringify(intent))
+}
+
+async function writeFileDurably(path: string, content: string): Promise<void> {
+  const tmp = `${path}.tmp`
+  const fh = await open(tmp, 'w')
+  try {
+    await fh.writeFile(content)
+    await fh.sync()
+  } finally {
+    await fh.close()
+  }
+  await rename(tmp, path)
+  const dir = await open(dirname(path), 'r')
+  try {
+    await dir.sync()
+  } finally {
+    await dir.close()
+  }
 }
 
 /** One replayer per segment across processes; a lock whose owner died is taken over. */

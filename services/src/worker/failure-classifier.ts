@@ -42,3 +42,27 @@ export function classifyFailure(err: unknown): FailureKind {
   // and schema drift such as UNKNOWN_TABLE (a migration pending), is retried.
   return 'transient'
 }
+
+// Failures that can only happen before a connection exists, so before a byte
+// of the insert left this process: refused, or the host name did not resolve.
+// (Unreachable-host errors are left out: they can also end a live connection.)
+const NOT_SENT_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN'])
+
+/**
+ * Whether a failed insert certainly stored nothing. Only then may its batch
+ * share a dedup token with others at replay; a timeout, a reset connection or
+ * an error from ClickHouse itself may follow a commit (in the raw table or in
+ * some of the views), and such a batch must replay alone under its own token.
+ */
+export function insertNeverSent(err: unknown): boolean {
+  for (
+    let e = err as { code?: unknown; cause?: unknown; notSent?: unknown } | undefined, depth = 0;
+    e && depth < 4;
+    depth++
+  ) {
+    if (e.notSent === true) return true
+    if (typeof e.code === 'string' && NOT_SENT_CODES.has(e.code)) return true
+    e = e.cause as typeof e
+  }
+  return false
+}

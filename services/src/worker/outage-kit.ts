@@ -116,6 +116,7 @@ export async function createOutageKit(deps: {
         insertTimeoutMs: env.CLICKHOUSE_INSERT_TIMEOUT_MS,
         logger,
         probe: () => warehouse.ping(),
+        maxGroupRows: env.RECORDER_MAX_ROWS,
       })
     : undefined
   worker?.start()

@@ -4,6 +4,7 @@ import type { SpillSink } from '../core/usage-recorder.ts'
 import type { UsageBatch } from '../core/usage-row.ts'
 import { encodeBatch } from './batch-codec.ts'
 import type { DiskSpool } from './disk-spool.ts'
+import { insertNeverSent } from './failure-classifier.ts'
 
 export const SPILL_QUEUE = 'tokenmeter-spill'
 /** Bytes of spilled payloads currently held in Redis; the budget is checked against it. */
@@ -102,7 +103,7 @@ export function createRedisSpill(opts: {
     redis,
     checkDurability,
     async spill(batch: UsageBatch, cause: unknown) {
-      const payload = encodeBatch(batch)
+      const payload = encodeBatch(batch, { mergeable: insertNeverSent(cause) })
       let reserved = false
       try {
         // Reserve the bytes atomically: concurrent spills must not all see room.

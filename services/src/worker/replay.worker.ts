@@ -1,26 +1,31 @@
 import { readFile, rm } from 'node:fs/promises'
 import { setImmediate as yieldToLoop } from 'node:timers/promises'
-import { type Job, Queue, Worker } from 'bullmq'
-import { Redis } from 'ioredis'
-import { decodeBatch, UndecodableBatchError } from './batch-codec.ts'
+import { type Queue, Worker } from 'bullmq'
+import { type DecodedBatch, decodeBatch, UndecodableBatchError } from './batch-codec.ts'
 import { type BatchInserter, TransientInsertError } from './batch-inserter.ts'
 import {
   ackPath,
   type DiskSpool,
+  intentPath,
   lockSegment,
   readAck,
+  readGroupIntent,
   type SegmentInfo,
   unlockSegment,
   writeAck,
+  writeGroupIntent,
 } from './disk-spool.ts'
 import type { QuarantineStore } from './quarantine-store.ts'
-import { SPILL_BYTES_KEY, SPILL_QUEUE, type SpillJobData } from './redis-spill.ts'
-import { scanSegment } from './spool-segment.ts'
+import { startRedisReplay } from './redis-replay.ts'
+import { canJoin, mergeBatches } from './replay-groups.ts'
+import { type SegmentRecord, scanSegment } from './spool-segment.ts'
 
 export interface ReplayProgress {
   state: 'idle' | 'replaying' | 'backing-off' | 'stopped'
   startedAt: number | undefined
   batches: number
+  /** ClickHouse inserts that carried them: fewer than batches when runs of batches were merged. */
+  inserts: number
   rows: number
   quarantinedRows: number
   corruptSegments: number
@@ -37,6 +42,7 @@ export function stoppedProgress(): ReplayProgress {
     state: 'stopped',
     startedAt: undefined,
     batches: 0,
+    inserts: 0,
     rows: 0,
     quarantinedRows: 0,
     corruptSegments: 0,
@@ -66,6 +72,8 @@ export interface ReplayWorkerOptions {
   probe: () => Promise<boolean>
   pollMs?: number
   maxBackoffMs?: number
+  /** Most rows per insert when spilled batches are replayed together (RECORDER_MAX_ROWS). */
+  maxGroupRows?: number
 }
 
 const MIN_BACKOFF_MS = 200
@@ -84,6 +92,7 @@ const MIN_BACKOFF_MS = 200
 export function createReplayWorker(opts: ReplayWorkerOptions): ReplayWorker {
   const pollMs = opts.pollMs ?? 500
   const maxBackoffMs = opts.maxBackoffMs ?? 10_000
+  const maxGroupRows = opts.maxGroupRows ?? 50_000
   // The insert must give up well before the lock does, or a second worker
   // could take the job over while the first one's insert is still running.
   const lockDuration = Math.max(2 * opts.insertTimeoutMs + 1_000, 2_000)
@@ -91,14 +100,15 @@ export function createReplayWorker(opts: ReplayWorkerOptions): ReplayWorker {
   let backoffMs = 0
   let wakeUp: (() => void) | undefined
   let spoolLoop: Promise<void> | undefined
-  let bull: { worker: Worker; queue: Queue; redis: Redis; blocking: Redis } | undefined
+  let redisReplay: ReturnType<typeof startRedisReplay> | undefined
   const recent: { at: number; rows: number }[] = []
   let spoolError: unknown
   const p = stoppedProgress()
 
-  function done(rows: number, quarantined: number) {
+  function done(rows: number, quarantined: number, batches = 1) {
     const now = Date.now()
-    p.batches++
+    p.batches += batches
+    p.inserts++
     p.rows += rows
     p.quarantinedRows += quarantined
     p.lastBatchAt = now
@@ -156,35 +166,76 @@ export function createReplayWorker(opts: ReplayWorkerOptions): ReplayWorker {
     }
   }
 
-  /** Returns false when ClickHouse is unavailable and the loop should back off. */
+  /** Inserts one group (or single batch); false when ClickHouse is unavailable. */
+  async function insertGroup(members: DecodedBatch[]): Promise<boolean> {
+    try {
+      const out = await opts.insertBatch(mergeBatches(members))
+      done(out.inserted, out.quarantined, members.length)
+      return true
+    } catch (err) {
+      if (err instanceof TransientInsertError) {
+        spoolError = err
+        return false
+      }
+      throw err
+    }
+  }
+
+  /**
+   * Replays a sealed segment from its ack, oldest record first, runs of
+   * mergeable batches as one insert (replay-groups.ts). A group's range and
+   * token are recorded (fsynced) before its insert and redone as recorded
+   * while the ack has not passed it. Returns false when ClickHouse is
+   * unavailable and the loop should back off.
+   */
   async function replaySegment(seg: SegmentInfo): Promise<boolean> {
     const buf = await readFile(seg.path).catch(() => undefined)
     if (!buf) return true
     const from = await readAck(seg.path)
+    const intent = await readGroupIntent(seg.path)
     const { records, problems } = scanSegment(buf)
     const undecodable: { offset: number; reason: string }[] = []
-    for (const r of records) {
-      if (r.offset < from) continue
-      if (stopped) return true
-      let batch: ReturnType<typeof decodeBatch>
+    const decode = (r: SegmentRecord): DecodedBatch | undefined => {
       try {
-        batch = decodeBatch(r.payload)
+        return decodeBatch(r.payload)
       } catch (err) {
         if (!(err instanceof UndecodableBatchError)) throw err
         undecodable.push({ offset: r.offset, reason: err.message })
-        continue
+        return undefined
       }
-      try {
-        const out = await opts.insertBatch(batch)
-        done(out.inserted, out.quarantined)
-      } catch (err) {
-        if (err instanceof TransientInsertError) {
-          spoolError = err
-          return false
+    }
+    let i = records.findIndex((r) => r.offset >= from)
+    if (i < 0) i = records.length
+    while (i < records.length) {
+      if (stopped) return true
+      const start = records[i]!.offset
+      const members: DecodedBatch[] = []
+      let rows = 0
+      let end = start
+      const recorded = intent?.from === start ? intent : undefined
+      if (recorded) {
+        // Exactly the recorded range again: undecodable records in it were skipped then too.
+        for (; i < records.length && records[i]!.offset < recorded.to; i++) {
+          const batch = decode(records[i]!)
+          if (batch) members.push(batch)
+          end = records[i]!.end
         }
-        throw err
+      } else {
+        for (; i < records.length; i++) {
+          const batch = decode(records[i]!)
+          if (batch && !canJoin(members, rows, batch, maxGroupRows)) break
+          if (batch) {
+            members.push(batch)
+            rows += batch.rows.length
+          }
+          end = records[i]!.end
+        }
+        if (members.length > 1) {
+          await writeGroupIntent(seg.path, { from: start, to: end, token: mergeBatches(members).batchId })
+        }
       }
-      await writeAck(seg.path, r.end)
+      if (members.length > 0 && !(await insertGroup(members))) return false
+      await writeAck(seg.path, end, { durable: members.length > 1 })
       await yieldToLoop()
     }
     if (problems.length > 0 || undecodable.length > 0) {
@@ -207,6 +258,7 @@ export function createReplayWorker(opts: ReplayWorkerOptions): ReplayWorker {
       await rm(seg.path, { force: true })
     }
     await rm(ackPath(seg.path), { force: true })
+    await rm(intentPath(seg.path), { force: true })
     return true
   }
 
@@ -243,64 +295,28 @@ export function createReplayWorker(opts: ReplayWorkerOptions): ReplayWorker {
     }
   }
 
-  function startRedis(url: string) {
-    const redis = new Redis(url, { maxRetriesPerRequest: null, enableOfflineQueue: true })
-    redis.on('error', () => {})
-    const blocking = redis.duplicate()
-    blocking.on('error', () => {})
-    const queue = new Queue(SPILL_QUEUE, { connection: redis })
-    queue.on('error', () => {})
-    const worker = new Worker(
-      SPILL_QUEUE,
-      async (job: Job<SpillJobData>) => {
-        let batch: ReturnType<typeof decodeBatch>
-        try {
-          batch = decodeBatch(Buffer.from(job.data.payload, 'base64'))
-        } catch (err) {
-          if (!(err instanceof UndecodableBatchError)) throw err
-          await opts.quarantine.put({
-            id: String(job.id),
-            kind: 'rows',
-            batchId: String(job.id),
-            reason: `undecodable job payload: ${err.message}`,
-            rowCount: job.data.rows ?? 0,
-            rows: [{ payload: job.data.payload }],
-          })
-          await redis.decrby(SPILL_BYTES_KEY, job.data.bytes ?? 0)
-          return
+  /**
+   * Inserts members as one insert, waiting out ClickHouse outages: the jobs
+   * stay active (their locks renewed) meanwhile, as the oldest ones, which
+   * every other job would fail behind. On stop they go back to the wait list
+   * without spending an attempt.
+   */
+  async function insertPatiently(members: DecodedBatch[], queue: Queue): Promise<void> {
+    const merged = mergeBatches(members)
+    for (;;) {
+      try {
+        const out = await opts.insertBatch(merged)
+        done(out.inserted, out.quarantined, members.length)
+        return
+      } catch (err) {
+        if (!(err instanceof TransientInsertError)) throw err
+        await pause(failed(err))
+        if (stopped) {
+          await queue.rateLimit(100)
+          throw Worker.RateLimitError()
         }
-        // The job stays active (its lock renewed) while ClickHouse is away:
-        // it is the oldest, and every other job would fail the same way.
-        for (;;) {
-          try {
-            const out = await opts.insertBatch(batch)
-            done(out.inserted, out.quarantined)
-            break
-          } catch (err) {
-            if (!(err instanceof TransientInsertError)) throw err
-            await pause(failed(err))
-            if (stopped) {
-              // Back to the wait list without spending an attempt.
-              await queue.rateLimit(100)
-              throw Worker.RateLimitError()
-            }
-          }
-        }
-        await redis.decrby(SPILL_BYTES_KEY, job.data.bytes ?? 0)
-      },
-      {
-        connection: blocking,
-        concurrency: 1,
-        lockDuration,
-        stalledInterval: Math.ceil(lockDuration / 2),
-        // A job stalled because its worker was killed must go back to wait,
-        // however many times that happens; it must never end up "failed".
-        maxStalledCount: 1_000_000,
-        drainDelay: 1,
-      },
-    )
-    worker.on('error', () => {})
-    bull = { worker, queue, redis, blocking }
+      }
+    }
   }
 
   return {
@@ -309,7 +325,15 @@ export function createReplayWorker(opts: ReplayWorkerOptions): ReplayWorker {
       stopped = false
       p.state = 'idle'
       spoolLoop = runSpool()
-      if (opts.redisUrl) startRedis(opts.redisUrl)
+      if (opts.redisUrl) {
+        redisReplay = startRedisReplay({
+          url: opts.redisUrl,
+          quarantine: opts.quarantine,
+          maxGroupRows,
+          lockDuration,
+          insert: insertPatiently,
+        })
+      }
     },
     wake() {
       backoffMs = 0
@@ -326,13 +350,8 @@ export function createReplayWorker(opts: ReplayWorkerOptions): ReplayWorker {
       stopped = true
       p.state = 'stopped'
       wakeUp?.()
-      if (bull) {
-        await bull.worker.close().catch(() => {})
-        await bull.queue.close().catch(() => {})
-        bull.redis.disconnect()
-        bull.blocking.disconnect()
-        bull = undefined
-      }
+      await redisReplay?.close()
+      redisReplay = undefined
       await spoolLoop
     },
   }
