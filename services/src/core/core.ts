@@ -66,6 +66,7 @@ export async function createCore(env: Env, overrides: CoreOverrides = {}): Promi
       password: env.CLICKHOUSE_PASSWORD,
       database: env.CLICKHOUSE_DATABASE,
       path: join(env.DATA_DIR, 'clickhouse'),
+      insertNice: env.EMBEDDED_INSERT_NICE,
     })
   await migrate(warehouse, { retentionDays: env.RAW_RETENTION_DAYS, cluster: env.CLICKHOUSE_CLUSTER })
   const store = createAdminStore(warehouse)

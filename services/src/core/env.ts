@@ -27,6 +27,13 @@ export const envSchema = z.object({
     .regex(/^[A-Za-z_][A-Za-z0-9_]*$/)
     .optional(),
   CLICKHOUSE_INSERT_TIMEOUT_MS: z.coerce.number().int().positive().default(10_000),
+  /**
+   * Embedded engine only: nice value of the engine threads that run an insert.
+   * They share the process's cores with the gateway's event loop; above 0 the
+   * event loop is served first and inserts take the idle cycles (gateway tail
+   * latency, docs/BENCHMARKS.md). 0 = same priority.
+   */
+  EMBEDDED_INSERT_NICE: z.coerce.number().int().min(0).max(19).default(10),
   RAW_RETENTION_DAYS: z.coerce.number().int().positive().default(400),
   REDIS_URL: z.url().optional(),
   /** Above this many bytes of spilled batches in Redis, new spills go to the disk spool. */

@@ -45,6 +45,8 @@ export interface WarehouseOptions {
   database?: string
   /** Embedded engine's data directory (ignored when url is set). */
   path?: string
+  /** Embedded engine only: `os_thread_priority` (nice) of the threads running an insert. */
+  insertNice?: number
   requestTimeoutMs?: number
 }
 
@@ -149,6 +151,8 @@ export function createWarehouse(opts: WarehouseOptions): Warehouse {
       }
       const { columns, format, body } = encodeRows(rows)
       if (chdb) {
+        // Insert threads yield the shared cores to the gateway's event loop.
+        if (opts.insertNice) Object.assign(settings, { os_thread_priority: opts.insertNice })
         // The client's exec would glue the body onto the SQL text and hand the
         // engine a 25 MB JS string per 50,000 rows, converted on the event
         // loop; the raw insert passes the bytes as they are and the engine

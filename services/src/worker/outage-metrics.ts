@@ -83,6 +83,11 @@ export function registerOutageMetrics(registry: Registry, kit: OutageKit): void 
   gauge('tokenmeter_replay_batches_total', 'Batches replayed into ClickHouse by this process', (s, g) =>
     g.set(s.replay.batches),
   )
+  gauge(
+    'tokenmeter_replay_inserts_total',
+    'ClickHouse inserts that carried the replayed batches (runs of refused batches share one)',
+    (s, g) => g.set(s.replay.inserts),
+  )
   gauge('tokenmeter_replay_rows_total', 'Rows replayed into ClickHouse by this process', (s, g) =>
     g.set(s.replay.rows),
   )
