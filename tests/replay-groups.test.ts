@@ -148,7 +148,8 @@ describe('replay of merged batches', () => {
     const merged = mergeBatches(group)
     const r = new Redis(redis.url)
     const jobKey = (id: string) => `bull:${SPILL_QUEUE}:${id}`
-    await r.set(groupKey(merged.batchId), encodeBatch(merged as UsageBatch))
+    const payloads = group.map((b) => encodeBatch(b, { mergeable: true }).toString('base64'))
+    await r.set(groupKey(merged.batchId), JSON.stringify(payloads))
     for (const b of group) await r.hset(jobKey(b.batchId), GROUP_FIELD, merged.batchId)
     await stack.core.outage.insertBatch(merged)
 

@@ -209,6 +209,9 @@ await recorderRun(
 partsAfter = await parts()
 await new Promise((r) => setTimeout(r, SETTLE_MS))
 partsSettled = await parts()
+// The replay below must not pay for garbage collections over these rows.
+const ingestBatches = batches.length
+batches.length = 0
 
 const base = ingest[0]!
 const ingestTable: Table = {
@@ -226,7 +229,7 @@ const ingestTable: Table = {
     ratio(r.rows / r.wallMs, base.rows / base.wallMs),
   ]),
   notes: [
-    `Rows from the synthetic generator (services/src/demo), timestamped as live traffic at 100,000 rows/s; ${batches.length} batches of ${BATCH} rows (RECORDER_MAX_ROWS), generated before timing.`,
+    `Rows from the synthetic generator (services/src/demo), timestamped as live traffic at 100,000 rows/s; ${ingestBatches} batches of ${BATCH} rows (RECORDER_MAX_ROWS), generated before timing.`,
     'Every row counted in `requests` and in `sum(requests)` of usage_5m, usage_1h, usage_1d and latency_1d after each run (the benchmark fails otherwise).',
     `Active parts right after the recorder run: ${JSON.stringify(partsAfter)}; ${SETTLE_MS / 1000} s later: ${JSON.stringify(partsSettled)}.`,
     'CPU is process.cpuUsage() of the benchmark process, which hosts the engine: it includes ClickHouse worker threads and background merges.',
@@ -279,9 +282,13 @@ const replay: {
 }[] = []
 // An outage at 2,000 req/s: the recorder cuts one batch per RECORDER_FLUSH_MS (1 s), 2,000 rows each.
 const REPLAY_BATCH = 2_000
-const replayBatches = batchesOf(REPLAY_ROWS, 2, 'rep', 2_000, REPLAY_BATCH)
+// Generated when spilled and dropped after: a heap holding millions of rows
+// makes every garbage collection in the replay (JSON.parse of whole batches)
+// slower, which would be charged to the replay (3x CPU per row, measured).
+const replayBatches = () => batchesOf(REPLAY_ROWS, 2, 'rep', 2_000, REPLAY_BATCH)
+const REPLAY_BATCHES = Math.ceil(REPLAY_ROWS / REPLAY_BATCH)
 // A burst at full speed spills full batches of RECORDER_MAX_ROWS.
-const bigReplayBatches = batchesOf(REPLAY_ROWS, 4, 'big', 100_000)
+const bigReplayBatches = () => batchesOf(REPLAY_ROWS, 4, 'big', 100_000)
 /**
  * Why the recorder spilled decides how the replay may insert (worker/replay-groups.ts):
  * a refused connection (ClickHouse down) stored nothing, so such batches are
@@ -316,17 +323,21 @@ for (const [set, cause, why] of [
   [bigReplayBatches, REFUSED, 'refused (ClickHouse down)'],
 ] as const) {
   await truncateAll()
+  const spilled = set()
   const spill = await measure(async () => {
-    for (const b of set) await core.outage.spool.spill(b, cause)
+    for (const b of spilled) await core.outage.spool.spill(b, cause)
     await core.outage.spool.seal()
   })
+  const batchRows = spilled[0]!.rows.length
+  const batchCount = spilled.length
+  spilled.length = 0
   const spoolBytes = (await core.outage.spool.status()).bytes
   const d = await drain(undefined, REPLAY_ROWS)
   checkCounts('replay (disk)', await counts(), REPLAY_ROWS)
   replay.push({
-    store: `disk spool, ${set[0]!.rows.length.toLocaleString('en-US')}-row batches, ${why}`,
+    store: `disk spool, ${batchRows.toLocaleString('en-US')}-row batches, ${why}`,
     rows: REPLAY_ROWS,
-    batches: set.length,
+    batches: batchCount,
     inserts: d.inserts,
     spillMs: spill.wallMs,
     drainMs: d.wallMs,
@@ -342,12 +353,12 @@ if (redis && core.outage.redis) {
   const usedMemory = async () => Number(/used_memory:(\d+)/.exec(await info.info('memory'))?.[1] ?? 0)
   const before = await usedMemory()
   const spill = await measure(async () => {
-    for (const b of replayBatches) await core.outage.redis!.spill(b, REFUSED)
+    for (const b of replayBatches()) await core.outage.redis!.spill(b, REFUSED)
   })
   const held = await usedMemory()
   const status = await core.outage.redis.status()
   redisMemory.push([
-    `${REPLAY_ROWS.toLocaleString('en-US')} rows spilled (${replayBatches.length} batches)`,
+    `${REPLAY_ROWS.toLocaleString('en-US')} rows spilled (${REPLAY_BATCHES} batches)`,
     fmt((held - before) / 2 ** 20, 1),
     fmt(status.bytes / 2 ** 20, 1),
     fmt((held - before) / REPLAY_ROWS, 0),
@@ -366,7 +377,7 @@ if (redis && core.outage.redis) {
   replay.push({
     store: `Redis (BullMQ), ${REPLAY_BATCH.toLocaleString('en-US')}-row batches, refused (ClickHouse down): merged`,
     rows: REPLAY_ROWS,
-    batches: replayBatches.length,
+    batches: REPLAY_BATCHES,
     inserts: d.inserts,
     spillMs: spill.wallMs,
     drainMs: d.wallMs,
@@ -384,14 +395,13 @@ if (redis && core.outage.redis) {
     logger: quietLogger,
   })
   const base2 = await usedMemory()
-  for (const b of replayBatches)
-    await small.spill({ ...b, batchId: `${b.batchId}-small` }, REFUSED)
+  for (const b of replayBatches()) await small.spill({ ...b, batchId: `${b.batchId}-small` }, REFUSED)
   await core.outage.spool.seal()
   const heldSmall = await usedMemory()
   const smallStatus = await small.status()
   const onDisk = (await core.outage.spool.status()).bytes
   redisMemory.push([
-    `same rows, REDIS_SPILL_MAX_BYTES = ${fmt(budget / 2 ** 20, 1)} MiB: ${smallStatus.overBudgetSpills} of ${replayBatches.length} batches went to the disk spool (${fmt(onDisk / 2 ** 20, 1)} MiB)`,
+    `same rows, REDIS_SPILL_MAX_BYTES = ${fmt(budget / 2 ** 20, 1)} MiB: ${smallStatus.overBudgetSpills} of ${REPLAY_BATCHES} batches went to the disk spool (${fmt(onDisk / 2 ** 20, 1)} MiB)`,
     fmt((heldSmall - base2) / 2 ** 20, 1),
     fmt(smallStatus.bytes / 2 ** 20, 1),
     '—',

@@ -1,14 +1,17 @@
 import { type Job, Queue, Worker } from 'bullmq'
 import { Redis } from 'ioredis'
-import type { UsageBatch } from '../core/usage-row.ts'
-import { type DecodedBatch, decodeBatch, encodeBatch, UndecodableBatchError } from './batch-codec.ts'
+import { type DecodedBatch, decodeBatch, UndecodableBatchError } from './batch-codec.ts'
 import type { QuarantineStore } from './quarantine-store.ts'
 import { SPILL_BYTES_KEY, SPILL_QUEUE, type SpillJobData } from './redis-spill.ts'
-import { canJoin, mergeBatches } from './replay-groups.ts'
+import { canJoin, groupToken, mergeBatches } from './replay-groups.ts'
 
 /** Field on a job's hash naming the group its batch was inserted with (BullMQ ignores it). */
 export const GROUP_FIELD = 'tokenmeterGroup'
-/** The rows of a group whose insert may have been sent, kept until it is acknowledged. */
+/**
+ * A group whose insert may have been sent, kept until it is acknowledged: the
+ * members' payloads as spilled (JSON array of base64 strings), so recording a
+ * group costs no re-compression.
+ */
 export const groupKey = (token: string) => `tokenmeter:replay:group:${token}`
 /** Safety net for a group record orphaned by a crash before any job was marked with it. */
 const GROUP_TTL_S = 7 * 86_400
@@ -104,16 +107,10 @@ export function startRedisReplay(opts: RedisReplayOptions) {
 
   async function insertGroup(members: Member[]) {
     try {
-      if (members.length > 1) {
-        const token = mergeBatches(members.map((m) => m.batch)).batchId
-        const tx = redis
-          .multi()
-          .set(
-            groupKey(token),
-            encodeBatch(mergeBatches(members.map((m) => m.batch)) as UsageBatch),
-            'EX',
-            GROUP_TTL_S,
-          )
+      const token = members.length > 1 ? groupToken(members.map((m) => m.batch.batchId)) : undefined
+      if (token) {
+        const payloads = JSON.stringify(members.map((m) => m.job.data.payload))
+        const tx = redis.multi().set(groupKey(token), payloads, 'EX', GROUP_TTL_S)
         for (const m of members) tx.hset(queue.toKey(String(m.job.id)), GROUP_FIELD, token)
         const results = await tx.exec()
         const failed = results?.find(([err]) => err)
@@ -123,9 +120,9 @@ export function startRedisReplay(opts: RedisReplayOptions) {
         members.map((m) => m.batch),
         queue,
       )
-      const redone = members[0]?.redoOf
-      if (members.length > 1) await redis.del(groupKey(mergeBatches(members.map((m) => m.batch)).batchId))
-      else if (redone) await redis.del(groupKey(redone))
+      // Recorded groups (new or redone) are deleted only now that they landed.
+      const recorded = token ?? members[0]?.redoOf
+      if (recorded) await redis.del(groupKey(recorded))
       for (const m of members) m.settle()
     } catch (err) {
       for (const m of members) m.settle(err)
@@ -135,6 +132,15 @@ export function startRedisReplay(opts: RedisReplayOptions) {
   /** Waits while two groups' worth of rows are already held (memory stays bounded). */
   async function room() {
     while (heldRows() >= 2 * opts.maxGroupRows) await new Promise<void>((r) => roomWaiters.push(r))
+  }
+
+  /** The group's rows again, as one batch under its token (never joins another group). */
+  function recordedGroup(token: string, stored: string): DecodedBatch {
+    const members = (JSON.parse(stored) as string[]).map((b64) => decodeBatch(Buffer.from(b64, 'base64')))
+    const merged = mergeBatches(members)
+    // Same members, same token: anything else would be a different group.
+    if (merged.batchId !== token) throw new Error(`group record ${token} does not match its members`)
+    return { ...merged, rows: [...merged.rows], mergeable: false }
   }
 
   const run = (member: Omit<Member, 'settle'>) =>
@@ -147,9 +153,9 @@ export function startRedisReplay(opts: RedisReplayOptions) {
     async (job: Job<SpillJobData>) => {
       const marker = await redis.hget(queue.toKey(String(job.id)), GROUP_FIELD)
       if (marker) {
-        const stored = await redis.getBuffer(groupKey(marker))
+        const stored = await redis.get(groupKey(marker))
         // No record: it is deleted only after the group's insert succeeded.
-        if (stored) await run({ batch: { ...decodeBatch(stored), mergeable: false }, job, redoOf: marker })
+        if (stored) await run({ batch: recordedGroup(marker, stored), job, redoOf: marker })
       } else {
         await room()
         let batch: DecodedBatch

@@ -27,7 +27,7 @@ export function groupToken(batchIds: readonly string[]): string {
 }
 
 /** One insert's worth of batches: a single batch keeps its own id as the token. */
-export function mergeBatches(members: readonly DecodedBatch[]): IncomingBatch {
+export function mergeBatches(members: readonly IncomingBatch[]): IncomingBatch {
   if (members.length === 1) return members[0]!
   return {
     batchId: groupToken(members.map((m) => m.batchId)),

@@ -206,36 +206,40 @@ export function createReplayWorker(opts: ReplayWorkerOptions): ReplayWorker {
     }
     let i = records.findIndex((r) => r.offset >= from)
     if (i < 0) i = records.length
-    while (i < records.length) {
-      if (stopped) return true
+    /** The next group from record i on: the recorded one if it starts there, else as many as may join. */
+    const nextGroup = () => {
       const start = records[i]!.offset
       const members: DecodedBatch[] = []
       let rows = 0
       let end = start
       const recorded = intent?.from === start ? intent : undefined
-      if (recorded) {
-        // Exactly the recorded range again: undecodable records in it were skipped then too.
-        for (; i < records.length && records[i]!.offset < recorded.to; i++) {
-          const batch = decode(records[i]!)
-          if (batch) members.push(batch)
-          end = records[i]!.end
+      for (; i < records.length; i++) {
+        // A recorded range is taken again exactly (undecodable records in it were skipped then too).
+        if (recorded && records[i]!.offset >= recorded.to) break
+        const batch = decode(records[i]!)
+        if (!recorded && batch && !canJoin(members, rows, batch, maxGroupRows)) break
+        if (batch) {
+          members.push(batch)
+          rows += batch.rows.length
         }
-      } else {
-        for (; i < records.length; i++) {
-          const batch = decode(records[i]!)
-          if (batch && !canJoin(members, rows, batch, maxGroupRows)) break
-          if (batch) {
-            members.push(batch)
-            rows += batch.rows.length
-          }
-          end = records[i]!.end
-        }
-        if (members.length > 1) {
-          await writeGroupIntent(seg.path, { from: start, to: end, token: mergeBatches(members).batchId })
-        }
+        end = records[i]!.end
       }
-      if (members.length > 0 && !(await insertGroup(members))) return false
-      await writeAck(seg.path, end, { durable: members.length > 1 })
+      return { start, end, members, recorded: recorded !== undefined }
+    }
+    let next = i < records.length ? nextGroup() : undefined
+    while (next) {
+      if (stopped) return true
+      const group = next
+      // A new intent only after the previous group's durable ack (see writeAck).
+      if (!group.recorded && group.members.length > 1) {
+        const token = mergeBatches(group.members).batchId
+        await writeGroupIntent(seg.path, { from: group.start, to: group.end, token })
+      }
+      const inserting = group.members.length > 0 ? insertGroup(group.members) : Promise.resolve(true)
+      // Decode the next group while ClickHouse works on this one.
+      next = i < records.length ? nextGroup() : undefined
+      if (!(await inserting)) return false
+      await writeAck(seg.path, group.end, { durable: group.members.length > 1 })
       await yieldToLoop()
     }
     if (problems.length > 0 || undecodable.length > 0) {
