@@ -45,7 +45,9 @@ async function startStack(latencyMs: number): Promise<Stack> {
     marker: 'READY ',
   })
   const upstreamUrl = upstream.ready
-  const ours = await startChild(node, [here('./gateway.process.ts'), `--upstream=${upstreamUrl}`], {
+  // --insert-nice=N: EMBEDDED_INSERT_NICE of our gateway, to compare tail latency with and without it.
+  const nice = process.argv.filter((a) => a.startsWith('--insert-nice='))
+  const ours = await startChild(node, [here('./gateway.process.ts'), `--upstream=${upstreamUrl}`, ...nice], {
     marker: 'READY ',
     timeoutMs: 120_000,
   })

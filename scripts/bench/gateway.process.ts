@@ -17,6 +17,8 @@ const arg = (name: string) => process.argv.find((a) => a.startsWith(`--${name}=`
 const upstream = arg('upstream')
 if (!upstream) throw new Error('--upstream=<origin> is required')
 const withApi = process.argv.includes('--api')
+/** EMBEDDED_INSERT_NICE for this gateway (the product default unless given). */
+const insertNice = arg('insert-nice')
 const dataDir = arg('data-dir') ?? mkdtempSync(join(tmpdir(), 'tokenmeter-bench-gw-'))
 const ADMIN_TOKEN = 'bench-admin-token-0123456789'
 
@@ -28,6 +30,7 @@ const env = parseEnv({
   ADMIN_TOKEN,
   OPENAI_BASE_URL: `${upstream}/v1`,
   OPENAI_API_KEY: 'sk-bench-upstream',
+  ...(insertNice ? { EMBEDDED_INSERT_NICE: insertNice } : {}),
 })
 const core = await createCore(env, { logger: { warn: () => {}, error: (o, m) => console.error(m, o) } })
 await core.store.upsertTeam({ teamId: 'bench-team', name: 'Bench team' })
