@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto'
+import { expect } from 'vitest'
 import type { UsageRow } from '../../services/src/core/usage-row.ts'
 import { toClickHouseTime } from '../../services/src/core/usage-row.ts'
 import type { Warehouse } from '../../services/src/core/warehouse.ts'
@@ -86,6 +87,15 @@ export async function checkExactlyOnce(
       cost: normCost(raw?.cost),
     },
   }
+}
+
+/** Every accepted row exactly once in the raw table, and the rollups agreeing with it. */
+export async function expectExactlyOnce(wh: Warehouse, accepted: ReadonlySet<string>): Promise<void> {
+  const report = await checkExactlyOnce(wh, accepted)
+  expect(report.missing).toEqual([])
+  expect(report.unexpected).toEqual([])
+  expect(report.rawRows).toBe(accepted.size)
+  for (const table of ['usage_5m', 'usage_1h', 'usage_1d']) expect(report.rollups[table]).toEqual(report.raw)
 }
 
 function normCost(c: string | undefined): string {

@@ -1,9 +1,10 @@
 import { mkdirSync, readdirSync, renameSync, statSync } from 'node:fs'
-import { type FileHandle, open, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises'
-import { dirname, join } from 'node:path'
+import { type FileHandle, open, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
 import type { SpillSink } from '../core/usage-recorder.ts'
 import type { UsageBatch } from '../core/usage-row.ts'
 import { encodeBatch } from './batch-codec.ts'
+import { writeFileDurably } from './durable-write.ts'
 import { insertNeverSent } from './failure-classifier.ts'
 import { encodeRecord } from './spool-segment.ts'
 
@@ -309,24 +310,6 @@ export async function readGroupIntent(segPath: string): Promise<GroupIntent | un
 
 export async function writeGroupIntent(segPath: string, intent: GroupIntent): Promise<void> {
   await writeFileDurably(intentPath(segPath), JSON.stringify(intent))
-}
-
-async function writeFileDurably(path: string, content: string): Promise<void> {
-  const tmp = `${path}.tmp`
-  const fh = await open(tmp, 'w')
-  try {
-    await fh.writeFile(content)
-    await fh.sync()
-  } finally {
-    await fh.close()
-  }
-  await rename(tmp, path)
-  const dir = await open(dirname(path), 'r')
-  try {
-    await dir.sync()
-  } finally {
-    await dir.close()
-  }
 }
 
 /** One replayer per segment across processes; a lock whose owner died is taken over. */

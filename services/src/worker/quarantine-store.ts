@@ -1,6 +1,6 @@
-import { randomUUID } from 'node:crypto'
-import { mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises'
+import { mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises'
 import { join } from 'node:path'
+import { writeFileDurably } from './durable-write.ts'
 
 /**
  * Rows (or spool bytes) that cannot be inserted as they are, kept with the
@@ -43,18 +43,6 @@ export async function createQuarantineStore(dir: string): Promise<QuarantineStor
   await mkdir(dir, { recursive: true })
   let cache = { entries: 0, rows: 0 }
 
-  async function writeAtomic(path: string, data: string) {
-    const tmp = `${path}.${randomUUID()}.tmp`
-    const fh = await open(tmp, 'w')
-    try {
-      await fh.writeFile(data)
-      await fh.sync()
-    } finally {
-      await fh.close()
-    }
-    await rename(tmp, path)
-  }
-
   async function list(): Promise<QuarantineSummary[]> {
     const names = (await readdir(dir)).filter((n) => n.endsWith('.json'))
     const out: QuarantineSummary[] = []
@@ -81,7 +69,7 @@ export async function createQuarantineStore(dir: string): Promise<QuarantineStor
     dir,
     async put(entry) {
       if (!ID.test(entry.id)) throw new Error('invalid quarantine id')
-      await writeAtomic(
+      await writeFileDurably(
         join(dir, `${entry.id}.json`),
         JSON.stringify({ ...entry, quarantinedAt: new Date().toISOString() }),
       )
