@@ -67,6 +67,9 @@ function startWorker(): Promise<ChildProcess> {
       CLICKHOUSE_URL: ch.url,
       REDIS_URL: redis.url,
       CLICKHOUSE_INSERT_TIMEOUT_MS: '1000',
+      // Groups of two batches per replay insert: many inserts, so the kills
+      // land mid-replay, and merged groups are what gets interrupted.
+      RECORDER_MAX_ROWS: String(2 * ROWS_PER_BATCH),
       DEMO: 'false',
       LOG_LEVEL: 'silent',
       ADMIN_TOKEN: 'test-admin-token-0123456789',

@@ -107,7 +107,15 @@ export function startRedisReplay(opts: RedisReplayOptions) {
 
   async function insertGroup(members: Member[]) {
     try {
-      const token = members.length > 1 ? groupToken(members.map((m) => m.batch.batchId)) : undefined
+      // Every insert of mergeable batches is recorded, a group of one too: a
+      // batch inserted alone under its id and then merged after a crash
+      // would land under two tokens.
+      const first = members[0]!.batch
+      const token = !first.mergeable
+        ? undefined
+        : members.length > 1
+          ? groupToken(members.map((m) => m.batch.batchId))
+          : first.batchId
       if (token) {
         const payloads = JSON.stringify(members.map((m) => m.job.data.payload))
         const tx = redis.multi().set(groupKey(token), payloads, 'EX', GROUP_TTL_S)

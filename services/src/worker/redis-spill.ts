@@ -10,6 +10,9 @@ export const SPILL_QUEUE = 'tokenmeter-spill'
 /** Bytes of spilled payloads currently held in Redis; the budget is checked against it. */
 export const SPILL_BYTES_KEY = 'tokenmeter:spill:bytes'
 
+/** ioredis refusing a command it never wrote (offline queue off, connection not writable). */
+const NOT_SENT = /Stream isn't writeable|enableOfflineQueue/
+
 /** What a job carries: the whole batch, gzip'd, plus what ops and the budget need without decoding it. */
 const RESERVE = `
 local held = redis.call('INCRBY', KEYS[1], ARGV[1])
@@ -132,6 +135,13 @@ export function createRedisSpill(opts: {
       } catch (err) {
         failedSpills++
         lastError = `redis unavailable: ${(err as Error).message}`
+        // An add that was sent may have landed (a timeout, a connection lost
+        // before the reply). A copy on disk too could then be replayed in two
+        // different merged groups (worker/replay-groups.ts): counted twice. So
+        // the batch stays with the recorder, which spills it again next flush:
+        // to Redis, where the same job id makes a repeated add a no-op, or to
+        // disk once Redis refuses outright.
+        if (reserved && !NOT_SENT.test((err as Error).message)) throw err
         // Best effort; a leaked reservation only overstates usage until the queue drains.
         if (reserved) await redis.decrby(SPILL_BYTES_KEY, payload.length).catch(() => {})
       }

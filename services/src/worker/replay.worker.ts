@@ -230,8 +230,11 @@ export function createReplayWorker(opts: ReplayWorkerOptions): ReplayWorker {
     while (next) {
       if (stopped) return true
       const group = next
-      // A new intent only after the previous group's durable ack (see writeAck).
-      if (!group.recorded && group.members.length > 1) {
+      // Every insert of mergeable batches is recorded, a group of one too (a
+      // batch inserted alone and then grouped after a crash would land under
+      // two tokens); a new intent only after the previous durable ack.
+      const mergeable = group.members[0]?.mergeable === true
+      if (!group.recorded && mergeable) {
         const token = mergeBatches(group.members).batchId
         await writeGroupIntent(seg.path, { from: group.start, to: group.end, token })
       }
@@ -239,7 +242,7 @@ export function createReplayWorker(opts: ReplayWorkerOptions): ReplayWorker {
       // Decode the next group while ClickHouse works on this one.
       next = i < records.length ? nextGroup() : undefined
       if (!(await inserting)) return false
-      await writeAck(seg.path, group.end, { durable: group.members.length > 1 })
+      await writeAck(seg.path, group.end, { durable: mergeable || group.recorded })
       await yieldToLoop()
     }
     if (problems.length > 0 || undecodable.length > 0) {
