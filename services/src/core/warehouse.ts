@@ -148,11 +148,11 @@ export function createWarehouse(opts: WarehouseOptions): Warehouse {
         async_insert: 0,
         // The rollup views of `requests` run side by side instead of one after another.
         parallel_view_processing: 1,
+        // Embedded: insert threads yield the shared cores to the gateway's event loop.
+        ...(chdb && opts.insertNice ? { os_thread_priority: opts.insertNice } : {}),
       }
       const { columns, format, body } = encodeRows(rows)
       if (chdb) {
-        // Insert threads yield the shared cores to the gateway's event loop.
-        if (opts.insertNice) Object.assign(settings, { os_thread_priority: opts.insertNice })
         // The client's exec would glue the body onto the SQL text and hand the
         // engine a 25 MB JS string per 50,000 rows, converted on the event
         // loop; the raw insert passes the bytes as they are and the engine

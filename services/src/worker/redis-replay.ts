@@ -3,7 +3,7 @@ import { Redis } from 'ioredis'
 import { type DecodedBatch, decodeBatch, UndecodableBatchError } from './batch-codec.ts'
 import type { QuarantineStore } from './quarantine-store.ts'
 import { SPILL_BYTES_KEY, SPILL_QUEUE, type SpillJobData } from './redis-spill.ts'
-import { canJoin, groupToken, mergeBatches } from './replay-groups.ts'
+import { canJoin, mergeBatches, tokenOf } from './replay-groups.ts'
 
 /** Field on a job's hash naming the group its batch was inserted with (BullMQ ignores it). */
 export const GROUP_FIELD = 'tokenmeterGroup'
@@ -110,12 +110,8 @@ export function startRedisReplay(opts: RedisReplayOptions) {
       // Every insert of mergeable batches is recorded, a group of one too: a
       // batch inserted alone under its id and then merged after a crash
       // would land under two tokens.
-      const first = members[0]!.batch
-      const token = !first.mergeable
-        ? undefined
-        : members.length > 1
-          ? groupToken(members.map((m) => m.batch.batchId))
-          : first.batchId
+      const batches = members.map((m) => m.batch)
+      const token = batches[0]!.mergeable ? tokenOf(batches) : undefined
       if (token) {
         const payloads = JSON.stringify(members.map((m) => m.job.data.payload))
         const tx = redis.multi().set(groupKey(token), payloads, 'EX', GROUP_TTL_S)
@@ -124,10 +120,7 @@ export function startRedisReplay(opts: RedisReplayOptions) {
         const failed = results?.find(([err]) => err)
         if (!results || failed) throw failed?.[0] ?? new Error('group record transaction aborted')
       }
-      await opts.insert(
-        members.map((m) => m.batch),
-        queue,
-      )
+      await opts.insert(batches, queue)
       // Recorded groups (new or redone) are deleted only now that they landed.
       const recorded = token ?? members[0]?.redoOf
       if (recorded) await redis.del(groupKey(recorded))

@@ -26,11 +26,16 @@ export function groupToken(batchIds: readonly string[]): string {
   return `grp-${createHash('sha256').update(batchIds.join('\n')).digest('hex').slice(0, 40)}`
 }
 
-/** One insert's worth of batches: a single batch keeps its own id as the token. */
+/** The dedup token of one insert's worth of batches: a single batch keeps its own id. */
+export function tokenOf(members: readonly IncomingBatch[]): string {
+  return members.length === 1 ? members[0]!.batchId : groupToken(members.map((m) => m.batchId))
+}
+
+/** One insert's worth of batches, under tokenOf(members). */
 export function mergeBatches(members: readonly IncomingBatch[]): IncomingBatch {
   if (members.length === 1) return members[0]!
   return {
-    batchId: groupToken(members.map((m) => m.batchId)),
+    batchId: tokenOf(members),
     createdAt: members[0]!.createdAt,
     rows: members.flatMap((m) => m.rows),
   }

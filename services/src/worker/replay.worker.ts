@@ -17,7 +17,7 @@ import {
 } from './disk-spool.ts'
 import type { QuarantineStore } from './quarantine-store.ts'
 import { startRedisReplay } from './redis-replay.ts'
-import { canJoin, mergeBatches } from './replay-groups.ts'
+import { canJoin, mergeBatches, tokenOf } from './replay-groups.ts'
 import { type SegmentRecord, scanSegment } from './spool-segment.ts'
 
 export interface ReplayProgress {
@@ -166,17 +166,14 @@ export function createReplayWorker(opts: ReplayWorkerOptions): ReplayWorker {
     }
   }
 
-  /** Inserts one group (or single batch); false when ClickHouse is unavailable. */
-  async function insertGroup(members: DecodedBatch[]): Promise<boolean> {
+  /** One insert of a group (or a single batch); returns the transient error when ClickHouse did not take it. */
+  async function insertGroup(members: DecodedBatch[]): Promise<TransientInsertError | undefined> {
     try {
       const out = await opts.insertBatch(mergeBatches(members))
       done(out.inserted, out.quarantined, members.length)
-      return true
+      return undefined
     } catch (err) {
-      if (err instanceof TransientInsertError) {
-        spoolError = err
-        return false
-      }
+      if (err instanceof TransientInsertError) return err
       throw err
     }
   }
@@ -235,13 +232,16 @@ export function createReplayWorker(opts: ReplayWorkerOptions): ReplayWorker {
       // two tokens); a new intent only after the previous durable ack.
       const mergeable = group.members[0]?.mergeable === true
       if (!group.recorded && mergeable) {
-        const token = mergeBatches(group.members).batchId
-        await writeGroupIntent(seg.path, { from: group.start, to: group.end, token })
+        await writeGroupIntent(seg.path, { from: group.start, to: group.end, token: tokenOf(group.members) })
       }
-      const inserting = group.members.length > 0 ? insertGroup(group.members) : Promise.resolve(true)
+      const inserting = group.members.length > 0 ? insertGroup(group.members) : Promise.resolve(undefined)
       // Decode the next group while ClickHouse works on this one.
       next = i < records.length ? nextGroup() : undefined
-      if (!(await inserting)) return false
+      const unavailable = await inserting
+      if (unavailable) {
+        spoolError = unavailable
+        return false
+      }
       await writeAck(seg.path, group.end, { durable: mergeable || group.recorded })
       await yieldToLoop()
     }
@@ -309,19 +309,11 @@ export function createReplayWorker(opts: ReplayWorkerOptions): ReplayWorker {
    * without spending an attempt.
    */
   async function insertPatiently(members: DecodedBatch[], queue: Queue): Promise<void> {
-    const merged = mergeBatches(members)
-    for (;;) {
-      try {
-        const out = await opts.insertBatch(merged)
-        done(out.inserted, out.quarantined, members.length)
-        return
-      } catch (err) {
-        if (!(err instanceof TransientInsertError)) throw err
-        await pause(failed(err))
-        if (stopped) {
-          await queue.rateLimit(100)
-          throw Worker.RateLimitError()
-        }
+    for (let err = await insertGroup(members); err; err = await insertGroup(members)) {
+      await pause(failed(err))
+      if (stopped) {
+        await queue.rateLimit(100)
+        throw Worker.RateLimitError()
       }
     }
   }
