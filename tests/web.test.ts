@@ -322,16 +322,27 @@ describe('dashboard in a real browser', () => {
     ).toEqual(board.rows.map((r) => r.id))
     await shot('leaderboard')
 
-    for (const [path, name] of [
-      ['/admin/teams', 'admin-teams'],
-      ['/admin/users', 'admin-users'],
-      ['/admin/models', 'admin-models'],
-      ['/admin/budgets', 'admin-budgets'],
-      ['/ops', 'ops'],
+    for (const [path, name, list] of [
+      ['/admin/teams', 'admin-teams', 'teams'],
+      ['/admin/users', 'admin-users', 'users'],
+      ['/admin/models', 'admin-models', 'models'],
+      ['/admin/budgets', 'admin-budgets', 'budgets'],
+      ['/ops', 'ops', undefined],
     ] as const) {
       await page.goto(`${stack.url}${path}`)
       await page.locator('main h1').waitFor()
       await eventually(() => page.locator('main .skeleton').count(), path).toBe(0)
+      if (list) {
+        // Every item of the admin API's list is a row, counted in the card's header; none: the empty state.
+        const items = (await api<Record<string, unknown[]>>(`/api${path}`))[list]!
+        const card = page.locator('main .admin-list')
+        if (items.length === 0)
+          await eventually(() => card.locator('[data-state=empty]').count(), path).toBe(1)
+        else {
+          await eventually(() => card.locator('[data-row]').count(), path).toBe(items.length)
+          expect(await card.locator('header h2').textContent()).toBe(`${items.length} ${list}`)
+        }
+      }
       await shot(name)
     }
 
