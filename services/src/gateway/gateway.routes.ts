@@ -1,6 +1,7 @@
 import type { ServerResponse } from 'node:http'
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
 import { budgetDenialResponse, type Reservation } from '../budgets/budget-enforcer.ts'
+import { worstCase, worstCaseNanos } from '../budgets/worst-case.ts'
 import { bearerToken } from '../core/auth.ts'
 import type { Core } from '../core/core.ts'
 import type { ApiKey, ModelFacade, User } from '../core/entities.ts'
@@ -8,8 +9,9 @@ import { errorBody, HttpError } from '../core/errors.ts'
 import { costNanos, nanosToUsdString } from '../core/pricing.ts'
 import { normalizeTags, toClickHouseTime, type UsageRow } from '../core/usage-row.ts'
 import { createFakeUpstream, type FakeUpstream } from '../simulator/fake-upstream.ts'
-import { checkBody, maxOutputTokens } from './request-checks.ts'
+import { checkBody } from './request-checks.ts'
 import { clientHeaders, createUpstreams, ENDPOINT, providerServes, UPSTREAM_PATH } from './upstreams.ts'
+import { sanitizeCounts, usageSanitizedCounter } from './usage-bounds.ts'
 import {
   type ApiKind,
   type CapturedUsage,
@@ -38,6 +40,8 @@ declare module 'fastify' {
     gatewayCaller: Caller | null
   }
 }
+
+const COUNT_FIELDS = ['input', 'output', 'cachedRead', 'cacheWrite'] as const
 
 /** Non-streamed answers bigger than this are passed on without reading their usage (then estimated). */
 const MAX_CAPTURE_BYTES = 16 * 1024 * 1024
@@ -82,6 +86,7 @@ function drained(res: ServerResponse): Promise<void> {
  */
 export const gatewayRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { core }) => {
   const upstreams = createUpstreams(core.env)
+  const sanitized = usageSanitizedCounter(core.metrics)
   const timeoutMs = core.env.UPSTREAM_TIMEOUT_MS
   // A stack built without server.ts (tests, scripts) still gets a simulated provider.
   let ownSimulator: Promise<FakeUpstream> | undefined
@@ -160,7 +165,8 @@ export const gatewayRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { c
       key_id: caller.key.keyId,
       key_prefix: caller.key.keyPrefix,
       user_id: caller.user.userId,
-      team_id: caller.key.teamId || caller.user.teamId,
+      // The user's team now, not the key's when it was made: moving a user moves their future rows.
+      team_id: caller.user.teamId,
       project: header(request, 'x-project'),
       client_app: header(request, 'x-client-app'),
       tags: normalizeTags(header(request, 'x-tags') || undefined),
@@ -294,17 +300,15 @@ export const gatewayRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { c
       )
     }
 
-    const maxOut = maxOutputTokens(kind, body)
-    // Upper bound on input: every ~4 bytes of the body as one token.
-    const worstCaseNanos =
-      maxOut === undefined
-        ? Number.NaN
-        : Math.ceil(parsed.raw.length / 4) * facade.inputPerM * 1e3 + maxOut * facade.outputPerM * 1e3
     const decision = await core.budgets.reserve({
       key: caller.key,
       user: caller.user,
       model: facade.model,
-      worstCaseNanos,
+      worstCaseNanos: worstCaseNanos(
+        worstCase(kind, body, parsed.raw.length),
+        facade,
+        core.env.BUDGET_DEFAULT_RESERVE_USD,
+      ),
     })
     if (!decision.ok) {
       const denial = budgetDenialResponse(decision)
@@ -460,33 +464,54 @@ export const gatewayRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { c
       usageFromBody(kind, Buffer.concat(collected, collectedBytes), usage)
     }
     // The provider bills what it produced; where it did not say, estimate.
-    let nanos = 0
-    if (ok) {
-      if (!usage.sawInput) {
-        usage.input = estimateTokens(requestChars(kind, body))
-        row.tokens_estimated = true
+    // Whatever happens here, the reservation ends in exactly one settle or release.
+    let settled = false
+    try {
+      if (ok) {
+        if (!usage.sawInput) {
+          usage.input = estimateTokens(requestChars(kind, body))
+          row.tokens_estimated = true
+        }
+        if (!usage.sawOutput && kind !== 'embeddings') {
+          usage.output = Math.max(usage.output, estimateTokens(usage.textChars))
+          row.tokens_estimated = true
+        }
+        const clamps = [...usage.clamps, ...sanitizeCounts(usage, COUNT_FIELDS)]
+        if (clamps.length > 0) {
+          // The counts are now ours, not the provider's: flagged like an estimate, and counted.
+          row.tokens_estimated = true
+          for (const c of clamps) sanitized.inc({ field: c.field, reason: c.reason })
+          request.log.warn(
+            {
+              requestId: request.id,
+              keyPrefix: caller.key.keyPrefix,
+              provider: facade.provider,
+              model: facade.model,
+              clamps,
+            },
+            'upstream usage out of range; counts clamped',
+          )
+        }
+        row.input_tokens = usage.input
+        row.output_tokens = usage.output
+        row.cached_read_tokens = usage.cachedRead
+        row.cache_write_tokens = usage.cacheWrite
+        const nanos = costNanos(usage, facade)
+        row.cost_usd = nanosToUsdString(nanos)
+        settled = true
+        // Settle adds the actual cost at once, overshoot above the reservation included.
+        void core.budgets
+          .settle(reservation, nanos)
+          .catch((err) => request.log.error({ err, requestId: request.id }, 'budget settle failed'))
       }
-      if (!usage.sawOutput && kind !== 'embeddings') {
-        usage.output = Math.max(usage.output, estimateTokens(usage.textChars))
-        row.tokens_estimated = true
+    } catch (err) {
+      request.log.error({ err, requestId: request.id }, 'usage accounting failed; reservation released')
+    } finally {
+      if (!settled) {
+        void core.budgets
+          .release(reservation)
+          .catch((err) => request.log.error({ err, requestId: request.id }, 'budget release failed'))
       }
-      row.input_tokens = usage.input
-      row.output_tokens = usage.output
-      row.cached_read_tokens = usage.cachedRead
-      row.cache_write_tokens = usage.cacheWrite
-      nanos = costNanos(
-        {
-          input: usage.input,
-          output: usage.output,
-          cachedRead: usage.cachedRead,
-          cacheWrite: usage.cacheWrite,
-        },
-        facade,
-      )
-      row.cost_usd = nanosToUsdString(nanos)
-      void core.budgets.settle(reservation, nanos).catch(() => {})
-    } else {
-      void core.budgets.release(reservation).catch(() => {})
     }
     if (streamed && firstByteAt > 0) row.ttft_ms = firstByteAt - caller.startedAt
     const finalStatus =

@@ -1,4 +1,5 @@
 import { StringDecoder } from 'node:string_decoder'
+import { type Clamp, sanitizeUsageBlock } from './usage-bounds.ts'
 
 export type ApiKind = 'chat' | 'embeddings' | 'messages'
 
@@ -17,6 +18,8 @@ export interface CapturedUsage {
   sawOutput: boolean
   /** Characters of generated text seen, for estimating output when there is no usage. */
   textChars: number
+  /** Counts in the provider's usage blocks that were out of range and clamped (usage-bounds.ts). */
+  clamps: Clamp[]
 }
 
 export function emptyUsage(): CapturedUsage {
@@ -28,6 +31,7 @@ export function emptyUsage(): CapturedUsage {
     sawInput: false,
     sawOutput: false,
     textChars: 0,
+    clamps: [],
   }
 }
 
@@ -35,6 +39,7 @@ type Json = Record<string, unknown>
 const num = (v: unknown): number => (typeof v === 'number' && Number.isFinite(v) && v > 0 ? Math.floor(v) : 0)
 
 function openaiUsage(u: Json, into: CapturedUsage) {
+  into.clamps.push(...sanitizeUsageBlock(u))
   const prompt = num(u.prompt_tokens)
   const cached = num((u.prompt_tokens_details as Json | undefined)?.cached_tokens)
   into.input = Math.max(0, prompt - cached)
@@ -46,6 +51,7 @@ function openaiUsage(u: Json, into: CapturedUsage) {
 
 /** Anthropic usage blocks are cumulative; a later block overrides the fields it carries. */
 function anthropicUsage(u: Json, into: CapturedUsage) {
+  into.clamps.push(...sanitizeUsageBlock(u))
   if (u.input_tokens !== undefined) {
     into.input = num(u.input_tokens)
     into.sawInput = true

@@ -17,6 +17,10 @@ import type { AddressInfo } from 'node:net'
  * - `cache`: part of the prompt is served from / written to the prompt cache
  * - `hang`: never answers (tests upstream timeouts)
  * - `stall`: streams the first chunks, then never finishes
+ * - `absurd-usage`: a usage block with out-of-range counts (1e308, negative)
+ * - `over-report`: usage says ten times the tokens the answer has (an upstream
+ *   billing past the client's cap)
+ * Chat honours `n`: n identical choices, completion_tokens counts all of them.
  */
 export interface FakeUpstreamOptions {
   host?: string
@@ -197,10 +201,12 @@ export async function createFakeUpstream(opts: FakeUpstreamOptions = {}): Promis
     const { words, truncated } = replyWords(seed, maxTokens)
     const promptTokens = simulatedInputTokens(texts)
     const cached = b.has('cache') ? Math.floor(promptTokens / 2) : 0
+    const choiceCount = typeof body.n === 'number' && body.n > 1 ? Math.floor(body.n) : 1
+    const completion = words.length * choiceCount * (b.has('over-report') ? 10 : 1)
     const usage = {
-      prompt_tokens: promptTokens,
-      completion_tokens: words.length,
-      total_tokens: promptTokens + words.length,
+      prompt_tokens: b.has('absurd-usage') ? 1e308 : promptTokens,
+      completion_tokens: b.has('absurd-usage') ? -7 : completion,
+      total_tokens: promptTokens + completion,
       prompt_tokens_details: { cached_tokens: cached, audio_tokens: 0 },
       completion_tokens_details: {
         reasoning_tokens: 0,
@@ -221,14 +227,12 @@ export async function createFakeUpstream(opts: FakeUpstreamOptions = {}): Promis
         object: 'chat.completion',
         created,
         model,
-        choices: [
-          {
-            index: 0,
-            message: { role: 'assistant', content: words.join(' '), refusal: null, annotations: [] },
-            logprobs: null,
-            finish_reason: finish,
-          },
-        ],
+        choices: Array.from({ length: choiceCount }, (_, index) => ({
+          index,
+          message: { role: 'assistant', content: words.join(' '), refusal: null, annotations: [] },
+          logprobs: null,
+          finish_reason: finish,
+        })),
       }
       if (withUsage) out.usage = usage
       out.service_tier = 'default'
