@@ -207,7 +207,8 @@ export function createAdminStore(wh: Warehouse): AdminStore {
       // (and, in the gateway, their future rows and team budgets).
       if (before && before.teamId !== user.teamId) {
         for (const k of [...keys.values()]) {
-          if (k.userId === user.userId && k.teamId !== user.teamId) await writeKey({ ...k, teamId: user.teamId })
+          if (k.userId === user.userId && k.teamId !== user.teamId)
+            await writeKey({ ...k, teamId: user.teamId })
         }
       }
       changed()
