@@ -1,4 +1,5 @@
 import type { ServerResponse } from 'node:http'
+import rateLimit from '@fastify/rate-limit'
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
 import { budgetDenialResponse, type Reservation } from '../budgets/budget-enforcer.ts'
 import { worstCase, worstCaseNanos } from '../budgets/worst-case.ts'
@@ -9,9 +10,10 @@ import { errorBody, HttpError } from '../core/errors.ts'
 import { costNanos, nanosToUsdString } from '../core/pricing.ts'
 import { normalizeTags, toClickHouseTime, type UsageRow } from '../core/usage-row.ts'
 import { createFakeUpstream, type FakeUpstream } from '../simulator/fake-upstream.ts'
+import { authLimitedCounter, usageSanitizedCounter } from './gateway-metrics.ts'
 import { checkBody } from './request-checks.ts'
 import { clientHeaders, createUpstreams, ENDPOINT, providerServes, UPSTREAM_PATH } from './upstreams.ts'
-import { sanitizeCounts, usageSanitizedCounter } from './usage-bounds.ts'
+import { sanitizeCounts } from './usage-bounds.ts'
 import {
   type ApiKind,
   type CapturedUsage,
@@ -129,11 +131,40 @@ export const gatewayRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { c
   app.addContentTypeParser('*', { parseAs: 'buffer' }, parse)
 
   app.decorateRequest('gatewayCaller', null)
-  app.addHook('onRequest', (request, reply, done) => {
+  // Failed authentications per client address: past the limit, a request
+  // without a valid key is refused before its key is even looked up, until
+  // the window ends. Valid keys are never counted, so a colleague's broken
+  // client behind the same NAT cannot lock anyone else out.
+  await app.register(rateLimit, { global: false })
+  const authFailures = app.createRateLimit({
+    max: core.env.GATEWAY_AUTH_FAILURES_PER_MIN,
+    timeWindow: 60_000,
+    keyGenerator: (req) => req.ip,
+  })
+  const authLimited = authLimitedCounter(core.metrics)
+  const failAuth = async (request: FastifyRequest, error: HttpError): Promise<never> => {
+    await authFailures(request)
+    throw error
+  }
+  app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id)
     const token = bearerToken(request.headers)
+    const state = await authFailures(request, { increment: false })
+    if (!state.isAllowed && state.isExceeded) {
+      const auth = token ? core.store.authenticate(token) : undefined
+      if (!auth || 'error' in auth || auth.key.kind !== 'key') {
+        authLimited.inc()
+        reply.header('retry-after', String(Math.max(1, state.ttlInSeconds)))
+        throw new HttpError(
+          429,
+          'too_many_auth_failures',
+          `Too many requests with a missing or invalid API key from this address (more than ${core.env.GATEWAY_AUTH_FAILURES_PER_MIN} a minute). Fix the key, then retry after ${Math.max(1, state.ttlInSeconds)} s.`,
+        )
+      }
+    }
     if (!token) {
-      return done(
+      return failAuth(
+        request,
         new HttpError(
           401,
           'missing_api_key',
@@ -142,9 +173,11 @@ export const gatewayRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { c
       )
     }
     const auth = core.store.authenticate(token)
-    if ('error' in auth) return done(new HttpError(401, `${auth.error}_api_key`, AUTH_ERRORS[auth.error]))
+    if ('error' in auth)
+      return failAuth(request, new HttpError(401, `${auth.error}_api_key`, AUTH_ERRORS[auth.error]))
     if (auth.key.kind !== 'key') {
-      return done(
+      return failAuth(
+        request,
         new HttpError(
           401,
           'unknown_api_key',
@@ -153,7 +186,6 @@ export const gatewayRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { c
       )
     }
     request.gatewayCaller = { key: auth.key, user: auth.user, startedAt: Date.now() }
-    done()
   })
 
   function newRow(request: FastifyRequest, caller: Caller, kind: ApiKind): UsageRow {

@@ -1,4 +1,3 @@
-import { Counter, type Registry } from 'prom-client'
 /**
  * Usage numbers from an upstream are data we did not make: a provider bug or a
  * hostile OpenAI-compatible upstream can send 1e308, -5 or 1e999 (Infinity
@@ -68,17 +67,4 @@ export function sanitizeCounts<T extends object>(counts: T, fields: readonly (ke
     }
   }
   return out
-}
-
-/** tokenmeter_usage_sanitized_total{field,reason}: one per clamped count (one registration per registry). */
-export function usageSanitizedCounter(registry: Registry): Counter<'field' | 'reason'> {
-  const name = 'tokenmeter_usage_sanitized_total'
-  const existing = registry.getSingleMetric(name)
-  if (existing) return existing as Counter<'field' | 'reason'>
-  return new Counter({
-    name,
-    help: 'Upstream usage counts that were out of range (non-finite, negative, above 1e9) and clamped',
-    labelNames: ['field', 'reason'],
-    registers: [registry],
-  })
 }
