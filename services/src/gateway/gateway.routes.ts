@@ -142,8 +142,19 @@ export const gatewayRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { c
     keyGenerator: (req) => req.ip,
   })
   const authLimited = authLimitedCounter(core.metrics)
-  const failAuth = async (request: FastifyRequest, error: HttpError): Promise<never> => {
-    await authFailures(request)
+  const limitedError = (seconds: number) =>
+    new HttpError(
+      429,
+      'too_many_auth_failures',
+      `Too many requests with a missing or invalid API key from this address (more than ${core.env.GATEWAY_AUTH_FAILURES_PER_MIN} a minute). Fix the key, then retry after ${seconds} s.`,
+    )
+  const failAuth = async (request: FastifyRequest, reply: FastifyReply, error: HttpError): Promise<never> => {
+    const r = await authFailures(request)
+    if (!r.isAllowed && r.isExceeded) {
+      authLimited.inc()
+      reply.header('retry-after', String(Math.max(1, r.ttlInSeconds)))
+      throw limitedError(Math.max(1, r.ttlInSeconds))
+    }
     throw error
   }
   app.addHook('onRequest', async (request, reply) => {
@@ -155,16 +166,13 @@ export const gatewayRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { c
       if (!auth || 'error' in auth || auth.key.kind !== 'key') {
         authLimited.inc()
         reply.header('retry-after', String(Math.max(1, state.ttlInSeconds)))
-        throw new HttpError(
-          429,
-          'too_many_auth_failures',
-          `Too many requests with a missing or invalid API key from this address (more than ${core.env.GATEWAY_AUTH_FAILURES_PER_MIN} a minute). Fix the key, then retry after ${Math.max(1, state.ttlInSeconds)} s.`,
-        )
+        throw limitedError(Math.max(1, state.ttlInSeconds))
       }
     }
     if (!token) {
       return failAuth(
         request,
+        reply,
         new HttpError(
           401,
           'missing_api_key',
@@ -174,10 +182,11 @@ export const gatewayRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { c
     }
     const auth = core.store.authenticate(token)
     if ('error' in auth)
-      return failAuth(request, new HttpError(401, `${auth.error}_api_key`, AUTH_ERRORS[auth.error]))
+      return failAuth(request, reply, new HttpError(401, `${auth.error}_api_key`, AUTH_ERRORS[auth.error]))
     if (auth.key.kind !== 'key') {
       return failAuth(
         request,
+        reply,
         new HttpError(
           401,
           'unknown_api_key',
