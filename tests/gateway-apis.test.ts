@@ -517,6 +517,46 @@ describe('streams with tool calls and thinking stay byte for byte', () => {
   })
 })
 
+describe('the fake provider', () => {
+  it('answers in text despite tools with no-tools, and reasons when told to', async () => {
+    const h = { 'x-fake-behavior': 'no-tools,reasoning' }
+    const chat = JSON.parse(
+      (
+        await direct(
+          '/chat/completions',
+          {
+            model: 'gpt-4o-mini',
+            messages: [{ role: 'user', content: 'hi' }],
+            tools: [{ type: 'function', function: { name: 'f', parameters: {} } }],
+          },
+          h,
+        )
+      ).text,
+    )
+    expect(chat.choices[0].message.tool_calls).toBeUndefined()
+    expect(chat.usage.completion_tokens_details.reasoning_tokens).toBeGreaterThan(0)
+    const resp = JSON.parse(
+      (await direct('/responses', { model: 'gpt-4o-mini', input: 'hi', tools: [weatherTool] }, h)).text,
+    )
+    expect(resp.output.map((o: { type: string }) => o.type)).toEqual(['reasoning', 'message'])
+    const msg = JSON.parse(
+      (
+        await direct(
+          '/messages',
+          {
+            model: 'claude-sonnet-4-5',
+            max_tokens: 50,
+            messages: [{ role: 'user', content: 'hi' }],
+            tools: [{ name: 'f', input_schema: { type: 'object' } }],
+          },
+          h,
+        )
+      ).text,
+    )
+    expect(msg.content.map((c: { type: string }) => c.type)).toEqual(['text'])
+  })
+})
+
 describe('any other /v1 path', () => {
   it('checks the key first (401), then answers 404 naming what is served, recorded as a refusal', async () => {
     const bad = await viaGateway('/files', undefined, { method: 'GET', apiKey: 'tm_wrong' })
