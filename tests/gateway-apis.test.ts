@@ -539,6 +539,24 @@ describe('streams with tool calls and thinking stay byte for byte', () => {
     })
 
     // The SDK's stream helper puts thinking and tool_use blocks back together.
+    const helper = anthropic.messages.stream({
+      ...msg,
+      model: 'claude-test',
+    } as Anthropic.MessageStreamParams)
+    const assembled = await helper.finalMessage()
+    expect(assembled.content.map((c) => c.type)).toEqual(['thinking', 'text', 'tool_use'])
+    const use = assembled.content[2]
+    expect(use?.type === 'tool_use' && Object.keys(use.input as object).sort()).toEqual(['city', 'days'])
+    const thought = assembled.content[0]
+    expect(thought?.type === 'thinking' && thought.signature.length).toBeGreaterThan(0)
+    const { response: helperResponse } = await helper.withResponse()
+    expectRow(helperResponse.headers.get('x-request-id'), {
+      model: 'claude-test',
+      endpoint: '/v1/messages',
+      streamed: true,
+      input: assembled.usage.input_tokens,
+      output: assembled.usage.output_tokens,
+    })
     const { data: final, response } = await anthropic.messages
       .create({ ...msg, model: 'claude-test', stream: false } as Anthropic.MessageCreateParamsNonStreaming)
       .withResponse()
