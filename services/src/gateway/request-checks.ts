@@ -26,6 +26,25 @@ export function checkBody(kind: ApiKind, body: unknown): string | undefined {
       (Array.isArray(input) && input.length > 0 && input.length <= 2048)
     return ok ? undefined : '`input` is required: a non-empty string or an array of up to 2048 inputs.'
   }
+  if (kind === 'responses') {
+    // `input` may be left out when previous_response_id or a stored prompt carries the conversation.
+    if (b.input !== undefined && typeof b.input !== 'string' && !Array.isArray(b.input)) {
+      return '`input` must be a string or an array of input items.'
+    }
+    if (!optionalPositiveInt(b.max_output_tokens)) return '`max_output_tokens` must be a positive integer.'
+    return undefined
+  }
+  if (kind === 'completions') {
+    const p = b.prompt
+    if (p !== undefined && typeof p !== 'string' && !Array.isArray(p)) {
+      return '`prompt` must be a string, an array of strings or an array of token arrays.'
+    }
+    if (!optionalPositiveInt(b.max_tokens)) return '`max_tokens` must be a positive integer.'
+    // The budget reserves max_tokens x max(n, best_of) per prompt: each must be readable.
+    if (!optionalPositiveInt(b.n)) return '`n` (completions per prompt) must be a positive integer.'
+    if (!optionalPositiveInt(b.best_of)) return '`best_of` must be a positive integer.'
+    return undefined
+  }
   if (!Array.isArray(b.messages) || b.messages.length === 0) {
     return '`messages` is required and must be a non-empty array.'
   }
@@ -50,6 +69,7 @@ export function checkBody(kind: ApiKind, body: unknown): string | undefined {
     }
     return undefined
   }
+  if (kind === 'count_tokens') return undefined
   if (!optionalPositiveInt(b.max_tokens)) return '`max_tokens` must be a positive integer.'
   // The budget reserves for every choice: a multiplier it cannot read would be a way around it.
   if (!optionalPositiveInt(b.n)) return '`n` (number of choices) must be a positive integer.'
