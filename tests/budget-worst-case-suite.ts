@@ -220,6 +220,22 @@ export function worstCaseSuite(label: string, env: () => Record<string, string>)
       expect((await ask(5)).status).toBe(200)
     })
 
+    it('Responses max_output_tokens and legacy completions best_of are reserved in full', async () => {
+      const { plaintext } = await keyWithBudget(0.05)
+      const responses = (max: number) =>
+        post('/v1/responses', plaintext, { model: 'gpt-wc', input: 'hi', max_output_tokens: max })
+      // 60 x $0.001 > $0.05; 40 fits.
+      expect((await responses(60)).status).toBe(429)
+      const ok = await responses(40)
+      expect(ok.status).toBe(200)
+      await ok.text()
+      const completions = (bestOf: number) =>
+        post('/v1/completions', plaintext, { model: 'gpt-wc', prompt: 'hi', max_tokens: 2, best_of: bestOf })
+      // 30 x 2 tokens = $0.06 > what is left; 3 x 2 fits.
+      expect((await completions(30)).status).toBe(429)
+      expect((await completions(3)).status).toBe(200)
+    })
+
     it('an upstream that bills past the reservation: the overshoot counts at once and the next request sees it', async () => {
       const { plaintext, budgetId, keyId } = await keyWithBudget(0.05)
       const ask = () =>
