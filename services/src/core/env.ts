@@ -81,8 +81,8 @@ export const envSchema = z.object({
   GATEWAY_AUTH_FAILURES_PER_MIN: z.coerce.number().int().positive().default(30),
   /** Live WebSocket fair share, per user: open sockets, subscriptions per second (and burst). */
   LIVE_MAX_SOCKETS_PER_USER: z.coerce.number().int().positive().default(8),
-  LIVE_SUBSCRIBES_PER_SEC: z.coerce.number().positive().default(2),
-  LIVE_SUBSCRIBE_BURST: z.coerce.number().int().positive().default(6),
+  LIVE_SUBSCRIBES_PER_SEC: z.coerce.number().positive().default(5),
+  LIVE_SUBSCRIBE_BURST: z.coerce.number().int().positive().default(20),
   /** ClickHouse refreshes of live views at once, across all subscribers. */
   LIVE_MAX_REFRESHES: z.coerce.number().int().positive().default(2),
   /** Event-loop delay (ms) above which dashboard queries and new subscriptions get 503; 0 = off. */
