@@ -478,7 +478,15 @@ export const gatewayRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { c
       sendError(request, reply, denial.status, code, message, details)
       return
     }
-    await forward(kind, request, reply, caller, row, body, parsed.raw, facade, decision.reservation)
+    try {
+      await forward(kind, request, reply, caller, row, body, parsed.raw, facade, decision.reservation)
+    } catch (err) {
+      // A failure before forward settled or released: hold nothing until the TTL sweep (a second release is a no-op).
+      void core.budgets
+        .release(decision.reservation)
+        .catch((e) => request.log.error({ err: e, requestId: request.id }, 'budget release failed'))
+      throw err
+    }
   }
 
   async function forward(
