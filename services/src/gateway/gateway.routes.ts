@@ -3,11 +3,13 @@ import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
 import { budgetDenialResponse, type Reservation } from '../budgets/budget-enforcer.ts'
 import { bearerToken } from '../core/auth.ts'
 import type { Core } from '../core/core.ts'
-import type { ApiKey, ModelFacade, User } from '../core/entities.ts'
+import type { ApiKey, User } from '../core/entities.ts'
 import { errorBody, HttpError } from '../core/errors.ts'
-import { costNanos, nanosToUsdString } from '../core/pricing.ts'
+import { createPriceCatalogue } from '../core/price-catalogue.ts'
+import { nanosToUsdString } from '../core/pricing.ts'
 import { normalizeTags, toClickHouseTime, type UsageRow } from '../core/usage-row.ts'
 import { createFakeUpstream, type FakeUpstream } from '../simulator/fake-upstream.ts'
+import { createModelResolver, modelAllowed, type ResolvedModel } from './model-resolver.ts'
 import { checkBody, maxOutputTokens } from './request-checks.ts'
 import { clientHeaders, createUpstreams, ENDPOINT, providerServes, UPSTREAM_PATH } from './upstreams.ts'
 import {
@@ -82,6 +84,12 @@ function drained(res: ServerResponse): Promise<void> {
  */
 export const gatewayRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { core }) => {
   const upstreams = createUpstreams(core.env)
+  const models = createModelResolver({
+    facades: core.store,
+    catalogue: createPriceCatalogue(),
+    passthrough: core.env.MODEL_PASSTHROUGH,
+    namedUpstreams: core.env.namedUpstreams,
+  })
   const timeoutMs = core.env.UPSTREAM_TIMEOUT_MS
   // A stack built without server.ts (tests, scripts) still gets a simulated provider.
   let ownSimulator: Promise<FakeUpstream> | undefined
@@ -175,7 +183,9 @@ export const gatewayRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { c
       output_tokens: 0,
       cached_read_tokens: 0,
       cache_write_tokens: 0,
+      reasoning_tokens: 0,
       tokens_estimated: false,
+      price_unknown: false,
       cost_usd: '0.000000000',
       latency_ms: 0,
       ttft_ms: 0,
@@ -222,10 +232,10 @@ export const gatewayRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { c
 
   app.get('/v1/models', async (request) => {
     const allowed = request.gatewayCaller!.key.allowedModels
-    const models = core.store.models().filter((m) => allowed.length === 0 || allowed.includes(m.model))
-    models.sort((a, b) => a.model.localeCompare(b.model))
+    const facades = core.store.models().filter((m) => modelAllowed(allowed, m.model))
+    facades.sort((a, b) => a.model.localeCompare(b.model))
     if (request.headers['anthropic-version']) {
-      const data = models.map((m) => ({
+      const data = facades.map((m) => ({
         type: 'model',
         id: m.model,
         display_name: m.model,
@@ -235,7 +245,7 @@ export const gatewayRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { c
     }
     return {
       object: 'list',
-      data: models.map((m) => ({ id: m.model, object: 'model', created: 0, owned_by: m.provider })),
+      data: facades.map((m) => ({ id: m.model, object: 'model', created: 0, owned_by: m.provider })),
     }
   })
 
@@ -247,40 +257,19 @@ export const gatewayRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { c
       refuse(row, caller, new HttpError(400, 'invalid_request', 'A JSON request body is required.'))
     const problem = checkBody(kind, parsed.json)
     const body = parsed.json as Json
-    const facade = typeof body?.model === 'string' ? core.store.model(body.model) : undefined
+    // Facade, alias or passthrough, and its price (gateway/model-resolver.ts).
+    const facade =
+      typeof body?.model === 'string'
+        ? models.resolve(body.model, kind, caller.key)
+        : new HttpError(400, 'invalid_request', 'A "model" is required.')
     if (typeof body?.model === 'string') row.model = body.model.slice(0, 128)
-    if (facade) {
+    if (!(facade instanceof HttpError)) {
       row.provider = facade.provider
-      row.upstream_model = facade.upstreamModel
+      row.upstream_model = facade.upstreamModel.slice(0, 128)
+      row.price_unknown = facade.priceUnknown
     }
     if (problem) refuse(row, caller, new HttpError(400, 'invalid_request', problem))
-    if (!facade) {
-      const available = core.store.models().map((m) => m.model)
-      refuse(
-        row,
-        caller,
-        new HttpError(
-          400,
-          'unknown_model',
-          `Unknown model "${row.model}". Available: ${available.join(', ') || 'none yet'}. ` +
-            `An admin adds a model with PUT /api/admin/models/${encodeURIComponent(row.model)} ` +
-            '{ "provider", "upstreamModel", "inputPerM", "outputPerM" }.',
-          { available },
-        ),
-      )
-    }
-    const allowed = caller.key.allowedModels
-    if (allowed.length > 0 && !allowed.includes(facade.model)) {
-      refuse(
-        row,
-        caller,
-        new HttpError(
-          403,
-          'model_not_allowed',
-          `This key may not use "${facade.model}"; it is limited to: ${allowed.join(', ')}.`,
-        ),
-      )
-    }
+    if (facade instanceof HttpError) refuse(row, caller, facade)
     if (!providerServes(facade.provider, kind)) {
       const use = facade.provider === 'anthropic' ? '/v1/messages' : '/v1/chat/completions'
       refuse(
@@ -299,7 +288,8 @@ export const gatewayRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { c
     const worstCaseNanos =
       maxOut === undefined
         ? Number.NaN
-        : Math.ceil(parsed.raw.length / 4) * facade.inputPerM * 1e3 + maxOut * facade.outputPerM * 1e3
+        : Math.ceil(parsed.raw.length / 4) * facade.prices.inputPerM * 1e3 +
+          maxOut * facade.prices.outputPerM * 1e3
     const decision = await core.budgets.reserve({
       key: caller.key,
       user: caller.user,
@@ -323,7 +313,7 @@ export const gatewayRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { c
     row: UsageRow,
     body: Json,
     raw: Buffer,
-    facade: ModelFacade,
+    facade: ResolvedModel,
     reservation: Reservation,
   ): Promise<void> {
     const target = upstreams.target(
@@ -374,7 +364,7 @@ export const gatewayRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { c
     try {
       up = await upstreams.agent.request({
         origin: target.origin,
-        path: target.basePath + UPSTREAM_PATH[kind],
+        path: target.basePath + UPSTREAM_PATH[kind] + target.query,
         method: 'POST',
         headers,
         body: payload,
@@ -474,15 +464,16 @@ export const gatewayRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { c
       row.output_tokens = usage.output
       row.cached_read_tokens = usage.cachedRead
       row.cache_write_tokens = usage.cacheWrite
-      nanos = costNanos(
-        {
-          input: usage.input,
-          output: usage.output,
-          cachedRead: usage.cachedRead,
-          cacheWrite: usage.cacheWrite,
-        },
-        facade,
-      )
+      row.reasoning_tokens = usage.reasoning
+      // Reasoning is a part of output (both providers bill it as output and
+      // count it in output_tokens): passed as a part, it is not billed twice.
+      nanos = facade.cost({
+        input: usage.input,
+        output: usage.output,
+        cachedRead: usage.cachedRead,
+        cacheWrite: usage.cacheWrite,
+        reasoning: usage.reasoning,
+      })
       row.cost_usd = nanosToUsdString(nanos)
       void core.budgets.settle(reservation, nanos).catch(() => {})
     } else {

@@ -12,6 +12,8 @@ export interface CapturedUsage {
   output: number
   cachedRead: number
   cacheWrite: number
+  /** Reasoning (thinking) tokens: a part of `output`, as both providers count them. */
+  reasoning: number
   /** Some usage block was seen (input side / output side). */
   sawInput: boolean
   sawOutput: boolean
@@ -25,6 +27,7 @@ export function emptyUsage(): CapturedUsage {
     output: 0,
     cachedRead: 0,
     cacheWrite: 0,
+    reasoning: 0,
     sawInput: false,
     sawOutput: false,
     textChars: 0,
@@ -40,6 +43,7 @@ function openaiUsage(u: Json, into: CapturedUsage) {
   into.input = Math.max(0, prompt - cached)
   into.cachedRead = cached
   into.output = num(u.completion_tokens)
+  into.reasoning = num((u.completion_tokens_details as Json | undefined)?.reasoning_tokens)
   into.sawInput = true
   into.sawOutput = true
 }

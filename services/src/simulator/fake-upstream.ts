@@ -15,6 +15,9 @@ import type { AddressInfo } from 'node:net'
  * - `slow`: streamed chunks `slowChunkMs` apart
  * - `no-usage`: no usage block anywhere (non-stream and stream)
  * - `cache`: part of the prompt is served from / written to the prompt cache
+ *   (also set by an OpenAI `prompt_cache_key` or an Anthropic `cache_control`)
+ * - `reasoning`: chat completions think: reasoning_tokens (twice the visible
+ *   words) inside completion_tokens (also set by a `reasoning_effort`)
  * - `hang`: never answers (tests upstream timeouts)
  * - `stall`: streams the first chunks, then never finishes
  */
@@ -35,7 +38,13 @@ export interface FakeUpstream {
   /** Origin, e.g. http://127.0.0.1:34567; the APIs live under `${url}/v1`. */
   url: string
   /** Requests received so far when `record` is set (for tests that check what was forwarded). */
-  received: { path: string; headers: IncomingMessage['headers']; body: Record<string, unknown> | undefined }[]
+  received: {
+    path: string
+    /** The query string without `?` ('' when none). */
+    query: string
+    headers: IncomingMessage['headers']
+    body: Record<string, unknown> | undefined
+  }[]
   close(): Promise<void>
 }
 
@@ -188,6 +197,10 @@ export async function createFakeUpstream(opts: FakeUpstreamOptions = {}): Promis
       })
     }
     const { behaviors: b, model } = behaviorsOf(req, body.model)
+    // As the real API: a prompt_cache_key makes cache hits likely, a reasoning
+    // effort makes the model think (hidden tokens billed in completion_tokens).
+    if (body.prompt_cache_key !== undefined) b.add('cache')
+    if (body.reasoning_effort !== undefined) b.add('reasoning')
     if (b.has('hang')) return void hanging.add(res)
     if (b.has('error-429')) return openaiError(res, 429)
     if (b.has('error-500')) return openaiError(res, 500)
@@ -197,13 +210,14 @@ export async function createFakeUpstream(opts: FakeUpstreamOptions = {}): Promis
     const { words, truncated } = replyWords(seed, maxTokens)
     const promptTokens = simulatedInputTokens(texts)
     const cached = b.has('cache') ? Math.floor(promptTokens / 2) : 0
+    const reasoning = b.has('reasoning') ? 2 * words.length : 0
     const usage = {
       prompt_tokens: promptTokens,
-      completion_tokens: words.length,
-      total_tokens: promptTokens + words.length,
+      completion_tokens: words.length + reasoning,
+      total_tokens: promptTokens + words.length + reasoning,
       prompt_tokens_details: { cached_tokens: cached, audio_tokens: 0 },
       completion_tokens_details: {
-        reasoning_tokens: 0,
+        reasoning_tokens: reasoning,
         audio_tokens: 0,
         accepted_prediction_tokens: 0,
         rejected_prediction_tokens: 0,
@@ -319,6 +333,8 @@ export async function createFakeUpstream(opts: FakeUpstreamOptions = {}): Promis
       })
     }
     const { behaviors: b, model } = behaviorsOf(req, body.model)
+    // As the real API: a cache_control breakpoint makes the prompt cached.
+    if (JSON.stringify([body.system, body.messages]).includes('"cache_control"')) b.add('cache')
     if (b.has('hang')) return void hanging.add(res)
     if (b.has('error-429')) return anthropicError(res, 429)
     if (b.has('error-500')) return anthropicError(res, 500)
@@ -419,7 +435,9 @@ export async function createFakeUpstream(opts: FakeUpstreamOptions = {}): Promis
           return send(res, 400, { error: { message: 'invalid JSON body', type: 'invalid_request_error' } })
         }
       }
-      if (opts.record) received.push({ path, headers: req.headers, body })
+      if (opts.record) {
+        received.push({ path, query: (req.url ?? '').split('?')[1] ?? '', headers: req.headers, body })
+      }
       res.on('close', () => hanging.delete(res))
       const route = `${req.method} ${path}`
       const run = async () => {
