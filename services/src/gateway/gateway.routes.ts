@@ -258,18 +258,19 @@ export const gatewayRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { c
     const problem = checkBody(kind, parsed.json)
     const body = parsed.json as Json
     // Facade, alias or passthrough, and its price (gateway/model-resolver.ts).
-    const facade =
-      typeof body?.model === 'string'
-        ? models.resolve(body.model, kind, caller.key)
-        : new HttpError(400, 'invalid_request', 'A "model" is required.')
+    const resolution =
+      typeof body?.model === 'string' ? models.resolve(body.model, kind, caller.key) : undefined
     if (typeof body?.model === 'string') row.model = body.model.slice(0, 128)
-    if (!(facade instanceof HttpError)) {
-      row.provider = facade.provider
-      row.upstream_model = facade.upstreamModel.slice(0, 128)
-      row.price_unknown = facade.priceUnknown
+    if (resolution?.model) {
+      row.provider = resolution.model.provider
+      row.upstream_model = resolution.model.upstreamModel.slice(0, 128)
+      row.price_unknown = resolution.model.priceUnknown
     }
     if (problem) refuse(row, caller, new HttpError(400, 'invalid_request', problem))
-    if (facade instanceof HttpError) refuse(row, caller, facade)
+    if (!resolution)
+      refuse(row, caller, new HttpError(400, 'invalid_request', 'A string "model" is required.'))
+    if (resolution.error) refuse(row, caller, resolution.error)
+    const facade = resolution.model
     if (!providerServes(facade.provider, kind)) {
       const use = facade.provider === 'anthropic' ? '/v1/messages' : '/v1/chat/completions'
       refuse(

@@ -25,9 +25,17 @@ export interface ResolvedModel {
   cost(tokens: TokenCounts): number
 }
 
+/**
+ * The resolved model, or the refusal to send (400 unknown_model, 403
+ * model_not_allowed, 503 upstream_not_configured). A refused name that did
+ * resolve keeps its model, so the refusal's row still names provider and upstream.
+ */
+export type Resolution =
+  | { model: ResolvedModel; error?: undefined }
+  | { model?: ResolvedModel; error: HttpError }
+
 export interface ModelResolver {
-  /** The resolved model, or the refusal to send (400 unknown_model, 403 model_not_allowed, 503). */
-  resolve(name: string, kind: ApiKind, key: ApiKey): ResolvedModel | HttpError
+  resolve(name: string, kind: ApiKind, key: ApiKey): Resolution
 }
 
 export interface ModelResolverDeps {
@@ -111,51 +119,58 @@ export function createModelResolver(deps: ModelResolverDeps): ModelResolver {
     return deps.catalogue.providerOf(name) ?? (kind === 'messages' ? 'anthropic' : 'openai')
   }
 
+  function lookup(name: string, kind: ApiKind, allowed: readonly string[]): ResolvedModel | HttpError {
+    const facade = deps.facades.model(name)
+    if (facade) return fromFacade(facade)
+    if (!deps.passthrough) {
+      const available = deps.facades
+        .models()
+        .map((m) => m.model)
+        .filter((m) => modelAllowed(allowed, m))
+        .sort()
+      return new HttpError(
+        400,
+        'unknown_model',
+        `Unknown model "${name}". Available: ${available.join(', ') || 'none yet'}. ` +
+          `An admin adds a model with PUT /api/admin/models/${encodeURIComponent(name)} ` +
+          '{ "provider", "upstreamModel", "inputPerM", "outputPerM" }.',
+        { available },
+      )
+    }
+    const slash = name.indexOf('/')
+    if (slash > 0 && named.has(name.slice(0, slash))) {
+      return priced({
+        model: name,
+        provider: name.slice(0, slash),
+        upstreamModel: name.slice(slash + 1),
+        via: 'passthrough',
+      })
+    }
+    const newest = FAMILIES.has(name) ? deps.catalogue.newestOfFamily(name) : undefined
+    if (newest) return priced({ model: name, provider: 'anthropic', upstreamModel: newest, via: 'alias' })
+    return priced({
+      model: name,
+      provider: providerFor(name, kind),
+      upstreamModel: name,
+      via: 'passthrough',
+    })
+  }
+
   return {
     resolve(name, kind, key) {
       const allowed = key.allowedModels
+      const found = lookup(name, kind, allowed)
+      const model = found instanceof HttpError ? undefined : found
       if (!modelAllowed(allowed, name)) {
-        return new HttpError(
+        const error = new HttpError(
           403,
           'model_not_allowed',
           `This key may not use "${name}"; it is limited to: ${allowed.join(', ')}.`,
           { allowed },
         )
+        return { model, error }
       }
-      const facade = deps.facades.model(name)
-      if (facade) return fromFacade(facade)
-      if (!deps.passthrough) {
-        const available = deps.facades
-          .models()
-          .map((m) => m.model)
-          .filter((m) => modelAllowed(allowed, m))
-          .sort()
-        return new HttpError(
-          400,
-          'unknown_model',
-          `Unknown model "${name}". Available: ${available.join(', ') || 'none yet'}. ` +
-            `An admin adds a model with PUT /api/admin/models/${encodeURIComponent(name)} ` +
-            '{ "provider", "upstreamModel", "inputPerM", "outputPerM" }.',
-          { available },
-        )
-      }
-      const slash = name.indexOf('/')
-      if (slash > 0 && named.has(name.slice(0, slash))) {
-        return priced({
-          model: name,
-          provider: name.slice(0, slash),
-          upstreamModel: name.slice(slash + 1),
-          via: 'passthrough',
-        })
-      }
-      const newest = FAMILIES.has(name) ? deps.catalogue.newestOfFamily(name) : undefined
-      if (newest) return priced({ model: name, provider: 'anthropic', upstreamModel: newest, via: 'alias' })
-      return priced({
-        model: name,
-        provider: providerFor(name, kind),
-        upstreamModel: name,
-        via: 'passthrough',
-      })
+      return model ? { model } : { error: found as HttpError }
     },
   }
 }
