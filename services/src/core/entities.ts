@@ -61,3 +61,22 @@ export const budgetSchema = z.object({
   thresholds: z.array(z.number().int().min(1).max(100)).default([50, 80, 100]),
 })
 export type Budget = z.infer<typeof budgetSchema>
+
+/**
+ * A web session: the cookie names only `sessionId`. It ends on sign-out, when
+ * an admin ends it, or when what it came from is revoked, rotated or changed.
+ */
+export interface Session {
+  sessionId: string
+  /** Empty for a session made with ADMIN_TOKEN. */
+  userId: string
+  teamId: string
+  role: Role
+  source: 'admin-token' | 'key' | 'signin'
+  /** The key or sign-in token id; for 'admin-token' a fingerprint of the token (never the token). */
+  sourceId: string
+  createdAt: Date
+  expiresAt: Date
+  endedAt: Date | null
+  endReason: string
+}
