@@ -115,8 +115,22 @@ export const authPlugin = fp<{ core: Core }>(
     const sessions = createSessionCodec(core.env.SESSION_SECRET ?? randomBytes(32).toString('hex'))
     await app.register(cookie)
     app.decorate('sessions', sessions)
+    // Failed authentications (any 401 under /api) count per address; past the
+    // limit every /api call from it is refused for the rest of the minute.
+    const failures = app.createRateLimit({ max: core.env.AUTH_FAILURE_RATE_LIMIT, timeWindow: 60_000 })
     app.addHook('onRequest', async (request) => {
+      const seen = await failures(request, { increment: false })
+      if (!seen.isAllowed && seen.remaining <= 0) {
+        throw new HttpError(
+          429,
+          'rate_limited',
+          `Too many failed sign-ins from this address; wait ${seen.ttlInSeconds} s and check your token.`,
+        )
+      }
       request.principal = await resolvePrincipal(core, sessions, request.headers, request.cookies)
+    })
+    app.addHook('onResponse', async (request, reply) => {
+      if (reply.statusCode === 401) await failures(request)
     })
   },
   { name: 'tokenmeter-auth' },

@@ -43,7 +43,9 @@ export const sessionRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { c
   // before its revocation lands (other instances: exchangeSignin).
   const exchanging = new Set<string>()
 
-  app.post('/session', async (request, reply) => {
+  // Guessing tokens is slow: a few sign-ins per address per minute.
+  const signinLimit = { rateLimit: { max: core.env.SIGNIN_RATE_LIMIT, timeWindow: 60_000 } }
+  app.post('/session', { config: signinLimit }, async (request, reply) => {
     const { token } = parseQuery(sessionBody, request.body)
     const createdAt = new Date()
     const expiresAt = new Date(createdAt.getTime() + SESSION_MAX_AGE_S * 1000)

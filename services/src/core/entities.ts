@@ -35,6 +35,17 @@ export interface ApiKey {
   kind: 'key' | 'signin'
 }
 
+/**
+ * Bounds that keep every amount inside the Decimal(18, 9) columns and far
+ * above any real price or budget; beyond them the admin API answers 400.
+ */
+export const MAX_PRICE_PER_M_USD = 100_000
+export const MAX_BUDGET_CAP_USD = 100_000_000
+const price = z
+  .number()
+  .nonnegative()
+  .max(MAX_PRICE_PER_M_USD, `at most ${MAX_PRICE_PER_M_USD} USD per million tokens`)
+
 /** Prices in USD per million tokens. */
 export const modelFacadeSchema = z.object({
   model: z
@@ -44,10 +55,10 @@ export const modelFacadeSchema = z.object({
     .regex(/^[A-Za-z0-9._:/-]+$/, 'model names use letters, digits and . _ : / -'),
   provider: providerSchema,
   upstreamModel: z.string().min(1).max(128),
-  inputPerM: z.number().nonnegative(),
-  outputPerM: z.number().nonnegative(),
-  cachedReadPerM: z.number().nonnegative().default(0),
-  cacheWritePerM: z.number().nonnegative().default(0),
+  inputPerM: price,
+  outputPerM: price,
+  cachedReadPerM: price.default(0),
+  cacheWritePerM: price.default(0),
 })
 export type ModelFacade = z.infer<typeof modelFacadeSchema>
 
@@ -56,7 +67,7 @@ export const budgetSchema = z.object({
   scope: z.enum(['key', 'user', 'team']),
   scopeId: id,
   period: z.enum(['day', 'week', 'month']),
-  capUsd: z.number().positive(),
+  capUsd: z.number().positive().max(MAX_BUDGET_CAP_USD, `at most ${MAX_BUDGET_CAP_USD} USD`),
   timezone: z.string().default('UTC'),
   thresholds: z.array(z.number().int().min(1).max(100)).default([50, 80, 100]),
 })

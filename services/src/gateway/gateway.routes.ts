@@ -8,6 +8,7 @@ import { errorBody, HttpError } from '../core/errors.ts'
 import { costNanos, nanosToUsdString } from '../core/pricing.ts'
 import { normalizeTags, toClickHouseTime, type UsageRow } from '../core/usage-row.ts'
 import { createFakeUpstream, type FakeUpstream } from '../simulator/fake-upstream.ts'
+import { headerText } from './header-text.ts'
 import { checkBody, maxOutputTokens } from './request-checks.ts'
 import { clientHeaders, createUpstreams, ENDPOINT, providerServes, UPSTREAM_PATH } from './upstreams.ts'
 import {
@@ -51,7 +52,7 @@ const AUTH_ERRORS = {
 function header(request: FastifyRequest, name: string): string {
   const v = request.headers[name]
   const s = typeof v === 'string' ? v : Array.isArray(v) ? v[0] : undefined
-  return s ? s.trim().slice(0, 128) : ''
+  return s ? headerText(s).trim().slice(0, 128) : ''
 }
 
 function errorClassFor(status: number): string {
@@ -382,7 +383,7 @@ export const gatewayRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { c
       })
     } catch (err) {
       res.off('close', onClose)
-      void core.budgets.release(reservation).catch(() => {})
+      void core.budgets.release(reservation).catch(core.backgroundErrors.catcher('budget_release'))
       const code = (err as { code?: string }).code
       if (clientGone) {
         finishRow(row, caller, 499, 'client_disconnected')
@@ -484,9 +485,9 @@ export const gatewayRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { c
         facade,
       )
       row.cost_usd = nanosToUsdString(nanos)
-      void core.budgets.settle(reservation, nanos).catch(() => {})
+      void core.budgets.settle(reservation, nanos).catch(core.backgroundErrors.catcher('budget_settle'))
     } else {
-      void core.budgets.release(reservation).catch(() => {})
+      void core.budgets.release(reservation).catch(core.backgroundErrors.catcher('budget_release'))
     }
     if (streamed && firstByteAt > 0) row.ttft_ms = firstByteAt - caller.startedAt
     const finalStatus =
