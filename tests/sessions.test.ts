@@ -116,6 +116,8 @@ describe('sign-in tokens', () => {
       headers: { authorization: `Bearer ${plaintext}` },
     })
     expect(asBearer.statusCode).toBe(401)
+    const onGateway = await stack.app.inject({ url: '/v1/models', headers: { authorization: `Bearer ${plaintext}` } })
+    expect(onGateway.statusCode).toBe(401)
     const first = await signIn(plaintext)
     expect(first.res.statusCode).toBe(200)
     expect((await me(first.cookie)).json().userId).toBe('u_4')
