@@ -116,7 +116,10 @@ describe('sign-in tokens', () => {
       headers: { authorization: `Bearer ${plaintext}` },
     })
     expect(asBearer.statusCode).toBe(401)
-    const onGateway = await stack.app.inject({ url: '/v1/models', headers: { authorization: `Bearer ${plaintext}` } })
+    const onGateway = await stack.app.inject({
+      url: '/v1/models',
+      headers: { authorization: `Bearer ${plaintext}` },
+    })
     expect(onGateway.statusCode).toBe(401)
     const first = await signIn(plaintext)
     expect(first.res.statusCode).toBe(200)
