@@ -6,6 +6,7 @@ import { adminRoutes } from './admin.routes.ts'
 import { authPlugin } from './auth.plugin.ts'
 import { budgetsRoutes } from './budgets.routes.ts'
 import { liveRoutes } from './live.routes.ts'
+import { loadShedPlugin } from './load-shed.plugin.ts'
 import { opsRoutes } from './ops.routes.ts'
 import { sessionRoutes } from './session.routes.ts'
 import { usageRoutes } from './usage.routes.ts'
@@ -23,6 +24,7 @@ export const apiRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { core 
         `Too many attempts from this address; wait ${Math.ceil(Number(context.ttl) / 1000)} s and try again.`,
       ),
   })
+  await app.register(loadShedPlugin, { core })
   await app.register(authPlugin, { core })
   await app.register(sessionRoutes, { core })
   await app.register(usageRoutes, { core })
