@@ -133,6 +133,8 @@ beforeAll(async () => {
       OPENAI_API_KEY: 'sk-upstream-openai',
       ANTHROPIC_BASE_URL: `${fake.url}/v1`,
       ANTHROPIC_API_KEY: 'sk-ant-upstream',
+      // Facades only, so unknown names are refused: passthrough is tested in gateway-models.test.ts.
+      MODEL_PASSTHROUGH: 'false',
     },
   })
   stack.core.simulatedBaseUrl = `${simFake.url}/v1`
