@@ -26,6 +26,22 @@ export function checkBody(kind: ApiKind, body: unknown): string | undefined {
       (Array.isArray(input) && input.length > 0 && input.length <= 2048)
     return ok ? undefined : '`input` is required: a non-empty string or an array of up to 2048 inputs.'
   }
+  if (kind === 'responses') {
+    // `input` may be left out when previous_response_id or a stored prompt carries the conversation.
+    if (b.input !== undefined && typeof b.input !== 'string' && !Array.isArray(b.input)) {
+      return '`input` must be a string or an array of input items.'
+    }
+    if (!optionalPositiveInt(b.max_output_tokens)) return '`max_output_tokens` must be a positive integer.'
+    return undefined
+  }
+  if (kind === 'completions') {
+    const p = b.prompt
+    if (p !== undefined && typeof p !== 'string' && !Array.isArray(p)) {
+      return '`prompt` must be a string, an array of strings or an array of token arrays.'
+    }
+    if (!optionalPositiveInt(b.max_tokens)) return '`max_tokens` must be a positive integer.'
+    return undefined
+  }
   if (!Array.isArray(b.messages) || b.messages.length === 0) {
     return '`messages` is required and must be a non-empty array.'
   }
@@ -39,6 +55,7 @@ export function checkBody(kind: ApiKind, body: unknown): string | undefined {
     if (!isPositiveInt(b.max_tokens)) return '`max_tokens` is required and must be a positive integer.'
     return undefined
   }
+  if (kind === 'count_tokens') return undefined
   if (!optionalPositiveInt(b.max_tokens)) return '`max_tokens` must be a positive integer.'
   if (!optionalPositiveInt(b.max_completion_tokens))
     return '`max_completion_tokens` must be a positive integer.'
@@ -50,7 +67,14 @@ export function checkBody(kind: ApiKind, body: unknown): string | undefined {
 
 /** The client's output cap, if it set one; the budget reserves for it. */
 export function maxOutputTokens(kind: ApiKind, body: Json): number | undefined {
-  if (kind === 'embeddings') return 0
-  const v = kind === 'messages' ? body.max_tokens : (body.max_completion_tokens ?? body.max_tokens)
+  if (kind === 'embeddings' || kind === 'count_tokens') return 0
+  // Legacy completions default to 16 tokens when max_tokens is left out.
+  if (kind === 'completions') return typeof body.max_tokens === 'number' ? body.max_tokens : 16
+  const v =
+    kind === 'messages'
+      ? body.max_tokens
+      : kind === 'responses'
+        ? body.max_output_tokens
+        : (body.max_completion_tokens ?? body.max_tokens)
   return typeof v === 'number' ? v : undefined
 }

@@ -62,22 +62,41 @@ export function createUpstreams(env: Env): Upstreams {
   }
 }
 
+/** The APIs in Anthropic's shape; every other kind is OpenAI's. */
+export const isAnthropicKind = (kind: ApiKind): boolean => kind === 'messages' || kind === 'count_tokens'
+
 /** Which providers speak which API: simulated speaks both. */
 export function providerServes(provider: Provider, kind: ApiKind): boolean {
   if (provider === 'simulated') return true
-  return kind === 'messages' ? provider === 'anthropic' : provider === 'openai'
+  return isAnthropicKind(kind) ? provider === 'anthropic' : provider === 'openai'
 }
 
 export const UPSTREAM_PATH: Record<ApiKind, string> = {
   chat: '/chat/completions',
+  completions: '/completions',
   embeddings: '/embeddings',
   messages: '/messages',
+  responses: '/responses',
+  count_tokens: '/messages/count_tokens',
 }
 
 export const ENDPOINT: Record<ApiKind, string> = {
   chat: '/v1/chat/completions',
+  completions: '/v1/completions',
   embeddings: '/v1/embeddings',
   messages: '/v1/messages',
+  responses: '/v1/responses',
+  count_tokens: '/v1/messages/count_tokens',
+}
+
+/** Kinds that are model calls: billed, budgeted and recorded as rows. */
+export const BILLED: Record<ApiKind, boolean> = {
+  chat: true,
+  completions: true,
+  embeddings: true,
+  messages: true,
+  responses: true,
+  count_tokens: false,
 }
 
 /** Response headers worth passing back to the client (besides rate-limit families). */
