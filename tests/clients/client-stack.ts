@@ -73,6 +73,8 @@ export interface ClientStack {
     upstreamModel: string,
     prices: Prices,
   ): Promise<void>
+  /** The provider's answer to the same request again, not streamed (the fake is a pure function of the request). */
+  replay(sent: Received): Promise<Json>
   /** Runs `fn`, returns what it returned and the provider requests it caused. */
   capture<T>(fn: () => Promise<T>): Promise<{ result: T; sent: Received[] }>
   /**
@@ -90,7 +92,7 @@ export interface ClientStack {
   close(): Promise<void>
 }
 
-type Json = Record<string, unknown>
+export type Json = Record<string, unknown>
 const num = (v: unknown) => (typeof v === 'number' ? v : 0)
 
 /** Usage as a non-streamed answer carries it, in each API's own shape. */
@@ -201,6 +203,15 @@ export async function startClientStack(): Promise<ClientStack> {
       await admin('PUT', `/api/admin/models/${encodeURIComponent(model)}`, { provider, upstreamModel, ...p })
       prices.set(model, p)
     },
+    async replay(s) {
+      const res = await fetch(`${fake.url}${s.path}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'anthropic-version': '2023-06-01' },
+        body: JSON.stringify({ ...s.body, stream: false }),
+      })
+      expect(res.status, `replay of ${s.path}`).toBe(200)
+      return (await res.json()) as Json
+    },
     async capture(fn) {
       const before = fake.received.length
       const result = await fn()
@@ -221,14 +232,7 @@ export async function startClientStack(): Promise<ClientStack> {
       expect(billed.length, 'requests the provider billed').toBeGreaterThan(0)
       const expected = []
       for (const s of billed) {
-        // The same request again, not streamed: the fake's usage is a function of the request alone.
-        const res = await fetch(`${fake.url}${s.path}`, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json', 'anthropic-version': '2023-06-01' },
-          body: JSON.stringify({ ...s.body, stream: false }),
-        })
-        expect(res.status, `replay of ${s.path}`).toBe(200)
-        const u = reportedUsage(s.path, (await res.json()) as Json)
+        const u = reportedUsage(s.path, await cs.replay(s))
         expected.push({ upstream: String(s.body?.model), streamed: s.body?.stream === true, ...u })
       }
       const rows = await cs.rowsOf(keyId, billed.length)
