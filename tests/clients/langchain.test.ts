@@ -1,11 +1,19 @@
 import { ChatAnthropic } from '@langchain/anthropic'
 import type { BaseChatModel } from '@langchain/core/language_models/chat_models'
-import { AIMessage, HumanMessage, ToolMessage } from '@langchain/core/messages'
+import { HumanMessage } from '@langchain/core/messages'
 import { tool } from '@langchain/core/tools'
 import { ChatOpenAI } from '@langchain/openai'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { z } from 'zod'
-import { CLAUDE_PRICES, type ClientStack, GPT_PRICES, startClientStack } from './client-stack.ts'
+import {
+  CLAUDE_PRICES,
+  type ClientStack,
+  GPT_PRICES,
+  type Json,
+  type Received,
+  startClientStack,
+} from './client-stack.ts'
+import { toolCallIn, toolExchangeIn } from './tool-calls.ts'
 
 // LangChain JS chat models configured as the README says: base URL and key.
 
@@ -29,63 +37,69 @@ const weather = tool(async ({ city }) => JSON.stringify({ city, celsius: -3 }), 
   schema: z.object({ city: z.string() }),
 })
 
-/** The model already asked for the tool; this turn carries its result back. */
-const TOOL_CONVERSATION = [
-  new HumanMessage('What is the weather in Oslo?'),
-  new AIMessage({
-    content: '',
-    tool_calls: [{ id: 'call_oslo_1', name: 'weather', args: { city: 'Oslo' } }],
-  }),
-  new ToolMessage({ tool_call_id: 'call_oslo_1', content: '{"city":"Oslo","celsius":-3}' }),
-]
-
+/**
+ * Text, streamed text, then a turn where the model calls the tool, the tool
+ * runs, and its result goes back: four provider requests.
+ */
 async function exercise(model: BaseChatModel) {
   const invoked = await model.invoke(PROMPT)
   const chunks: string[] = []
-  for await (const c of await model.stream(PROMPT))
-    if (typeof c.content === 'string' && c.content) chunks.push(c.content)
-  const withTool = await model.bindTools!([weather]).invoke(TOOL_CONVERSATION)
-  return { invoked, chunks, withTool }
+  for await (const c of await model.stream(PROMPT)) {
+    const t = typeof c.content === 'string' ? c.content : c.text
+    if (t) chunks.push(t)
+  }
+  const withTools = model.bindTools!([weather])
+  const question = new HumanMessage('What is the weather in Oslo? Use the tool.')
+  const asked = await withTools.invoke([question])
+  const call = asked.tool_calls![0]!
+  const answer = await withTools.invoke([question, asked, await weather.invoke(call)])
+  return { invoked, chunks, asked, answer }
+}
+
+type Result = Awaited<ReturnType<typeof exercise>>
+
+async function expectExercise(result: Result, sent: Received[]) {
+  expect(sent).toHaveLength(4)
+  expect(result.invoked.text.length).toBeGreaterThan(0)
+  // One provider chunk per word: a buffered answer would come as one piece.
+  expect(result.chunks.length).toBeGreaterThan(1)
+  expect(sent[1]!.body?.stream).toBe(true)
+  const called = toolCallIn(sent[2]!.path, await cs.replay(sent[2]!))
+  expect(result.asked.tool_calls!.map((c) => [c.id, c.name, c.args])).toEqual([
+    [called.id, 'weather', JSON.parse(called.arguments)],
+  ])
+  const city = (JSON.parse(called.arguments) as { city: string }).city
+  expect(toolExchangeIn(sent[3]!.path, sent[3]!.body as Json)).toEqual({
+    call: called,
+    output: JSON.stringify({ city, celsius: -3 }),
+  })
+  expect(result.answer.text.length).toBeGreaterThan(0)
 }
 
 describe('LangChain JS through the gateway', () => {
-  it('ChatOpenAI (chat completions): invoke, stream, tool call and result forwarded intact, one row each', async () => {
-    const { key, keyId } = await cs.newKey('langchain-openai')
-    const model = new ChatOpenAI({
-      model: 'gpt-4o-mini',
-      apiKey: key,
-      maxRetries: 0,
-      configuration: { baseURL: `${cs.url}/v1`, defaultHeaders: { 'x-client-app': 'langchain' } },
+  for (const useResponsesApi of [false, true]) {
+    const path = useResponsesApi ? '/v1/responses' : '/v1/chat/completions'
+    it(`ChatOpenAI${useResponsesApi ? ' with useResponsesApi' : ''} (${path}): invoke, stream, tool call both ways, one row each`, async () => {
+      const { key, keyId } = await cs.newKey(`langchain-openai-${useResponsesApi}`)
+      const model = new ChatOpenAI({
+        model: 'gpt-4o-mini',
+        apiKey: key,
+        maxRetries: 0,
+        useResponsesApi,
+        configuration: { baseURL: `${cs.url}/v1`, defaultHeaders: { 'x-client-app': 'langchain' } },
+      })
+      const { result, sent } = await cs.capture(() => exercise(model))
+      expect(sent.map((s) => s.path)).toEqual(Array(4).fill(path))
+      await expectExercise(result, sent)
+      const rows = await cs.expectOneRowPerBilledRequest(keyId, sent)
+      expect(rows.map((r) => [r.model, r.endpoint, r.client_app])).toEqual(
+        Array(4).fill(['gpt-4o-mini', path, 'langchain']),
+      )
+      expect(result.invoked.usage_metadata?.output_tokens).toBe(rows[0]!.output_tokens)
     })
-    const { result, sent } = await cs.capture(() => exercise(model))
-    expect(sent.map((s) => s.path)).toEqual(Array(3).fill('/v1/chat/completions'))
-    expect(String(result.invoked.content).length).toBeGreaterThan(0)
-    expect(result.chunks.length).toBeGreaterThan(1)
-    expect(sent[1]!.body?.stream).toBe(true)
-    const messages = sent[2]!.body?.messages as Record<string, unknown>[]
-    expect(messages.at(-2)).toMatchObject({
-      role: 'assistant',
-      tool_calls: [
-        { id: 'call_oslo_1', type: 'function', function: { name: 'weather', arguments: '{"city":"Oslo"}' } },
-      ],
-    })
-    expect(messages.at(-1)).toMatchObject({
-      role: 'tool',
-      tool_call_id: 'call_oslo_1',
-      content: '{"city":"Oslo","celsius":-3}',
-    })
-    expect(sent[2]!.body?.tools).toMatchObject([{ type: 'function', function: { name: 'weather' } }])
+  }
 
-    const rows = await cs.expectOneRowPerBilledRequest(keyId, sent)
-    expect(rows.map((r) => [r.model, r.endpoint, r.client_app, r.streamed])).toEqual([
-      ['gpt-4o-mini', '/v1/chat/completions', 'langchain', false],
-      ['gpt-4o-mini', '/v1/chat/completions', 'langchain', true],
-      ['gpt-4o-mini', '/v1/chat/completions', 'langchain', false],
-    ])
-    expect(result.invoked.usage_metadata?.output_tokens).toBe(rows[0]!.output_tokens)
-  })
-
-  it('ChatAnthropic: invoke, stream, tool_use and tool_result forwarded intact, one row each', async () => {
+  it('ChatAnthropic: invoke, stream, tool_use both ways, one row each', async () => {
     const { key, keyId } = await cs.newKey('langchain-anthropic')
     const model = new ChatAnthropic({
       model: 'claude-sonnet-4-5',
@@ -95,30 +109,12 @@ describe('LangChain JS through the gateway', () => {
       clientOptions: { defaultHeaders: { 'x-client-app': 'langchain' } },
     })
     const { result, sent } = await cs.capture(() => exercise(model))
-    expect(sent.map((s) => s.path)).toEqual(Array(3).fill('/v1/messages'))
-    expect(String(result.invoked.content).length).toBeGreaterThan(0)
-    expect(result.chunks.length).toBeGreaterThan(1)
-    expect(sent[1]!.body?.stream).toBe(true)
-    const messages = sent[2]!.body?.messages as Record<string, unknown>[]
-    expect(messages.at(-2)).toMatchObject({
-      role: 'assistant',
-      content: [{ type: 'tool_use', id: 'call_oslo_1', name: 'weather', input: { city: 'Oslo' } }],
-    })
-    expect(messages.at(-1)).toMatchObject({
-      role: 'user',
-      content: [{ type: 'tool_result', tool_use_id: 'call_oslo_1', content: '{"city":"Oslo","celsius":-3}' }],
-    })
-    expect(sent[2]!.body?.tools).toMatchObject([{ name: 'weather' }])
-
+    expect(sent.map((s) => s.path)).toEqual(Array(4).fill('/v1/messages'))
+    await expectExercise(result, sent)
     const rows = await cs.expectOneRowPerBilledRequest(keyId, sent)
-    expect(rows.map((r) => [r.model, r.endpoint, r.client_app, r.streamed])).toEqual([
-      ['claude-sonnet-4-5', '/v1/messages', 'langchain', false],
-      ['claude-sonnet-4-5', '/v1/messages', 'langchain', true],
-      ['claude-sonnet-4-5', '/v1/messages', 'langchain', false],
-    ])
+    expect(rows.map((r) => [r.model, r.endpoint, r.client_app])).toEqual(
+      Array(4).fill(['claude-sonnet-4-5', '/v1/messages', 'langchain']),
+    )
     expect(result.invoked.usage_metadata?.output_tokens).toBe(rows[0]!.output_tokens)
   })
-
-  // Needs POST /v1/responses in the gateway and the fake provider (branch w12-api).
-  it.todo('ChatOpenAI with useResponsesApi: invoke, stream, tool call, one row each')
 })
