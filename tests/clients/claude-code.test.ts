@@ -4,8 +4,15 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { CLAUDE_PRICES, type ClientStack, startClientStack } from './client-stack.ts'
+import {
+  CLAUDE_PRICES,
+  type ClientStack,
+  type Json,
+  type Received,
+  startClientStack,
+} from './client-stack.ts'
 import { readmeEnv } from './readme-snippets.ts'
+import { toolCallIn, toolExchangeIn } from './tool-calls.ts'
 
 // Claude Code (`@anthropic-ai/claude-code`, a native binary from npm) in print
 // mode, configured exactly as the README's "Claude Code" section says. A
@@ -75,56 +82,77 @@ async function claude(key: string, prompt: string, args: string[] = []) {
   return { events, result }
 }
 
-/** Text deltas as Claude Code received them: more than one means the answer streamed through. */
-function textDeltas(events: Record<string, unknown>[]): string[] {
-  const out: string[] = []
+/** Text deltas of the last message Claude Code received: more than one means the answer streamed through. */
+function lastTextDeltas(events: Record<string, unknown>[]): string[] {
+  let out: string[] = []
   for (const e of events) {
     const ev = e.event as { type?: string; delta?: { type?: string; text?: string } } | undefined
-    if (e.type === 'stream_event' && ev?.type === 'content_block_delta' && ev.delta?.type === 'text_delta')
-      out.push(ev.delta.text ?? '')
+    if (e.type !== 'stream_event') continue
+    if (ev?.type === 'message_start') out = []
+    if (ev?.type === 'content_block_delta' && ev.delta?.type === 'text_delta') out.push(ev.delta.text ?? '')
   }
   return out
 }
 
+/**
+ * Every tool call the provider answered with came back in Claude Code's next
+ * request exactly as sent, with a result for it. The fake provider calls the
+ * first tool it is offered (Claude Code's Agent tool, with arguments from its
+ * schema) unless the conversation ends with a tool result.
+ */
+async function expectToolRoundTrips(sent: Received[]): Promise<number> {
+  let calls = 0
+  for (let i = 0; i + 1 < sent.length; i++) {
+    const answer = await cs.replay(sent[i]!)
+    if (!(answer.content as Json[]).some((b) => b.type === 'tool_use')) continue
+    const called = toolCallIn(sent[i]!.path, answer)
+    const exchange = toolExchangeIn(sent[i + 1]!.path, sent[i + 1]!.body as Json)
+    expect(exchange?.call).toEqual(called)
+    expect(exchange?.output.length).toBeGreaterThan(0)
+    calls++
+  }
+  return calls
+}
+
+/** One run as users run it: works, streams, tool calls intact, one row per request. */
+async function expectRun(
+  model: string,
+  out: Awaited<ReturnType<typeof claude>>,
+  sent: Received[],
+  keyId: string,
+) {
+  console.log(`claude -p sent model ids: ${[...new Set(sent.map((s) => s.body?.model))].join(', ')}`)
+  expect(out.result.is_error, out.result.result).toBe(false)
+  expect(out.result.result.length).toBeGreaterThan(0)
+  const deltas = lastTextDeltas(out.events)
+  expect(deltas.length).toBeGreaterThan(1)
+  expect(deltas.join('')).toBe(out.result.result)
+  for (const s of sent) {
+    expect(s.path).toBe('/v1/messages')
+    expect(s.body?.stream).toBe(true)
+  }
+  expect(await expectToolRoundTrips(sent)).toBeGreaterThan(0)
+  const rows = await cs.expectOneRowPerBilledRequest(keyId, sent)
+  for (const r of rows) expect([r.model, r.client_app, r.streamed]).toEqual([model, 'claude-code', true])
+  // What Claude Code itself counted is what the rows hold.
+  const sum = (f: (r: (typeof rows)[number]) => number) => rows.reduce((n, r) => n + f(r), 0)
+  expect(out.result.usage.input_tokens).toBe(sum((r) => r.input_tokens))
+  expect(out.result.usage.output_tokens).toBe(sum((r) => r.output_tokens))
+}
+
 describe('Claude Code (claude -p) through the gateway', () => {
-  it('default model: answers, streamed, one row per request with the provider-reported tokens', async () => {
+  it('default model: answers, streamed, its tool call and result intact, one row per request', async () => {
     const { key, keyId } = await cs.newKey('claude-code-default')
-    const { result: out, sent } = await cs.capture(() => claude(key, 'Say hello in five words.'))
-    console.log(`claude -p sent model ids: ${[...new Set(sent.map((s) => s.body?.model))].join(', ')}`)
-    expect(out.result.is_error, out.result.result).toBe(false)
-    expect(out.result.result.length).toBeGreaterThan(0)
-    const deltas = textDeltas(out.events)
-    expect(deltas.length).toBeGreaterThan(1)
-    expect(deltas.join('')).toBe(out.result.result)
-    for (const s of sent) {
-      expect(s.path).toBe('/v1/messages')
-      expect(s.body?.stream).toBe(true)
-      expect(Array.isArray(s.body?.tools) && s.body.tools.length).toBeGreaterThan(0)
-    }
-    const rows = await cs.expectOneRowPerBilledRequest(keyId, sent)
-    for (const r of rows)
-      expect([r.model, r.client_app, r.streamed]).toEqual([DEFAULT_MODEL, 'claude-code', true])
-    // What Claude Code itself counted is what the rows hold.
-    const sum = (f: (r: (typeof rows)[number]) => number) => rows.reduce((n, r) => n + f(r), 0)
-    expect(out.result.usage.input_tokens).toBe(sum((r) => r.input_tokens))
-    expect(out.result.usage.output_tokens).toBe(sum((r) => r.output_tokens))
+    const { result, sent } = await cs.capture(() => claude(key, 'Say hello in five words.'))
+    await expectRun(DEFAULT_MODEL, result, sent, keyId)
   })
 
-  it('--model sonnet: its own Sonnet id, one row per request', async () => {
+  it('--model sonnet: its own Sonnet id, streamed, tool call intact, one row per request', async () => {
     const { key, keyId } = await cs.newKey('claude-code-sonnet')
-    const { result: out, sent } = await cs.capture(() =>
+    const { result, sent } = await cs.capture(() =>
       claude(key, 'Say hello in five words.', ['--model', 'sonnet']),
     )
-    console.log(
-      `claude -p --model sonnet sent model ids: ${[...new Set(sent.map((s) => s.body?.model))].join(', ')}`,
-    )
-    expect(out.result.is_error, out.result.result).toBe(false)
-    expect(Object.keys(out.result.modelUsage)).toEqual([SONNET_MODEL])
-    const rows = await cs.expectOneRowPerBilledRequest(keyId, sent)
-    for (const r of rows)
-      expect([r.model, r.client_app, r.streamed]).toEqual([SONNET_MODEL, 'claude-code', true])
+    expect(Object.keys(result.result.modelUsage)).toEqual([SONNET_MODEL])
+    await expectRun(SONNET_MODEL, result, sent, keyId)
   })
-
-  // Needs the fake provider to answer with a tool_use block (branch w12-api).
-  it.todo('a tool_use from the model reaches Claude Code intact and its tool_result comes back')
 })
