@@ -161,7 +161,7 @@ export const gatewayRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { c
       done(null, { raw, json: JSON.parse(raw.toString('utf8')) })
     } catch (err) {
       // An unsupported path answers its 404 whatever its body.
-      if (req.routeOptions.url === '/v1/*') return done(null, undefined)
+      if (req.routeOptions.url === '/v1/*' || req.routeOptions.url === '/v1') return done(null, undefined)
       done(
         new HttpError(
           400,
@@ -662,7 +662,6 @@ export const gatewayRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { c
       request.log.warn({ err, requestId: request.id }, 'response companion: upstream unreachable')
       return void sendError(request, reply, 502, 'upstream_unreachable', unreachableMessage('openai', code))
     }
-    if (request.method === 'DELETE' && up.statusCode < 300) responseOwners.forget(id)
     reply.hijack()
     const outHeaders = clientHeaders(up.headers, request.id, true)
     if (closing) outHeaders.connection = 'close'
@@ -690,7 +689,7 @@ export const gatewayRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { c
 
   // Any other /v1 path, after authentication: a 404 naming what is served,
   // recorded as a refusal so admins can see which clients call what.
-  app.all('/v1/*', async (request) => {
+  const unknownEndpoint = async (request: FastifyRequest) => {
     const caller = request.gatewayCaller!
     const path = request.url.split('?')[0]!
     const row = newRow(request, caller, 'chat')
@@ -704,5 +703,7 @@ export const gatewayRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { c
         `${request.method} ${path.slice(0, 128)} is not served by this gateway. Supported: ${SUPPORTED_ENDPOINTS}.`,
       ),
     )
-  })
+  }
+  app.all('/v1', unknownEndpoint)
+  app.all('/v1/*', unknownEndpoint)
 }

@@ -4,7 +4,8 @@
  * go back to the provider that holds it and only the user who created it
  * reaches it through the gateway.
  *
- * Bounded and in process: least recently used ids are forgotten first, and a
+ * A deleted response stays remembered, so that later calls get the owner's
+ * 404. Bounded and in process: least recently used ids are forgotten first, and a
  * restart forgets them all; the caller then falls back to the default OpenAI
  * upstream, which is where nearly every response lives. A Map keeps insertion
  * order, so re-inserting on use makes it an LRU without a dependency.
@@ -17,7 +18,6 @@ export interface ResponseOwner<T> {
 export interface ResponseOwners<T> {
   remember(responseId: string, owner: ResponseOwner<T>): void
   lookup(responseId: string): ResponseOwner<T> | undefined
-  forget(responseId: string): void
   readonly size: number
 }
 
@@ -36,9 +36,6 @@ export function createResponseOwners<T>(capacity: number): ResponseOwners<T> {
         owners.set(responseId, owner)
       }
       return owner
-    },
-    forget(responseId) {
-      owners.delete(responseId)
     },
     get size() {
       return owners.size

@@ -121,7 +121,7 @@ export function createFakeResponses(deps: FakeResponsesDeps) {
     const reasoningTokens = reasoningAsked ? words.length * 2 : 0
     const answered = items.some((i) => i.type === 'function_call_output')
     const tool =
-      body.tool_choice === 'none' || answered
+      body.tool_choice === 'none' || answered || b.has('no-tools')
         ? undefined
         : tools.find((t) => t.type === 'function' && typeof t.name === 'string')
     const call = tool

@@ -34,6 +34,8 @@ export { simulatedInputTokens } from './fake-text.ts'
  * - `cache`: part of the prompt is served from / written to the prompt cache
  * - `hang`: never answers (tests upstream timeouts)
  * - `stall`: streams the first chunks, then never finishes
+ * - `no-tools`: answers in text even when function tools are given
+ * - `reasoning`: OpenAI APIs report reasoning tokens even when the request did not ask
  */
 export interface FakeUpstreamOptions {
   host?: string
@@ -210,7 +212,7 @@ export async function createFakeUpstream(opts: FakeUpstreamOptions = {}): Promis
     const cached = b.has('cache') ? Math.floor(promptTokens / 2) : 0
     // A tool call unless the conversation already ends with the tool's result.
     const last = (body.messages as Json[]).at(-1)
-    const tool = last?.role === 'tool' ? undefined : chatTool(body)
+    const tool = last?.role === 'tool' || b.has('no-tools') ? undefined : chatTool(body)
     const toolCall = tool
       ? { id: `call_${seed.slice(0, 24)}`, name: tool.name, args: toolArguments(tool.schema, seed) }
       : undefined
@@ -437,7 +439,7 @@ export async function createFakeUpstream(opts: FakeUpstreamOptions = {}): Promis
     const lastContent = (body.messages as Json[]).at(-1)?.content
     const answeredTool =
       Array.isArray(lastContent) && lastContent.some((c) => (c as Json | undefined)?.type === 'tool_result')
-    const tool = answeredTool ? undefined : messagesTool(body)
+    const tool = answeredTool || b.has('no-tools') ? undefined : messagesTool(body)
     const toolUse = tool
       ? { id: `toolu_${seed.slice(0, 24)}`, name: tool.name, args: toolArguments(tool.schema, seed) }
       : undefined
