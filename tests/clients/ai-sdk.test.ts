@@ -128,7 +128,7 @@ describe('Vercel AI SDK through the gateway', () => {
     const { result, sent } = await cs.capture(() => exercise(openai.chat('gpt-4o-mini')))
     expect(sent.map((s) => s.path)).toEqual(Array(6).fill('/v1/chat/completions'))
     await expectExercise(result, sent)
-    const rows = await cs.expectOneRowPerBilledRequest(keyId, sent)
+    const { billed: rows } = await cs.expectOneRowPerBilledRequest(keyId, sent)
     expect(rows.map((r) => [r.model, r.endpoint, r.client_app])).toEqual(
       Array(6).fill(['gpt-4o-mini', '/v1/chat/completions', 'ai-sdk']),
     )
@@ -147,7 +147,7 @@ describe('Vercel AI SDK through the gateway', () => {
     const { result, sent } = await cs.capture(() => exercise(openai('gpt-4o-mini')))
     expect(sent.map((s) => s.path)).toEqual(Array(6).fill('/v1/responses'))
     await expectExercise(result, sent)
-    const rows = await cs.expectOneRowPerBilledRequest(keyId, sent)
+    const { billed: rows } = await cs.expectOneRowPerBilledRequest(keyId, sent)
     expect(rows.map((r) => [r.model, r.endpoint, r.client_app])).toEqual(
       Array(6).fill(['gpt-4o-mini', '/v1/responses', 'ai-sdk']),
     )
@@ -166,7 +166,7 @@ describe('Vercel AI SDK through the gateway', () => {
     const { result, sent } = await cs.capture(() => exercise(anthropic('claude-sonnet-4-5')))
     expect(sent.map((s) => s.path)).toEqual(Array(6).fill('/v1/messages'))
     await expectExercise(result, sent)
-    const rows = await cs.expectOneRowPerBilledRequest(keyId, sent)
+    const { billed: rows } = await cs.expectOneRowPerBilledRequest(keyId, sent)
     expect(rows.map((r) => [r.model, r.endpoint, r.client_app])).toEqual(
       Array(6).fill(['claude-sonnet-4-5', '/v1/messages', 'ai-sdk']),
     )

@@ -4,15 +4,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import {
-  CLAUDE_PRICES,
-  type ClientStack,
-  type Json,
-  type Received,
-  startClientStack,
-} from './client-stack.ts'
+import { CLAUDE_PRICES, type ClientStack, type Received, startClientStack } from './client-stack.ts'
 import { readmeEnv } from './readme-snippets.ts'
-import { toolCallIn, toolExchangeIn } from './tool-calls.ts'
+import { expectToolRoundTrips } from './tool-calls.ts'
 
 // Claude Code (`@anthropic-ai/claude-code`, a native binary from npm) in print
 // mode, configured exactly as the README's "Claude Code" section says. A
@@ -94,26 +88,6 @@ function lastTextDeltas(events: Record<string, unknown>[]): string[] {
   return out
 }
 
-/**
- * Every tool call the provider answered with came back in Claude Code's next
- * request exactly as sent, with a result for it. The fake provider calls the
- * first tool it is offered (Claude Code's Agent tool, with arguments from its
- * schema) unless the conversation ends with a tool result.
- */
-async function expectToolRoundTrips(sent: Received[]): Promise<number> {
-  let calls = 0
-  for (let i = 0; i + 1 < sent.length; i++) {
-    const answer = await cs.replay(sent[i]!)
-    if (!(answer.content as Json[]).some((b) => b.type === 'tool_use')) continue
-    const called = toolCallIn(sent[i]!.path, answer)
-    const exchange = toolExchangeIn(sent[i + 1]!.path, sent[i + 1]!.body as Json)
-    expect(exchange?.call).toEqual(called)
-    expect(exchange?.output.length).toBeGreaterThan(0)
-    calls++
-  }
-  return calls
-}
-
 /** One run as users run it: works, streams, tool calls intact, one row per request. */
 async function expectRun(
   model: string,
@@ -131,8 +105,9 @@ async function expectRun(
     expect(s.path).toBe('/v1/messages')
     expect(s.body?.stream).toBe(true)
   }
-  expect(await expectToolRoundTrips(sent)).toBeGreaterThan(0)
-  const rows = await cs.expectOneRowPerBilledRequest(keyId, sent)
+  // The fake provider calls Claude Code's first tool (Agent) with arguments from its schema.
+  expect(await expectToolRoundTrips(cs, sent)).toBeGreaterThan(0)
+  const { billed: rows } = await cs.expectOneRowPerBilledRequest(keyId, sent)
   for (const r of rows) expect([r.model, r.client_app, r.streamed]).toEqual([model, 'claude-code', true])
   // What Claude Code itself counted is what the rows hold.
   const sum = (f: (r: (typeof rows)[number]) => number) => rows.reduce((n, r) => n + f(r), 0)

@@ -86,9 +86,14 @@ export interface ClientStack {
    * For each provider request, the usage the provider reported (the fake is a
    * pure function of the request, so asking it again gives the same answer),
    * and checks the key's rows hold exactly these: one row each, same tokens,
-   * cost from the facade's prices, nothing estimated.
+   * cost from the facade's prices, nothing estimated. Requests the gateway
+   * refused itself (`opts.refused`, default none) have rows of their own.
    */
-  expectOneRowPerBilledRequest(keyId: string, sent: Received[]): Promise<UsageRowOut[]>
+  expectOneRowPerBilledRequest(
+    keyId: string,
+    sent: Received[],
+    opts?: { refused?: number },
+  ): Promise<{ billed: UsageRowOut[]; refused: UsageRowOut[] }>
   close(): Promise<void>
 }
 
@@ -227,7 +232,7 @@ export async function startClientStack(): Promise<ClientStack> {
       expect(again.length, `rows for ${keyId}`).toBe(rows.length)
       return again
     },
-    async expectOneRowPerBilledRequest(keyId, sent) {
+    async expectOneRowPerBilledRequest(keyId, sent, opts = {}) {
       const billed = sent.filter((s) => /\/(chat\/completions|responses|messages|embeddings)$/.test(s.path))
       expect(billed.length, 'requests the provider billed').toBeGreaterThan(0)
       const expected = []
@@ -235,7 +240,10 @@ export async function startClientStack(): Promise<ClientStack> {
         const u = reportedUsage(s.path, await cs.replay(s))
         expected.push({ upstream: String(s.body?.model), streamed: s.body?.stream === true, ...u })
       }
-      const rows = await cs.rowsOf(keyId, billed.length)
+      const all = await cs.rowsOf(keyId, billed.length + (opts.refused ?? 0))
+      const refused = all.filter((r) => r.status_code !== 200)
+      expect(refused, 'refusal rows').toHaveLength(opts.refused ?? 0)
+      const rows = all.filter((r) => r.status_code === 200)
       const actual = rows.map((r) => {
         const p = prices.get(r.model)
         expect(p, `a facade for ${r.model}`).toBeDefined()
@@ -251,7 +259,7 @@ export async function startClientStack(): Promise<ClientStack> {
       })
       const key = (x: object) => JSON.stringify(x)
       expect(actual.map(key).sort()).toEqual(expected.map(key).sort())
-      return rows
+      return { billed: rows, refused }
     },
     async close() {
       await stack.close()

@@ -91,7 +91,7 @@ describe('LangChain JS through the gateway', () => {
       const { result, sent } = await cs.capture(() => exercise(model))
       expect(sent.map((s) => s.path)).toEqual(Array(4).fill(path))
       await expectExercise(result, sent)
-      const rows = await cs.expectOneRowPerBilledRequest(keyId, sent)
+      const { billed: rows } = await cs.expectOneRowPerBilledRequest(keyId, sent)
       expect(rows.map((r) => [r.model, r.endpoint, r.client_app])).toEqual(
         Array(4).fill(['gpt-4o-mini', path, 'langchain']),
       )
@@ -111,7 +111,7 @@ describe('LangChain JS through the gateway', () => {
     const { result, sent } = await cs.capture(() => exercise(model))
     expect(sent.map((s) => s.path)).toEqual(Array(4).fill('/v1/messages'))
     await expectExercise(result, sent)
-    const rows = await cs.expectOneRowPerBilledRequest(keyId, sent)
+    const { billed: rows } = await cs.expectOneRowPerBilledRequest(keyId, sent)
     expect(rows.map((r) => [r.model, r.endpoint, r.client_app])).toEqual(
       Array(4).fill(['claude-sonnet-4-5', '/v1/messages', 'langchain']),
     )

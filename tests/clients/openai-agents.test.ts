@@ -79,7 +79,7 @@ describe('OpenAI Agents SDK through the gateway', () => {
       expect(result.deltas.length).toBeGreaterThan(1)
       expect(result.deltas.join('')).toBe(result.streamed.finalOutput)
 
-      const rows = await cs.expectOneRowPerBilledRequest(keyId, sent)
+      const { billed: rows } = await cs.expectOneRowPerBilledRequest(keyId, sent)
       expect(rows.map((r) => [r.model, r.endpoint])).toEqual(Array(4).fill(['gpt-4o-mini', path]))
     })
   }

@@ -1,4 +1,5 @@
-import type { Json } from './client-stack.ts'
+import { expect } from 'vitest'
+import type { ClientStack, Json, Received } from './client-stack.ts'
 
 /**
  * A tool call read the same way from each API's shape, so a test can compare
@@ -22,6 +23,12 @@ function text(content: unknown): string {
 
 /** The (first) tool call in a provider's non-streamed answer. */
 export function toolCallIn(path: string, answer: Json): ToolCall {
+  const call = findToolCall(path, answer)
+  if (!call) throw new Error(`no tool call in the answer to ${path}: ${JSON.stringify(answer).slice(0, 500)}`)
+  return call
+}
+
+export function findToolCall(path: string, answer: Json): ToolCall | undefined {
   if (path.endsWith('/chat/completions')) {
     const message = (asArray(answer.choices)[0]?.message ?? {}) as Json
     const c = asArray(message.tool_calls)[0]
@@ -34,7 +41,7 @@ export function toolCallIn(path: string, answer: Json): ToolCall {
     const c = asArray(answer.output).find((i) => i.type === 'function_call')
     if (c) return { id: String(c.call_id), name: String(c.name), arguments: String(c.arguments) }
   }
-  throw new Error(`no tool call in the answer to ${path}: ${JSON.stringify(answer).slice(0, 500)}`)
+  return undefined
 }
 
 /** The last tool call a request carries back in its history, and the result the client gives it. */
@@ -72,4 +79,24 @@ export function toolExchangeIn(path: string, body: Json): { call: ToolCall; outp
     }
   }
   return undefined
+}
+
+/**
+ * Every tool call the provider answered with came back in the client's next
+ * request exactly as sent, with a result for it; how many there were. (The
+ * fake provider calls the first tool it is offered, with arguments from its
+ * schema, unless the conversation ends with a tool result.) For agents that
+ * send one request at a time.
+ */
+export async function expectToolRoundTrips(cs: ClientStack, sent: Received[]): Promise<number> {
+  let calls = 0
+  for (let i = 0; i + 1 < sent.length; i++) {
+    const called = findToolCall(sent[i]!.path, await cs.replay(sent[i]!))
+    if (!called) continue
+    const exchange = toolExchangeIn(sent[i + 1]!.path, sent[i + 1]!.body as Json)
+    expect(exchange?.call, `tool call of request ${i} in request ${i + 1}`).toEqual(called)
+    expect(exchange?.output.length).toBeGreaterThan(0)
+    calls++
+  }
+  return calls
 }
