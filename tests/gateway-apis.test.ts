@@ -235,6 +235,42 @@ describe('OpenAI Responses API', () => {
     })
   })
 
+  it("the SDK's stream helper reassembles text, reasoning and tool calls into the final response", async () => {
+    // The helper does not expose the HTTP response; a fetch wrapper sees its x-request-id.
+    let requestId: string | null = null
+    const client = new OpenAI({
+      baseURL: `${stack.url}/v1`,
+      apiKey: key,
+      maxRetries: 0,
+      fetch: async (url, init) => {
+        const res = await fetch(url, init)
+        requestId = res.headers.get('x-request-id')
+        return res
+      },
+    })
+    for (const tools of [[], [weatherTool]]) {
+      const stream = client.responses.stream({
+        model: 'gpt-test',
+        input: 'Weather in Bern?',
+        tools,
+        reasoning: { effort: 'low' },
+      })
+      const final = await stream.finalResponse()
+      expect(final.status).toBe('completed')
+      expect(final.output.map((o) => o.type)).toEqual(
+        tools.length > 0 ? ['reasoning', 'function_call'] : ['reasoning', 'message'],
+      )
+      if (tools.length === 0) expect(final.output_text.split(' ').length).toBeGreaterThan(1)
+      expectRow(requestId, {
+        model: 'gpt-test',
+        endpoint: '/v1/responses',
+        streamed: true,
+        input: final.usage!.input_tokens,
+        output: final.usage!.output_tokens,
+      })
+    }
+  })
+
   it('stream is byte-identical; cached tokens are stored apart from input', async () => {
     const body = { input: 'Summarise the rollup design.', stream: true, reasoning: { effort: 'medium' } }
     const got = await viaGateway('/responses', { model: 'gpt-cache', ...body })
@@ -503,6 +539,24 @@ describe('streams with tool calls and thinking stay byte for byte', () => {
     })
 
     // The SDK's stream helper puts thinking and tool_use blocks back together.
+    const helper = anthropic.messages.stream({
+      ...msg,
+      model: 'claude-test',
+    } as Anthropic.MessageStreamParams)
+    const assembled = await helper.finalMessage()
+    expect(assembled.content.map((c) => c.type)).toEqual(['thinking', 'text', 'tool_use'])
+    const use = assembled.content[2]
+    expect(use?.type === 'tool_use' && Object.keys(use.input as object).sort()).toEqual(['city', 'days'])
+    const thought = assembled.content[0]
+    expect(thought?.type === 'thinking' && thought.signature.length).toBeGreaterThan(0)
+    const { response: helperResponse } = await helper.withResponse()
+    expectRow(helperResponse.headers.get('x-request-id'), {
+      model: 'claude-test',
+      endpoint: '/v1/messages',
+      streamed: true,
+      input: assembled.usage.input_tokens,
+      output: assembled.usage.output_tokens,
+    })
     const { data: final, response } = await anthropic.messages
       .create({ ...msg, model: 'claude-test', stream: false } as Anthropic.MessageCreateParamsNonStreaming)
       .withResponse()

@@ -655,7 +655,12 @@ export const gatewayRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { c
     } catch (err) {
       reply.raw.off('close', onClose)
       const code = (err as { code?: string }).code
-      if (abort.signal.aborted) return
+      if (abort.signal.aborted) {
+        // The client went away before the upstream answered: nobody to answer.
+        request.log.debug({ requestId: request.id }, 'response companion: client gone')
+        reply.hijack()
+        return
+      }
       if (code === 'UND_ERR_HEADERS_TIMEOUT') {
         return void sendError(request, reply, 504, 'upstream_timeout', timeoutMessage('openai'))
       }
