@@ -201,7 +201,16 @@ export function createAdminStore(wh: Warehouse): AdminStore {
           updated_at: version(),
         },
       ])
+      const before = users.get(user.userId)
       users.set(user.userId, user)
+      // A key belongs to its owner's team: moving the user moves their keys
+      // (and, in the gateway, their future rows and team budgets).
+      if (before && before.teamId !== user.teamId) {
+        for (const k of [...keys.values()]) {
+          if (k.userId === user.userId && k.teamId !== user.teamId)
+            await writeKey({ ...k, teamId: user.teamId })
+        }
+      }
       changed()
       return user
     },

@@ -75,8 +75,18 @@ export const envSchema = z.object({
   DEMO_TRAFFIC_RPS: z.coerce.number().nonnegative().max(1000).default(2),
   /** Budget policy when spend cannot be verified (Redis down): block or allow. */
   BUDGET_FAIL_MODE: z.enum(['closed', 'open']).default('closed'),
-  /** Reservation for a request whose client set no max_tokens, in USD. */
+  /** Reservation per choice for a request whose client set no output cap, in USD. */
   BUDGET_DEFAULT_RESERVE_USD: z.coerce.number().nonnegative().default(0.5),
+  /** Failed gateway authentications per client address per minute before 429. */
+  GATEWAY_AUTH_FAILURES_PER_MIN: z.coerce.number().int().positive().default(30),
+  /** Live WebSocket fair share, per user: open sockets, subscriptions per second (and burst). */
+  LIVE_MAX_SOCKETS_PER_USER: z.coerce.number().int().positive().default(8),
+  LIVE_SUBSCRIBES_PER_SEC: z.coerce.number().positive().default(2),
+  LIVE_SUBSCRIBE_BURST: z.coerce.number().int().positive().default(6),
+  /** ClickHouse refreshes of live views at once, across all subscribers. */
+  LIVE_MAX_REFRESHES: z.coerce.number().int().positive().default(2),
+  /** Event-loop delay (ms) above which dashboard queries and new subscriptions get 503; 0 = off. */
+  LOAD_SHED_EVENT_LOOP_DELAY_MS: z.coerce.number().int().nonnegative().default(1000),
   ALERT_WEBHOOK_URLS: z.string().default(''),
   ALERT_WEBHOOK_SECRET: z.string().default(''),
   /** Comma-separated origins allowed to open the live WebSocket besides our own. */

@@ -1,7 +1,9 @@
 import type { ServerResponse } from 'node:http'
 import { pipeline } from 'node:stream/promises'
+import rateLimit from '@fastify/rate-limit'
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
 import { budgetDenialResponse, type Reservation } from '../budgets/budget-enforcer.ts'
+import { worstCase, worstCaseNanos } from '../budgets/worst-case.ts'
 import { bearerToken } from '../core/auth.ts'
 import type { Core } from '../core/core.ts'
 import type { ApiKey, ModelFacade, User } from '../core/entities.ts'
@@ -9,8 +11,9 @@ import { HttpError } from '../core/errors.ts'
 import { costNanos, nanosToUsdString } from '../core/pricing.ts'
 import { normalizeTags, toClickHouseTime, type UsageRow } from '../core/usage-row.ts'
 import { createFakeUpstream, type FakeUpstream } from '../simulator/fake-upstream.ts'
+import { authLimitedCounter, usageSanitizedCounter } from './gateway-metrics.ts'
 import { errorFlavor, providerErrorBody } from './provider-errors.ts'
-import { checkBody, maxOutputTokens } from './request-checks.ts'
+import { checkBody } from './request-checks.ts'
 import { createResponseOwners } from './response-owners.ts'
 import {
   BILLED,
@@ -22,6 +25,7 @@ import {
   UPSTREAM_PATH,
   type UpstreamTarget,
 } from './upstreams.ts'
+import { sanitizeCounts } from './usage-bounds.ts'
 import {
   type ApiKind,
   type CapturedUsage,
@@ -50,6 +54,8 @@ declare module 'fastify' {
     gatewayCaller: Caller | null
   }
 }
+
+const COUNT_FIELDS = ['input', 'output', 'cachedRead', 'cacheWrite', 'reasoning'] as const
 
 /** Non-streamed answers bigger than this are passed on without reading their usage (then estimated). */
 const MAX_CAPTURE_BYTES = 16 * 1024 * 1024
@@ -130,6 +136,7 @@ function drained(res: ServerResponse): Promise<void> {
  */
 export const gatewayRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { core }) => {
   const upstreams = createUpstreams(core.env)
+  const sanitized = usageSanitizedCounter(core.metrics)
   const responseOwners = createResponseOwners<UpstreamTarget>(RESPONSE_OWNERS)
   const timeoutMs = core.env.UPSTREAM_TIMEOUT_MS
   // A stack built without server.ts (tests, scripts) still gets a simulated provider.
@@ -219,11 +226,48 @@ export const gatewayRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { c
   })
 
   app.decorateRequest('gatewayCaller', null)
-  app.addHook('onRequest', (request, reply, done) => {
+  // Failed authentications per client address: past the limit, a request
+  // without a valid key is refused before its key is even looked up, until
+  // the window ends. Valid keys are never counted, so a colleague's broken
+  // client behind the same NAT cannot lock anyone else out.
+  await app.register(rateLimit, { global: false })
+  const authFailures = app.createRateLimit({
+    max: core.env.GATEWAY_AUTH_FAILURES_PER_MIN,
+    timeWindow: 60_000,
+    keyGenerator: (req) => req.ip,
+  })
+  const authLimited = authLimitedCounter(core.metrics)
+  const limitedError = (seconds: number) =>
+    new HttpError(
+      429,
+      'too_many_auth_failures',
+      `Too many requests with a missing or invalid API key from this address (more than ${core.env.GATEWAY_AUTH_FAILURES_PER_MIN} a minute). Fix the key, then retry after ${seconds} s.`,
+    )
+  const failAuth = async (request: FastifyRequest, reply: FastifyReply, error: HttpError): Promise<never> => {
+    const r = await authFailures(request)
+    if (!r.isAllowed && r.isExceeded) {
+      authLimited.inc()
+      reply.header('retry-after', String(Math.max(1, r.ttlInSeconds)))
+      throw limitedError(Math.max(1, r.ttlInSeconds))
+    }
+    throw error
+  }
+  app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id)
     const token = bearerToken(request.headers)
+    const state = await authFailures(request, { increment: false })
+    if (!state.isAllowed && state.isExceeded) {
+      const auth = token ? core.store.authenticate(token) : undefined
+      if (!auth || 'error' in auth || auth.key.kind !== 'key') {
+        authLimited.inc()
+        reply.header('retry-after', String(Math.max(1, state.ttlInSeconds)))
+        throw limitedError(Math.max(1, state.ttlInSeconds))
+      }
+    }
     if (!token) {
-      return done(
+      return failAuth(
+        request,
+        reply,
         new HttpError(
           401,
           'missing_api_key',
@@ -232,9 +276,12 @@ export const gatewayRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { c
       )
     }
     const auth = core.store.authenticate(token)
-    if ('error' in auth) return done(new HttpError(401, `${auth.error}_api_key`, AUTH_ERRORS[auth.error]))
+    if ('error' in auth)
+      return failAuth(request, reply, new HttpError(401, `${auth.error}_api_key`, AUTH_ERRORS[auth.error]))
     if (auth.key.kind !== 'key') {
-      return done(
+      return failAuth(
+        request,
+        reply,
         new HttpError(
           401,
           'unknown_api_key',
@@ -244,15 +291,12 @@ export const gatewayRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { c
     }
     request.gatewayCaller = { key: auth.key, user: auth.user, startedAt: Date.now() }
     if (isUpgrade(request)) {
-      return done(
-        new HttpError(
-          426,
-          'websocket_not_supported',
-          'This gateway does not accept WebSocket (or other protocol) upgrades on /v1; send the same request over HTTP, e.g. POST /v1/responses with "stream": true.',
-        ),
+      throw new HttpError(
+        426,
+        'websocket_not_supported',
+        'This gateway does not accept WebSocket (or other protocol) upgrades on /v1; send the same request over HTTP, e.g. POST /v1/responses with "stream": true.',
       )
     }
-    done()
   })
 
   function newRow(request: FastifyRequest, caller: Caller, kind: ApiKind): UsageRow {
@@ -264,7 +308,8 @@ export const gatewayRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { c
       key_id: caller.key.keyId,
       key_prefix: caller.key.keyPrefix,
       user_id: caller.user.userId,
-      team_id: caller.key.teamId || caller.user.teamId,
+      // The user's team now, not the key's when it was made: moving a user moves their future rows.
+      team_id: caller.user.teamId,
       project: header(request, 'x-project'),
       client_app: header(request, 'x-client-app'),
       tags: normalizeTags(header(request, 'x-tags') || undefined),
@@ -412,19 +457,18 @@ export const gatewayRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { c
       )
     }
 
-    const maxOut = maxOutputTokens(kind, body)
-    // Upper bound on input: every ~4 bytes of the body as one token.
-    // Unbilled kinds (count_tokens) cost nothing but are still refused once a budget is spent.
-    const worstCaseNanos = !BILLED[kind]
-      ? 0
-      : maxOut === undefined
-        ? Number.NaN
-        : Math.ceil(parsed.raw.length / 4) * facade.inputPerM * 1e3 + maxOut * facade.outputPerM * 1e3
     const decision = await core.budgets.reserve({
       key: caller.key,
       user: caller.user,
       model: facade.model,
-      worstCaseNanos,
+      // Unbilled kinds (count_tokens) cost nothing but are still refused once a budget is spent.
+      worstCaseNanos: BILLED[kind]
+        ? worstCaseNanos(
+            worstCase(kind, body, parsed.raw.length),
+            facade,
+            core.env.BUDGET_DEFAULT_RESERVE_USD,
+          )
+        : 0,
     })
     if (!decision.ok) {
       const denial = budgetDenialResponse(decision)
@@ -576,34 +620,54 @@ export const gatewayRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { c
       responseOwners.remember(usage.responseId, { target, userId: caller.user.userId })
     }
     // The provider bills what it produced; where it did not say, estimate.
-    let nanos = 0
-    if (ok && billed) {
-      if (!usage.sawInput) {
-        usage.input = estimateTokens(requestChars(kind, body))
-        row.tokens_estimated = true
+    // Whatever happens here, the reservation ends in exactly one settle or release.
+    let settled = false
+    try {
+      if (ok && billed) {
+        if (!usage.sawInput) {
+          usage.input = estimateTokens(requestChars(kind, body))
+          row.tokens_estimated = true
+        }
+        if (!usage.sawOutput && kind !== 'embeddings') {
+          usage.output = Math.max(usage.output, estimateTokens(usage.textChars))
+          row.tokens_estimated = true
+        }
+        const clamps = [...usage.clamps, ...sanitizeCounts(usage, COUNT_FIELDS)]
+        if (clamps.length > 0) {
+          // The counts are now ours, not the provider's: flagged like an estimate, and counted.
+          row.tokens_estimated = true
+          for (const c of clamps) sanitized.inc({ field: c.field, reason: c.reason })
+          request.log.warn(
+            {
+              requestId: request.id,
+              keyPrefix: caller.key.keyPrefix,
+              provider: facade.provider,
+              model: facade.model,
+              clamps,
+            },
+            'upstream usage out of range; counts clamped',
+          )
+        }
+        row.input_tokens = usage.input
+        row.output_tokens = usage.output
+        row.cached_read_tokens = usage.cachedRead
+        row.cache_write_tokens = usage.cacheWrite
+        const nanos = costNanos(usage, facade)
+        row.cost_usd = nanosToUsdString(nanos)
+        settled = true
+        // Settle adds the actual cost at once, overshoot above the reservation included.
+        void core.budgets
+          .settle(reservation, nanos)
+          .catch((err) => request.log.error({ err, requestId: request.id }, 'budget settle failed'))
       }
-      if (!usage.sawOutput && kind !== 'embeddings') {
-        usage.output = Math.max(usage.output, estimateTokens(usage.textChars))
-        row.tokens_estimated = true
+    } catch (err) {
+      request.log.error({ err, requestId: request.id }, 'usage accounting failed; reservation released')
+    } finally {
+      if (!settled) {
+        void core.budgets
+          .release(reservation)
+          .catch((err) => request.log.error({ err, requestId: request.id }, 'budget release failed'))
       }
-      row.input_tokens = usage.input
-      row.output_tokens = usage.output
-      row.cached_read_tokens = usage.cachedRead
-      row.cache_write_tokens = usage.cacheWrite
-      // usage.reasoning (a part of output_tokens) is captured for the reasoning_tokens column.
-      nanos = costNanos(
-        {
-          input: usage.input,
-          output: usage.output,
-          cachedRead: usage.cachedRead,
-          cacheWrite: usage.cacheWrite,
-        },
-        facade,
-      )
-      row.cost_usd = nanosToUsdString(nanos)
-      void core.budgets.settle(reservation, nanos).catch(() => {})
-    } else {
-      void core.budgets.release(reservation).catch(() => {})
     }
     if (streamed && firstByteAt > 0) row.ttft_ms = firstByteAt - caller.startedAt
     const finalStatus =

@@ -40,6 +40,9 @@ export function checkBody(kind: ApiKind, body: unknown): string | undefined {
       return '`prompt` must be a string, an array of strings or an array of token arrays.'
     }
     if (!optionalPositiveInt(b.max_tokens)) return '`max_tokens` must be a positive integer.'
+    // The budget reserves max_tokens x max(n, best_of) per prompt: each must be readable.
+    if (!optionalPositiveInt(b.n)) return '`n` (completions per prompt) must be a positive integer.'
+    if (!optionalPositiveInt(b.best_of)) return '`best_of` must be a positive integer.'
     return undefined
   }
   if (!Array.isArray(b.messages) || b.messages.length === 0) {
@@ -53,28 +56,29 @@ export function checkBody(kind: ApiKind, body: unknown): string | undefined {
   }
   if (kind === 'messages') {
     if (!isPositiveInt(b.max_tokens)) return '`max_tokens` is required and must be a positive integer.'
+    const thinking = b.thinking as Json | null | undefined
+    if (
+      thinking !== undefined &&
+      thinking !== null &&
+      (typeof thinking !== 'object' || Array.isArray(thinking))
+    ) {
+      return '`thinking` must be an object such as {"type":"enabled","budget_tokens":2048}.'
+    }
+    if (thinking?.type === 'enabled' && !isPositiveInt(thinking.budget_tokens)) {
+      return '`thinking.budget_tokens` is required with thinking enabled and must be a positive integer.'
+    }
     return undefined
   }
   if (kind === 'count_tokens') return undefined
   if (!optionalPositiveInt(b.max_tokens)) return '`max_tokens` must be a positive integer.'
+  // The budget reserves for every choice: a multiplier it cannot read would be a way around it.
+  if (!optionalPositiveInt(b.n)) return '`n` (number of choices) must be a positive integer.'
+  if (!optionalPositiveInt(b.best_of)) return '`best_of` must be a positive integer.'
+  if (!optionalPositiveInt(b.max_output_tokens)) return '`max_output_tokens` must be a positive integer.'
   if (!optionalPositiveInt(b.max_completion_tokens))
     return '`max_completion_tokens` must be a positive integer.'
   if (b.stream_options !== undefined && b.stream_options !== null && typeof b.stream_options !== 'object') {
     return '`stream_options` must be an object.'
   }
   return undefined
-}
-
-/** The client's output cap, if it set one; the budget reserves for it. */
-export function maxOutputTokens(kind: ApiKind, body: Json): number | undefined {
-  if (kind === 'embeddings' || kind === 'count_tokens') return 0
-  // Legacy completions default to 16 tokens when max_tokens is left out.
-  if (kind === 'completions') return typeof body.max_tokens === 'number' ? body.max_tokens : 16
-  const v =
-    kind === 'messages'
-      ? body.max_tokens
-      : kind === 'responses'
-        ? body.max_output_tokens
-        : (body.max_completion_tokens ?? body.max_tokens)
-  return typeof v === 'number' ? v : undefined
 }

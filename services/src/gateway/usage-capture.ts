@@ -1,4 +1,5 @@
 import { StringDecoder } from 'node:string_decoder'
+import { type Clamp, sanitizeUsageBlock } from './usage-bounds.ts'
 
 /**
  * The APIs the gateway forwards. `count_tokens` is forwarded like the others
@@ -31,6 +32,8 @@ export interface CapturedUsage {
   sawOutput: boolean
   /** Characters of generated text seen, for estimating output when there is no usage. */
   textChars: number
+  /** Counts in the provider's usage blocks that were out of range and clamped (usage-bounds.ts). */
+  clamps: Clamp[]
 }
 
 export function emptyUsage(): CapturedUsage {
@@ -44,6 +47,7 @@ export function emptyUsage(): CapturedUsage {
     sawInput: false,
     sawOutput: false,
     textChars: 0,
+    clamps: [],
   }
 }
 
@@ -56,6 +60,7 @@ const num = (v: unknown): number => (typeof v === 'number' && Number.isFinite(v)
  * cached tokens inside the prompt figure, and reasoning inside the output one.
  */
 function openaiUsage(u: Json, into: CapturedUsage) {
+  into.clamps.push(...sanitizeUsageBlock(u))
   const responses = u.input_tokens !== undefined || u.output_tokens !== undefined
   const prompt = num(responses ? u.input_tokens : u.prompt_tokens)
   const inDetails = (responses ? u.input_tokens_details : u.prompt_tokens_details) as Json | null | undefined
@@ -74,6 +79,7 @@ function openaiUsage(u: Json, into: CapturedUsage) {
 
 /** Anthropic usage blocks are cumulative; a later block overrides the fields it carries. */
 function anthropicUsage(u: Json, into: CapturedUsage) {
+  into.clamps.push(...sanitizeUsageBlock(u))
   if (u.input_tokens !== undefined) {
     into.input = num(u.input_tokens)
     into.sawInput = true

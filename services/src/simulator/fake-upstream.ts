@@ -36,6 +36,10 @@ export { simulatedInputTokens } from './fake-text.ts'
  * - `stall`: streams the first chunks, then never finishes
  * - `no-tools`: answers in text even when function tools are given
  * - `reasoning`: OpenAI APIs report reasoning tokens even when the request did not ask
+ * - `absurd-usage`: a usage block with out-of-range counts (1e308, negative)
+ * - `over-report`: usage says ten times the tokens the answer has (an upstream
+ *   billing past the client's cap)
+ * Chat honours `n`: n identical choices, completion_tokens counts all of them.
  */
 export interface FakeUpstreamOptions {
   host?: string
@@ -219,6 +223,11 @@ export async function createFakeUpstream(opts: FakeUpstreamOptions = {}): Promis
     const reasoning = body.reasoning_effort !== undefined || b.has('reasoning') ? words.length * 2 : 0
     const visible = toolCall ? jsonTokens(toolCall.args) : words.length
     const usage = chatUsage(promptTokens, cached, visible + reasoning, reasoning)
+    // Chat honours n (every choice billed); absurd-usage and over-report are for budget tests.
+    const choiceCount = typeof body.n === 'number' && body.n > 1 ? Math.floor(body.n) : 1
+    usage.completion_tokens *= choiceCount * (b.has('over-report') ? 10 : 1)
+    usage.total_tokens = usage.prompt_tokens + usage.completion_tokens
+    if (b.has('absurd-usage')) Object.assign(usage, { prompt_tokens: 1e308, completion_tokens: -7 })
     const id = `chatcmpl-${seed.slice(0, 29)}`
     const created = Math.floor(now() / 1000)
     const fingerprint = `fp_${seed.slice(32, 42)}`
@@ -246,7 +255,12 @@ export async function createFakeUpstream(opts: FakeUpstreamOptions = {}): Promis
         object: 'chat.completion',
         created,
         model,
-        choices: [{ index: 0, message, logprobs: null, finish_reason: finish }],
+        choices: Array.from({ length: choiceCount }, (_, index) => ({
+          index,
+          message,
+          logprobs: null,
+          finish_reason: finish,
+        })),
       }
       if (withUsage) out.usage = usage
       out.service_tier = 'default'
