@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { CLAUDE_PRICES, type ClientStack, type Received, startClientStack } from './client-stack.ts'
+import { type ClientStack, type Received, startClientStack } from './client-stack.ts'
 import { readmeEnv } from './readme-snippets.ts'
 import { expectToolRoundTrips } from './tool-calls.ts'
 
@@ -18,9 +18,9 @@ const run = promisify(execFile)
 const CLAUDE = join(import.meta.dirname, '../../node_modules/.bin/claude')
 
 /**
- * The model ids the pinned Claude Code version sends (logged by the test
- * below). Until models without a facade pass through to their provider, they
- * need facades.
+ * The model ids the pinned Claude Code version sends (logged by the tests
+ * below). No admin creates anything for them: models without a facade pass
+ * through to their provider, priced from the catalogue.
  */
 const DEFAULT_MODEL = 'claude-opus-5-5'
 const SONNET_MODEL = 'claude-sonnet-5-5'
@@ -31,7 +31,6 @@ let home: string
 beforeAll(async () => {
   cs = await startClientStack()
   home = mkdtempSync(join(tmpdir(), 'tokenmeter-claude-home-'))
-  for (const m of [DEFAULT_MODEL, SONNET_MODEL]) await cs.facade(m, 'anthropic', m, CLAUDE_PRICES)
 })
 
 afterAll(async () => {
@@ -108,7 +107,15 @@ async function expectRun(
   // The fake provider calls Claude Code's first tool (Agent) with arguments from its schema.
   expect(await expectToolRoundTrips(cs, sent)).toBeGreaterThan(0)
   const { billed: rows } = await cs.expectOneRowPerBilledRequest(keyId, sent)
-  for (const r of rows) expect([r.model, r.client_app, r.streamed]).toEqual([model, 'claude-code', true])
+  for (const r of rows) {
+    expect([r.model, r.provider, r.upstream_model, r.client_app, r.streamed]).toEqual([
+      model,
+      'anthropic',
+      model,
+      'claude-code',
+      true,
+    ])
+  }
   // What Claude Code itself counted is what the rows hold.
   const sum = (f: (r: (typeof rows)[number]) => number) => rows.reduce((n, r) => n + f(r), 0)
   expect(out.result.usage.input_tokens).toBe(sum((r) => r.input_tokens))

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { type ClientStack, GPT_PRICES, type Received, startClientStack } from './client-stack.ts'
+import { type ClientStack, type Received, startClientStack } from './client-stack.ts'
 import { readmeBlocks, readmeEnv, substitute } from './readme-snippets.ts'
 import { expectToolRoundTrips } from './tool-calls.ts'
 
@@ -22,7 +22,6 @@ let root: string
 beforeAll(async () => {
   cs = await startClientStack()
   root = mkdtempSync(join(tmpdir(), 'tokenmeter-codex-'))
-  await cs.facade(MODEL, 'openai', MODEL, GPT_PRICES)
 })
 
 afterAll(async () => {
@@ -91,16 +90,27 @@ async function expectRun(out: CodexRun, sent: Received[], keyId: string, refused
   // The fake provider calls Codex's first tool (exec_command); the result comes back in the next request.
   expect(await expectToolRoundTrips(cs, sent)).toBeGreaterThan(0)
   const { billed, refused: refusals } = await cs.expectOneRowPerBilledRequest(keyId, sent, { refused })
-  for (const r of billed) expect([r.model, r.endpoint, r.streamed]).toEqual([MODEL, '/v1/responses', true])
+  // No facade: gpt-5.5 passes through to OpenAI, priced from the catalogue.
+  for (const r of billed) {
+    expect([r.model, r.provider, r.upstream_model, r.endpoint, r.streamed]).toEqual([
+      MODEL,
+      'openai',
+      MODEL,
+      '/v1/responses',
+      true,
+    ])
+  }
   // Codex's own count of the turn is what the rows hold.
   const usage = completed[0]!.usage as {
     input_tokens: number
     cached_input_tokens: number
     output_tokens: number
+    reasoning_output_tokens: number
   }
   const sum = (f: (r: (typeof billed)[number]) => number) => billed.reduce((n, r) => n + f(r), 0)
   expect(usage.input_tokens).toBe(sum((r) => r.input_tokens + r.cached_read_tokens))
   expect(usage.output_tokens).toBe(sum((r) => r.output_tokens))
+  expect(usage.reasoning_output_tokens).toBe(sum((r) => r.reasoning_tokens))
   return { billed, refusals }
 }
 
