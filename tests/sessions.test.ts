@@ -8,7 +8,7 @@ let stack: TestStack
 const admin = { authorization: `Bearer ${TEST_ADMIN_TOKEN}` }
 
 beforeAll(async () => {
-  stack = await startTestStack({ listen: true, env: { SIGNIN_RATE_LIMIT: '1000' } })
+  stack = await startTestStack({ listen: true, env: { SIGNIN_ATTEMPTS_PER_MIN: '1000' } })
   const s = stack.core.store
   await s.upsertTeam({ teamId: 'team_a', name: 'Team A' })
   await s.upsertTeam({ teamId: 'team_b', name: 'Team B' })
