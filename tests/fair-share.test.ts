@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { startTestStack, TEST_ADMIN_TOKEN, type TestStack } from './helpers/test-core.ts'
 
 // Failed gateway authentication is limited per client address, without
@@ -11,7 +11,7 @@ let plaintext = ''
 
 beforeAll(async () => {
   stack = await startTestStack({
-    env: { GATEWAY_AUTH_FAILURES_PER_MIN: String(LIMIT), LOAD_SHED_EVENT_LOOP_DELAY_MS: '50' },
+    env: { GATEWAY_AUTH_FAILURES_PER_MIN: String(LIMIT), LOAD_SHED_EVENT_LOOP_DELAY_MS: '100' },
   })
   const s = stack.core.store
   await s.upsertTeam({ teamId: 'team-f', name: 'F' })
@@ -61,7 +61,11 @@ describe('load shedding', () => {
   it('under event-loop pressure, dashboard queries get 503 while the gateway and admin calls are served', async () => {
     const admin = { authorization: `Bearer ${TEST_ADMIN_TOKEN}` }
     const kpis = () => stack.app.inject({ url: '/api/kpis?range=24h', headers: admin })
-    expect((await kpis()).statusCode).toBe(200)
+    // Not shedding to begin with (starting the engine itself can delay the loop for a moment).
+    await vi.waitFor(async () => expect((await kpis()).statusCode).toBe(200), {
+      timeout: 30_000,
+      interval: 200,
+    })
     // Injected fault: the event loop blocked in 300 ms slices until the API notices.
     let shed: Awaited<ReturnType<typeof kpis>> | undefined
     for (let i = 0; i < 40 && !shed; i++) {

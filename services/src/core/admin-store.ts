@@ -209,6 +209,7 @@ export function createAdminStore(wh: Warehouse): AdminStore {
             outputPerM: Number(r.output_per_m),
             cachedReadPerM: Number(r.cached_read_per_m),
             cacheWritePerM: Number(r.cache_write_per_m),
+            priceFromCatalogue: Boolean(r.price_from_catalogue),
           },
         ]),
       )
@@ -336,6 +337,7 @@ export function createAdminStore(wh: Warehouse): AdminStore {
           output_per_m: String(model.outputPerM),
           cached_read_per_m: String(model.cachedReadPerM),
           cache_write_per_m: String(model.cacheWritePerM),
+          price_from_catalogue: model.priceFromCatalogue ?? false,
           updated_at: version(),
         },
       ])
