@@ -134,6 +134,8 @@ function rowTotals(row: UsageRow): Totals {
     outputTokens: row.output_tokens,
     cachedTokens: row.cached_read_tokens,
     cacheWriteTokens: row.cache_write_tokens,
+    reasoningTokens: row.reasoning_tokens ?? 0,
+    unpricedRequests: row.price_unknown ? 1 : 0,
     spendUsd: Number(row.cost_usd),
     activeUsers: 0,
   }
@@ -146,6 +148,8 @@ function add(into: Totals, t: Totals) {
   into.outputTokens += t.outputTokens
   into.cachedTokens += t.cachedTokens
   into.cacheWriteTokens += t.cacheWriteTokens
+  into.reasoningTokens += t.reasoningTokens
+  into.unpricedRequests += t.unpricedRequests
   into.spendUsd += t.spendUsd
 }
 

@@ -8,10 +8,13 @@ import { bearerToken } from '../core/auth.ts'
 import type { Core } from '../core/core.ts'
 import type { ApiKey, ModelFacade, User } from '../core/entities.ts'
 import { HttpError } from '../core/errors.ts'
-import { costNanos, nanosToUsdString } from '../core/pricing.ts'
+import { createPriceCatalogue } from '../core/price-catalogue.ts'
+import { nanosToUsdString } from '../core/pricing.ts'
 import { normalizeTags, toClickHouseTime, type UsageRow } from '../core/usage-row.ts'
 import { createFakeUpstream, type FakeUpstream } from '../simulator/fake-upstream.ts'
 import { authLimitedCounter, usageSanitizedCounter } from './gateway-metrics.ts'
+import { headerText } from './header-text.ts'
+import { createModelResolver, modelAllowed, type ResolvedModel } from './model-resolver.ts'
 import { errorFlavor, providerErrorBody } from './provider-errors.ts'
 import { checkBody } from './request-checks.ts'
 import { createResponseOwners } from './response-owners.ts'
@@ -24,6 +27,7 @@ import {
   providerServes,
   UPSTREAM_PATH,
   type UpstreamTarget,
+  withTargetQuery,
 } from './upstreams.ts'
 import { sanitizeCounts } from './usage-bounds.ts'
 import {
@@ -83,7 +87,7 @@ const AUTH_ERRORS = {
 function header(request: FastifyRequest, name: string): string {
   const v = request.headers[name]
   const s = typeof v === 'string' ? v : Array.isArray(v) ? v[0] : undefined
-  return s ? s.trim().slice(0, 128) : ''
+  return s ? headerText(s).trim().slice(0, 128) : ''
 }
 
 /** A WebSocket (or any protocol) upgrade: refused, so that clients such as the Codex CLI fall back to HTTP. */
@@ -136,6 +140,12 @@ function drained(res: ServerResponse): Promise<void> {
  */
 export const gatewayRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { core }) => {
   const upstreams = createUpstreams(core.env)
+  const models = createModelResolver({
+    facades: core.store,
+    catalogue: createPriceCatalogue(),
+    passthrough: core.env.MODEL_PASSTHROUGH,
+    namedUpstreams: core.env.namedUpstreams,
+  })
   const sanitized = usageSanitizedCounter(core.metrics)
   const responseOwners = createResponseOwners<UpstreamTarget>(RESPONSE_OWNERS)
   const timeoutMs = core.env.UPSTREAM_TIMEOUT_MS
@@ -324,7 +334,9 @@ export const gatewayRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { c
       output_tokens: 0,
       cached_read_tokens: 0,
       cache_write_tokens: 0,
+      reasoning_tokens: 0,
       tokens_estimated: false,
+      price_unknown: false,
       cost_usd: '0.000000000',
       latency_ms: 0,
       ttft_ms: 0,
@@ -369,34 +381,39 @@ export const gatewayRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { c
   })
 
   /** A model in the list / retrieve shape of the API the client speaks. */
-  const modelEntry = (m: ModelFacade, anthropic: boolean) =>
+  const modelEntry = (m: Pick<ModelFacade, 'model' | 'provider'>, anthropic: boolean) =>
     anthropic
       ? { type: 'model', id: m.model, display_name: m.model, created_at: '1970-01-01T00:00:00Z' }
       : { id: m.model, object: 'model', created: 0, owned_by: m.provider }
 
   app.get('/v1/models', async (request) => {
     const allowed = request.gatewayCaller!.key.allowedModels
-    const models = core.store.models().filter((m) => allowed.length === 0 || allowed.includes(m.model))
-    models.sort((a, b) => a.model.localeCompare(b.model))
+    const facades = core.store.models().filter((m) => modelAllowed(allowed, m.model))
+    facades.sort((a, b) => a.model.localeCompare(b.model))
     if (request.headers['anthropic-version']) {
-      const data = models.map((m) => modelEntry(m, true))
+      const data = facades.map((m) => modelEntry(m, true))
       return { data, has_more: false, first_id: data[0]?.id ?? null, last_id: data.at(-1)?.id ?? null }
     }
-    return { object: 'list', data: models.map((m) => modelEntry(m, false)) }
+    return { object: 'list', data: facades.map((m) => modelEntry(m, false)) }
   })
 
   app.get('/v1/models/:id', async (request) => {
     const { id } = request.params as { id: string }
-    const allowed = request.gatewayCaller!.key.allowedModels
-    const m = core.store.model(id)
-    if (!m || (allowed.length > 0 && !allowed.includes(m.model))) {
+    const anthropic = Boolean(request.headers['anthropic-version'])
+    // A facade, or (with passthrough) a model the catalogue knows: what a POST with this name would reach.
+    const { model: m, error } = models.resolve(
+      id,
+      anthropic ? 'messages' : 'chat',
+      request.gatewayCaller!.key,
+    )
+    if (!m || error || (m.via !== 'facade' && m.priceUnknown)) {
       throw new HttpError(
         404,
         'model_not_found',
         `No model "${id.slice(0, 128)}" for this key; GET /v1/models lists the models it may use.`,
       )
     }
-    return modelEntry(m, Boolean(request.headers['anthropic-version']))
+    return modelEntry(m, anthropic)
   })
 
   async function proxy(kind: ApiKind, request: FastifyRequest, reply: FastifyReply): Promise<void> {
@@ -407,40 +424,20 @@ export const gatewayRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { c
       refuse(row, caller, new HttpError(400, 'invalid_request', 'A JSON request body is required.'))
     const problem = checkBody(kind, parsed.json)
     const body = parsed.json as Json
-    const facade = typeof body?.model === 'string' ? core.store.model(body.model) : undefined
+    // Facade, alias or passthrough, and its price (gateway/model-resolver.ts).
+    const resolution =
+      typeof body?.model === 'string' ? models.resolve(body.model, kind, caller.key) : undefined
     if (typeof body?.model === 'string') row.model = body.model.slice(0, 128)
-    if (facade) {
-      row.provider = facade.provider
-      row.upstream_model = facade.upstreamModel
+    if (resolution?.model) {
+      row.provider = resolution.model.provider
+      row.upstream_model = resolution.model.upstreamModel.slice(0, 128)
+      row.price_unknown = resolution.model.priceUnknown
     }
     if (problem) refuse(row, caller, new HttpError(400, 'invalid_request', problem))
-    if (!facade) {
-      const available = core.store.models().map((m) => m.model)
-      refuse(
-        row,
-        caller,
-        new HttpError(
-          400,
-          'unknown_model',
-          `Unknown model "${row.model}". Available: ${available.join(', ') || 'none yet'}. ` +
-            `An admin adds a model with PUT /api/admin/models/${encodeURIComponent(row.model)} ` +
-            '{ "provider", "upstreamModel", "inputPerM", "outputPerM" }.',
-          { available },
-        ),
-      )
-    }
-    const allowed = caller.key.allowedModels
-    if (allowed.length > 0 && !allowed.includes(facade.model)) {
-      refuse(
-        row,
-        caller,
-        new HttpError(
-          403,
-          'model_not_allowed',
-          `This key may not use "${facade.model}"; it is limited to: ${allowed.join(', ')}.`,
-        ),
-      )
-    }
+    if (!resolution)
+      refuse(row, caller, new HttpError(400, 'invalid_request', 'A string "model" is required.'))
+    if (resolution.error) refuse(row, caller, resolution.error)
+    const facade = resolution.model
     if (!providerServes(facade.provider, kind)) {
       const use =
         facade.provider === 'anthropic'
@@ -465,7 +462,8 @@ export const gatewayRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { c
       worstCaseNanos: BILLED[kind]
         ? worstCaseNanos(
             worstCase(kind, body, parsed.raw.length),
-            facade,
+            // The resolved prices: a facade's, or the catalogue's highest tier.
+            facade.prices,
             core.env.BUDGET_DEFAULT_RESERVE_USD,
           )
         : 0,
@@ -497,7 +495,7 @@ export const gatewayRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { c
     row: UsageRow,
     body: Json,
     raw: Buffer,
-    facade: ModelFacade,
+    facade: ResolvedModel,
     reservation: Reservation,
   ): Promise<void> {
     const target = upstreams.target(
@@ -552,7 +550,7 @@ export const gatewayRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { c
     try {
       up = await upstreams.agent.request({
         origin: target.origin,
-        path: target.basePath + UPSTREAM_PATH[kind],
+        path: withTargetQuery(target, target.basePath + UPSTREAM_PATH[kind]),
         method: 'POST',
         headers,
         body: payload,
@@ -560,7 +558,7 @@ export const gatewayRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { c
       })
     } catch (err) {
       res.off('close', onClose)
-      void core.budgets.release(reservation).catch(() => {})
+      void core.budgets.release(reservation).catch(core.backgroundErrors.catcher('budget_release'))
       const code = (err as { code?: string }).code
       if (clientGone) {
         finishRow(row, caller, 499, 'client_disconnected')
@@ -660,13 +658,16 @@ export const gatewayRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { c
         row.output_tokens = usage.output
         row.cached_read_tokens = usage.cachedRead
         row.cache_write_tokens = usage.cacheWrite
-        const nanos = costNanos(usage, facade)
+        row.reasoning_tokens = usage.reasoning
+        // Reasoning is a part of output (both providers bill it as output and
+        // count it in output_tokens): passed as a part, it is not billed twice.
+        const nanos = facade.cost(usage)
         row.cost_usd = nanosToUsdString(nanos)
         settled = true
         // Settle adds the actual cost at once, overshoot above the reservation included.
         void core.budgets
           .settle(reservation, nanos)
-          .catch((err) => request.log.error({ err, requestId: request.id }, 'budget settle failed'))
+          .catch((err) => core.backgroundErrors.report('budget_settle', err, { requestId: request.id }))
       }
     } catch (err) {
       request.log.error({ err, requestId: request.id }, 'usage accounting failed; reservation released')
@@ -674,7 +675,7 @@ export const gatewayRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { c
       if (!settled) {
         void core.budgets
           .release(reservation)
-          .catch((err) => request.log.error({ err, requestId: request.id }, 'budget release failed'))
+          .catch((err) => core.backgroundErrors.report('budget_release', err, { requestId: request.id }))
       }
     }
     if (streamed && firstByteAt > 0) row.ttft_ms = firstByteAt - caller.startedAt
@@ -718,7 +719,10 @@ export const gatewayRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { c
     try {
       up = await upstreams.agent.request({
         origin: target.origin,
-        path: `${target.basePath}/responses/${encodeURIComponent(id)}${suffix}${query}`,
+        path: withTargetQuery(
+          target,
+          `${target.basePath}/responses/${encodeURIComponent(id)}${suffix}${query}`,
+        ),
         method: request.method as 'GET' | 'POST' | 'DELETE',
         headers,
         body: parsed?.raw,

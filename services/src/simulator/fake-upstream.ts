@@ -32,6 +32,7 @@ export { simulatedInputTokens } from './fake-text.ts'
  * - `slow`: streamed chunks `slowChunkMs` apart
  * - `no-usage`: no usage block anywhere (non-stream and stream)
  * - `cache`: part of the prompt is served from / written to the prompt cache
+ *   (also set by an OpenAI `prompt_cache_key` or an Anthropic `cache_control`)
  * - `hang`: never answers (tests upstream timeouts)
  * - `stall`: streams the first chunks, then never finishes
  * - `no-tools`: answers in text even when function tools are given
@@ -58,7 +59,13 @@ export interface FakeUpstream {
   /** Origin, e.g. http://127.0.0.1:34567; the APIs live under `${url}/v1`. */
   url: string
   /** Requests received so far when `record` is set (for tests that check what was forwarded). */
-  received: { path: string; headers: IncomingMessage['headers']; body: Record<string, unknown> | undefined }[]
+  received: {
+    path: string
+    /** The query string without `?` ('' when none). */
+    query: string
+    headers: IncomingMessage['headers']
+    body: Record<string, unknown> | undefined
+  }[]
   close(): Promise<void>
 }
 
@@ -204,6 +211,8 @@ export async function createFakeUpstream(opts: FakeUpstreamOptions = {}): Promis
       })
     }
     const { behaviors: b, model } = behaviorsOf(req, body.model)
+    // As the real API: a prompt_cache_key makes cache hits likely.
+    if (body.prompt_cache_key !== undefined) b.add('cache')
     if (b.has('hang')) return void hanging.add(res)
     if (b.has('error-429')) return openaiError(res, 429)
     if (b.has('error-500')) return openaiError(res, 500)
@@ -429,6 +438,8 @@ export async function createFakeUpstream(opts: FakeUpstreamOptions = {}): Promis
       return anthropicInvalid(res, 'model, messages and max_tokens are required')
     }
     const { behaviors: b, model } = behaviorsOf(req, body.model)
+    // As the real API: a cache_control breakpoint makes the prompt cached.
+    if (JSON.stringify([body.system, body.messages]).includes('"cache_control"')) b.add('cache')
     if (b.has('hang')) return void hanging.add(res)
     if (b.has('error-429')) return anthropicError(res, 429)
     if (b.has('error-500')) return anthropicError(res, 500)
@@ -631,7 +642,9 @@ export async function createFakeUpstream(opts: FakeUpstreamOptions = {}): Promis
           return send(res, 400, { error: { message: 'invalid JSON body', type: 'invalid_request_error' } })
         }
       }
-      if (opts.record) received.push({ path, headers: req.headers, body })
+      if (opts.record) {
+        received.push({ path, query: (req.url ?? '').split('?')[1] ?? '', headers: req.headers, body })
+      }
       res.on('close', () => hanging.delete(res))
       const route = `${req.method} ${path}`
       const run = async () => {
