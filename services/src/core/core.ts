@@ -80,14 +80,17 @@ export async function createCore(env: Env, overrides: CoreOverrides = {}): Promi
     warehouse.mode === 'server'
       ? setInterval(() => void store.refresh().catch(() => {}), 1_000).unref()
       : undefined
+  const logger = overrides.logger ?? consoleLogger
+  let recovery: JournalRecovery | undefined
   const outage = await createOutageKit({
     env,
     warehouse,
-    logger: overrides.logger ?? consoleLogger,
+    logger,
     runWorker: env.ROLES.split(',').some((r) => r.trim() === 'worker'),
+    journalStatus: () =>
+      journal && recovery ? { status: journal.status(), recovery: recovery.progress() } : undefined,
   })
-  const logger = overrides.logger ?? consoleLogger
-  const journal =
+  const journal: UsageJournal | undefined =
     env.JOURNAL === 'on'
       ? createUsageJournal({
           dir: join(env.DATA_DIR, 'journal'),
@@ -97,7 +100,7 @@ export async function createCore(env: Env, overrides: CoreOverrides = {}): Promi
         })
       : undefined
   // Before the recorder's first segment exists, so only leftovers are taken.
-  const recovery = journal
+  recovery = journal
     ? startJournalRecovery({
         journal,
         insertBatch: outage.insertBatch,
