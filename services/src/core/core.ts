@@ -94,7 +94,7 @@ export async function createCore(env: Env, overrides: CoreOverrides = {}): Promi
     env.JOURNAL === 'on'
       ? createUsageJournal({
           dir: join(env.DATA_DIR, 'journal'),
-          maxBytes: env.SPOOL_MAX_BYTES,
+          maxBytes: env.JOURNAL_MAX_BYTES,
           fsyncMs: env.JOURNAL_FSYNC_MS,
           logger,
         })

@@ -64,6 +64,17 @@ export const envSchema = z.object({
    * Group fsync of the journal, in ms: a power loss (not a process crash) can
    * lose the rows of the last interval. 0 = fdatasync before each answer ends.
    */
+  /**
+   * Bound of the journal. Normally it holds about one batch per process (a
+   * segment is deleted as soon as ClickHouse or a spill store took its
+   * batch); it grows only while neither takes them. Full: rows are answered
+   * and held in memory only, as with a full spool.
+   */
+  JOURNAL_MAX_BYTES: z.coerce
+    .number()
+    .int()
+    .positive()
+    .default(1024 * 1024 * 1024),
   JOURNAL_FSYNC_MS: z.coerce.number().int().nonnegative().max(60_000).default(200),
   OPENAI_BASE_URL: z.url().default('https://api.openai.com/v1'),
   OPENAI_API_KEY: z.string().optional(),

@@ -214,7 +214,7 @@ export function createUsageJournal(opts: JournalOptions): UsageJournal {
       try {
         if (usedBytes() >= maxBytes) {
           rejectedRows++
-          fail(new Error(`${usedBytes()} of ${maxBytes} bytes (SPOOL_MAX_BYTES)`), 'journal full')
+          fail(new Error(`${usedBytes()} of ${maxBytes} bytes (JOURNAL_MAX_BYTES)`), 'journal full')
           return false
         }
         active ??= open()
