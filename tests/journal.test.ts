@@ -87,8 +87,42 @@ afterAll(async () => {
   await fake?.close()
 })
 
-describe('reading a damaged segment', () => {
-  it('cuts a torn tail off at the last good record and skips a flipped byte, keeping the rest', async () => {
+describe('journal segments', () => {
+  it('with JOURNAL_FSYNC_MS=0 makes the answer wait for an fdatasync; otherwise nothing to wait for', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tokenmeter-journal-unit-'))
+    const perAnswer = createUsageJournal({ dir, maxBytes: 1 << 30, fsyncMs: 0, logger: quiet })
+    expect(perAnswer.durable()).toBeUndefined()
+    perAnswer.append(makeUsageRow(n++))
+    const wait = perAnswer.durable()
+    expect(wait).toBeInstanceOf(Promise)
+    await wait
+    // Synced: nothing left to wait for until the next row.
+    expect(perAnswer.durable()).toBeUndefined()
+    await perAnswer.close()
+    const grouped = createUsageJournal({ dir, maxBytes: 1 << 30, fsyncMs: 200, logger: quiet })
+    grouped.append(makeUsageRow(n++))
+    expect(grouped.durable()).toBeUndefined()
+    await grouped.close()
+  })
+
+  it('refuses rows past JOURNAL_MAX_BYTES and deletes a segment once its batch is acknowledged', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tokenmeter-journal-unit-'))
+    const j = createUsageJournal({ dir, maxBytes: 2_000, fsyncMs: 200, logger: quiet })
+    let taken = 0
+    for (let i = 0; i < 10; i++) if (j.append(makeUsageRow(n++))) taken++
+    expect(taken).toBeGreaterThan(0)
+    expect(taken).toBeLessThan(10)
+    expect(j.status().rejectedRows).toBe(10 - taken)
+    const cut = j.cut()!
+    await cut.synced
+    expect(readdirSync(dir)).toHaveLength(1)
+    j.ack(cut.token)
+    expect(readdirSync(dir)).toEqual([])
+    expect(j.status()).toMatchObject({ bytes: 0, segments: 0 })
+    await j.close()
+  })
+
+  it('cuts a torn tail off at the last good record, the token the same as the lost cut', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'tokenmeter-journal-unit-'))
     const torn = deadSegment(dir, 3, true)
     await torn.done
