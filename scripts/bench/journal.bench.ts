@@ -127,6 +127,7 @@ tables.push({
     'p50 ms (concurrency 1)',
     'p99 ms (concurrency 1)',
     'peak req/s (concurrency 64)',
+    'gateway CPU µs/request at peak',
     'errors',
   ],
   rows: gwRows,
