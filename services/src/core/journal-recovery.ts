@@ -2,8 +2,8 @@ import { readFileSync, truncateSync, unlinkSync } from 'node:fs'
 import type { QuarantineStore } from '../worker/quarantine-store.ts'
 import { type SegmentProblem, scanSegment } from '../worker/spool-segment.ts'
 import { JournaledBatchError } from './insert-errors.ts'
-import type { SpillSink } from './usage-recorder.ts'
 import { journalToken, leftoverSegments, type UsageJournal } from './usage-journal.ts'
+import type { SpillSink } from './usage-recorder.ts'
 import type { UsageBatch, UsageRow } from './usage-row.ts'
 
 export interface RecoveryProgress {
