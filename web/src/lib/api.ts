@@ -33,6 +33,10 @@ export interface Kpis {
   inputTokens: number
   outputTokens: number
   cachedTokens: number
+  /** A part of outputTokens (billed as output). */
+  reasoningTokens: number
+  /** Requests recorded at cost 0 because no price was known for their model. */
+  unpricedRequests: number
   totalTokens: number
   activeUsers: number
   avgRequestsPerUser: number
@@ -51,6 +55,8 @@ export interface Point {
   inputTokens: number
   outputTokens: number
   cachedTokens: number
+  reasoningTokens: number
+  unpricedRequests: number
   activeUsers: number
 }
 
@@ -70,6 +76,8 @@ export interface BreakdownRow {
   inputTokens: number
   outputTokens: number
   cachedTokens: number
+  reasoningTokens: number
+  unpricedRequests: number
   spendUsd: number
   models: string[]
   trend: number[]
@@ -112,7 +120,11 @@ export interface RequestRow {
   inputTokens: number
   outputTokens: number
   cachedTokens: number
+  cacheWriteTokens: number
+  reasoningTokens: number
   tokensEstimated: boolean
+  /** No price was known for the model: spendUsd is 0 for lack of a price, not free. */
+  priceUnknown: boolean
   spendUsd: number
   latencyMs: number
   ttftMs: number
