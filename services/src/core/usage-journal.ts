@@ -1,7 +1,7 @@
 import {
   closeSync,
-  fdatasync,
-  fsync,
+  fdatasyncSync,
+  fsyncSync,
   mkdirSync,
   openSync,
   readdirSync,
@@ -107,13 +107,6 @@ interface Segment {
   createdAt: number
   /** Written since the last fdatasync. */
   dirty: boolean
-  syncing: Promise<void> | undefined
-}
-
-function syncFd(fd: number, data: boolean): Promise<void> {
-  return new Promise((resolve, reject) =>
-    (data ? fdatasync : fsync)(fd, (err) => (err ? reject(err) : resolve())),
-  )
 }
 
 export function createUsageJournal(opts: JournalOptions): UsageJournal {
@@ -152,45 +145,50 @@ export function createUsageJournal(opts: JournalOptions): UsageJournal {
     const fd = openSync(join(dir, name), 'a')
     liveSegments.add(name)
     dirDirty = true
-    return { id, name, fd, bytes: 0, rows: 0, createdAt, dirty: false, syncing: undefined }
+    return { id, name, fd, bytes: 0, rows: 0, createdAt, dirty: false }
   }
 
-  async function syncSegment(seg: Segment): Promise<void> {
-    // One fdatasync at a time per segment; a caller arriving during one waits for the next.
-    while (seg.syncing) await seg.syncing.catch(() => {})
+  /**
+   * fdatasync on the main thread, on purpose: the async fs calls run on libuv's
+   * threadpool, which the embedded engine's queries can fill; an insert then
+   * waited for its segment's fsync queued behind queries waiting for that
+   * insert (a test hung on it). A small segment's fdatasync takes about a
+   * millisecond on an idle disk, once per JOURNAL_FSYNC_MS and once per batch.
+   */
+  function syncSegment(seg: Segment): void {
     if (!seg.dirty && !dirDirty) return
-    seg.dirty = false
-    const withDir = dirDirty
-    dirDirty = false
-    seg.syncing = (async () => {
-      await syncFd(seg.fd, true)
+    try {
+      fdatasyncSync(seg.fd)
+      seg.dirty = false
       // A new segment's directory entry must survive a power loss too.
-      if (withDir) {
+      if (dirDirty) {
         const d = openSync(dir, 'r')
         try {
-          await syncFd(d, false)
+          fsyncSync(d)
         } finally {
           closeSync(d)
         }
+        dirDirty = false
       }
-    })()
-    try {
-      await seg.syncing
     } catch (err) {
-      seg.dirty = true
       fail(err, 'fsync failed')
       throw err
-    } finally {
-      seg.syncing = undefined
     }
   }
 
   const timer =
     fsyncMs > 0
       ? setInterval(() => {
-          if (active?.dirty) void syncSegment(active).catch(() => {})
+          if (!active?.dirty) return
+          try {
+            syncSegment(active)
+          } catch {
+            // fail() logged it; the next tick tries again.
+          }
         }, fsyncMs).unref()
       : undefined
+  /** JOURNAL_FSYNC_MS=0: the answers waiting at the same moment share one fdatasync (group commit). */
+  let groupSync: Promise<void> | undefined
 
   function write(seg: Segment, payload: string): number {
     const len = Buffer.byteLength(payload)
@@ -230,7 +228,18 @@ export function createUsageJournal(opts: JournalOptions): UsageJournal {
     },
     durable() {
       if (fsyncMs > 0 || !active?.dirty) return undefined
-      return syncSegment(active)
+      groupSync ??= new Promise<void>((resolve, reject) =>
+        setImmediate(() => {
+          groupSync = undefined
+          try {
+            if (active) syncSegment(active)
+            resolve()
+          } catch (err) {
+            reject(err)
+          }
+        }),
+      )
+      return groupSync
     },
     cut() {
       const seg = active
@@ -250,8 +259,15 @@ export function createUsageJournal(opts: JournalOptions): UsageJournal {
         fail(err, 'journal cut write failed')
       }
       sealed.set(seg.id, { bytes: seg.bytes, createdAt: seg.createdAt })
-      const synced = syncSegment(seg).finally(() => closeSync(seg.fd))
-      synced.catch(() => {})
+      let synced: Promise<void> = Promise.resolve()
+      try {
+        syncSegment(seg)
+      } catch (err) {
+        synced = Promise.reject(err)
+        synced.catch(() => {})
+      } finally {
+        closeSync(seg.fd)
+      }
       return { token, synced }
     },
     ack(token) {
@@ -295,7 +311,11 @@ export function createUsageJournal(opts: JournalOptions): UsageJournal {
       const seg = active
       active = undefined
       if (seg) {
-        await syncSegment(seg).catch(() => {})
+        try {
+          syncSegment(seg)
+        } catch {
+          // logged by fail(); the segment stays for the next start either way
+        }
         closeSync(seg.fd)
         if (seg.rows === 0) unlinkSync(join(dir, seg.name))
         liveSegments.delete(seg.name)
