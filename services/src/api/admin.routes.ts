@@ -1,9 +1,16 @@
 import type { FastifyPluginAsync } from 'fastify'
 import { z } from 'zod'
 import type { Core } from '../core/core.ts'
-import { type ApiKey, BUILTIN_PROVIDERS, modelFacadeSchema, roleSchema } from '../core/entities.ts'
+import {
+  type ApiKey,
+  BUILTIN_PROVIDERS,
+  modelFacadeSchema,
+  roleSchema,
+  type Session,
+} from '../core/entities.ts'
 import { HttpError } from '../core/errors.ts'
 import { newId } from '../core/keys.ts'
+import { sessionStatus } from '../core/session-validity.ts'
 import { requireRole } from './auth.plugin.ts'
 
 /** How long a one-time web sign-in token stays valid. */
@@ -92,6 +99,25 @@ function publicKey(k: ApiKey, now = new Date()) {
   }
 }
 
+/** A session as the admin list shows it; `status` is the same rule every request is checked with. */
+function publicSession(s: Session, status: ReturnType<typeof sessionStatus>, who: string) {
+  return {
+    sessionId: s.sessionId,
+    userId: s.userId,
+    who,
+    teamId: s.teamId,
+    role: s.role,
+    source: s.source,
+    // The admin-token fingerprint is not shown: it would help nobody and is derived from a secret.
+    sourceId: s.source === 'admin-token' ? '' : s.sourceId,
+    createdAt: s.createdAt.toISOString(),
+    expiresAt: s.expiresAt.toISOString(),
+    endedAt: s.endedAt?.toISOString() ?? null,
+    status: status.ok ? 'active' : 'ended',
+    endReason: status.ok ? '' : status.reason,
+  }
+}
+
 /**
  * Admin API (admin role only): teams, users, virtual keys, model facades and
  * web sign-in tokens. Budgets live in budgets.routes.ts, ops in ops.routes.ts.
@@ -165,8 +191,12 @@ export const adminRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { cor
     return reply.code(201).send({ key: publicKey(key), plaintext })
   })
   app.post<{ Params: { keyId: string } }>('/keys/:keyId/revoke', async (request) => {
-    const key = knownKey(request.params.keyId)
-    const revoked = key.revokedAt ? key : await store.revokeKey(key.keyId)
+    const found = store.key(request.params.keyId)
+    // A sign-in token (its id is the tokenId of POST /signin-tokens and the
+    // sourceId of its session) is already revoked once exchanged: revoking it
+    // again ends the session made from it.
+    const key = found?.kind === 'signin' ? found : knownKey(request.params.keyId)
+    const revoked = key.revokedAt && key.kind === 'key' ? key : await store.revokeKey(key.keyId)
     return { key: publicKey(revoked) }
   })
   app.post<{ Params: { keyId: string } }>('/keys/:keyId/rotate', async (request, reply) => {
@@ -212,12 +242,42 @@ export const adminRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { cor
     const b = parse(signinBody, request.body, 'sign-in token request')
     knownUser(b.userId)
     const expiresAt = new Date(Date.now() + SIGNIN_TOKEN_TTL_MS)
-    const { plaintext } = await store.createKey({
+    const { key, plaintext } = await store.createKey({
       userId: b.userId,
       name: 'web sign-in',
       kind: 'signin',
       expiresAt,
     })
-    return reply.code(201).send({ token: plaintext, expiresAt: expiresAt.toISOString() })
+    return reply.code(201).send({ token: plaintext, tokenId: key.keyId, expiresAt: expiresAt.toISOString() })
+  })
+
+  app.get('/sessions', async () => ({
+    sessions: store
+      .sessions()
+      .sort((a, b) => b.createdAt.getTime() - a.createdAt.getTime())
+      .map((s) =>
+        publicSession(
+          s,
+          sessionStatus(s, store, core.adminToken),
+          s.userId ? (store.user(s.userId)?.name ?? s.userId) : 'Admin token',
+        ),
+      ),
+  }))
+  app.delete<{ Params: { sessionId: string } }>('/sessions/:sessionId', async (request) => {
+    const ended = await store.endSession(request.params.sessionId, 'ended by an admin')
+    if (!ended) {
+      throw new HttpError(
+        404,
+        'not_found',
+        `No session ${request.params.sessionId}; see GET /api/admin/sessions.`,
+      )
+    }
+    return {
+      session: publicSession(
+        ended,
+        sessionStatus(ended, store, core.adminToken),
+        ended.userId || 'Admin token',
+      ),
+    }
   })
 }

@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import type { ReportError } from '../core/background-errors.ts'
 import type { Env } from '../core/env.ts'
 import type { RecoveryProgress } from '../core/journal-recovery.ts'
 import type { JournalStatus } from '../core/usage-journal.ts'
@@ -90,6 +91,8 @@ export async function createOutageKit(deps: {
   env: Env
   warehouse: Warehouse
   logger: OutageLogger
+  /** Failures of background housekeeping (Redis spill/replay): logged and counted. */
+  onBackgroundError?: ReportError
   runWorker: boolean
   /** The journal's status, once Core has built it (it needs this kit's inserter and sinks). */
   journalStatus?: () => { status: JournalStatus; recovery: RecoveryProgress } | undefined
@@ -98,7 +101,13 @@ export async function createOutageKit(deps: {
   const quarantine = await createQuarantineStore(join(env.DATA_DIR, 'quarantine'))
   const spool = createDiskSpool({ dir: join(env.DATA_DIR, 'spool'), maxBytes: env.SPOOL_MAX_BYTES, logger })
   const redis = env.REDIS_URL
-    ? createRedisSpill({ url: env.REDIS_URL, maxBytes: env.REDIS_SPILL_MAX_BYTES, fallback: spool, logger })
+    ? createRedisSpill({
+        url: env.REDIS_URL,
+        maxBytes: env.REDIS_SPILL_MAX_BYTES,
+        fallback: spool,
+        logger,
+        onError: deps.onBackgroundError,
+      })
     : undefined
   if (redis) {
     // Warn, don't refuse: a dev Redis without AOF still beats no spill path.
@@ -127,6 +136,7 @@ export async function createOutageKit(deps: {
         redisUrl: env.REDIS_URL,
         insertTimeoutMs: env.CLICKHOUSE_INSERT_TIMEOUT_MS,
         logger,
+        onError: deps.onBackgroundError,
         probe: () => warehouse.ping(),
         maxGroupRows: env.RECORDER_MAX_ROWS,
       })
