@@ -236,7 +236,9 @@ describe('gateway process SIGKILLed under traffic, restarted on the same data di
       'every answered request in ClickHouse and nothing left in the journal or the spool',
       async () => {
         const s = await status()
-        const metrics = await (await fetch(`${gateway!.url}/metrics`)).text()
+        const metrics = await (
+          await fetch(`${gateway!.url}/metrics`, { headers: { authorization: `Bearer ${ADMIN}` } })
+        ).text()
         if (!/^tokenmeter_recorder_pending_rows 0$/m.test(metrics)) return false
         if (s.journal.segments > 0 || s.journal.recovery.state !== 'done' || s.disk.batches > 0) return false
         const [landed] = await ch.query<{ n: string }>(
