@@ -5,7 +5,7 @@ import { machineInfo } from './bench/lib/machine.ts'
 import { RESULT_PREFIX, type Table, toMarkdown } from './bench/lib/report.ts'
 
 /**
- * `npm run bench [-- --quick] [-- --only=ingest,gateway,queries,live] [-- --cpu-prof]`
+ * `npm run bench [-- --quick] [-- --only=ingest,gateway,queries,live,journal] [-- --cpu-prof]`
  *
  * Runs each benchmark in its own process (the embedded engine binds one data
  * directory per process, and a benchmark must not inherit another's heap or
@@ -20,6 +20,7 @@ const BENCHES = {
   queries: 'query.bench.ts',
   live: 'live.bench.ts',
   gateway: 'gateway.bench.ts',
+  journal: 'journal.bench.ts',
 } as const
 type BenchName = keyof typeof BENCHES
 

@@ -67,6 +67,24 @@ const age = (s: number | undefined) =>
 
 interface Status {
   mode: string
+  journal?: {
+    bytes: number
+    maxBytes: number
+    segments: number
+    oldestAgeSeconds?: number
+    rejectedRows: number
+    fsyncMs: number
+    lastError?: string
+    recovery: {
+      state: string
+      segmentsFound: number
+      segmentsDone: number
+      rowsDone: number
+      tornTails: number
+      damagedRecords: number
+      lastError?: string
+    }
+  }
   clickhouse: { reachable: boolean }
   redis?: {
     connected: boolean
@@ -104,6 +122,17 @@ function printStatus(s: Status, startRemaining?: number) {
   const lines = [
     `ClickHouse: ${s.clickhouse.reachable ? 'answering' : 'NOT ANSWERING'}    spill mode: ${s.mode}`,
   ]
+  const j = s.journal
+  if (j) {
+    const r = j.recovery
+    lines.push(
+      `Journal: ${bytes(j.bytes)} of ${bytes(j.maxBytes)} in ${j.segments} segments, oldest unacknowledged ${age(j.oldestAgeSeconds)}, fsync every ${j.fsyncMs || 'answer'}${j.fsyncMs ? ' ms' : ''}` +
+        `${j.rejectedRows ? `, ${j.rejectedRows} rows REFUSED (${j.lastError}; kept in memory)` : ''}`,
+      `         recovery at start: ${r.state}, ${r.segmentsDone}/${r.segmentsFound} segments, ${r.rowsDone} rows` +
+        `${r.tornTails || r.damagedRecords ? `; ${r.tornTails} torn tails cut off, ${r.damagedRecords} damaged records skipped (see quarantine)` : ''}` +
+        `${r.state === 'waiting' ? ` (waiting: ${r.lastError})` : ''}`,
+    )
+  } else lines.push('Journal: off (JOURNAL=off): a killed process loses its unflushed rows')
   let remaining = s.disk.batches
   if (s.redis) {
     const r = s.redis

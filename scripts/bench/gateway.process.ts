@@ -9,7 +9,7 @@ import { parseEnv } from '../../services/src/core/env.ts'
  * Our gateway for the benchmark, in its own process so the load generator
  * never shares its event loop: the product's Core on the embedded engine
  * (recording on, rollups attached, local budgets), the gateway role only.
- * Args: --upstream=<origin> [--data-dir=<dir>] [--api] (also serve the API,
+ * Args: --upstream=<origin> [--data-dir=<dir>] [--journal=off] [--api] (also serve the API,
  * for the live benchmark). Prints `READY <json>` with the URL, a virtual key
  * and the data directory; on SIGTERM it flushes usage and exits.
  */
@@ -19,6 +19,8 @@ if (!upstream) throw new Error('--upstream=<origin> is required')
 const withApi = process.argv.includes('--api')
 /** EMBEDDED_INSERT_NICE for this gateway (the product default unless given). */
 const insertNice = arg('insert-nice')
+/** --journal=off: the gateway without its write-ahead journal, only to measure the journal's cost. */
+const journal = arg('journal')
 const dataDir = arg('data-dir') ?? mkdtempSync(join(tmpdir(), 'tokenmeter-bench-gw-'))
 const ADMIN_TOKEN = 'bench-admin-token-0123456789'
 
@@ -31,6 +33,7 @@ const env = parseEnv({
   OPENAI_BASE_URL: `${upstream}/v1`,
   OPENAI_API_KEY: 'sk-bench-upstream',
   ...(insertNice ? { EMBEDDED_INSERT_NICE: insertNice } : {}),
+  ...(journal ? { JOURNAL: journal } : {}),
 })
 const core = await createCore(env, { logger: { warn: () => {}, error: (o, m) => console.error(m, o) } })
 await core.store.upsertTeam({ teamId: 'bench-team', name: 'Bench team' })

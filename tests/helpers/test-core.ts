@@ -23,9 +23,16 @@ export interface TestStack {
  * shares it (vitest runs files in separate forks).
  */
 export async function startTestStack(
-  opts: { env?: Record<string, string>; overrides?: CoreOverrides; roles?: Role[]; listen?: boolean } = {},
+  opts: {
+    env?: Record<string, string>
+    overrides?: CoreOverrides
+    roles?: Role[]
+    listen?: boolean
+    /** A directory prepared by the test (a journal left by a crash); removed on close like a fresh one. */
+    dataDir?: string
+  } = {},
 ): Promise<TestStack> {
-  const dataDir = mkdtempSync(join(tmpdir(), 'tokenmeter-test-'))
+  const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'tokenmeter-test-'))
   const env = parseEnv({
     DATA_DIR: dataDir,
     ADMIN_TOKEN: TEST_ADMIN_TOKEN,

@@ -8,9 +8,11 @@ import { registerOutageMetrics } from '../worker/outage-metrics.ts'
 import { type AdminStore, createAdminStore } from './admin-store.ts'
 import { type BackgroundErrors, createBackgroundErrors } from './background-errors.ts'
 import type { Env } from './env.ts'
+import { type JournalRecovery, startJournalRecovery } from './journal-recovery.ts'
 import { registerRecorderMetrics } from './metrics.ts'
 import { migrate } from './migrations.ts'
 import { createRowFeed, type RowFeed } from './row-feed.ts'
+import { createUsageJournal, type UsageJournal } from './usage-journal.ts'
 import {
   createUsageRecorder,
   type RecorderLogger,
@@ -32,6 +34,8 @@ export interface Core {
   /** Recorded rows from this and (in server mode, through Redis) every other process, for live mode. */
   rowFeed: RowFeed
   budgets: BudgetEnforcer
+  /** The write-ahead journal of usage rows (undefined with JOURNAL=off) and the delivery of what a previous run left in it. */
+  journal: { journal: UsageJournal; recovery: JournalRecovery } | undefined
   /** Spill sinks, replay worker (with the 'worker' role), quarantine and ops operations. */
   outage: OutageKit
   /** Prometheus registry of this process; each module registers its own metrics here. */
@@ -85,13 +89,36 @@ export async function createCore(env: Env, overrides: CoreOverrides = {}): Promi
           1_000,
         ).unref()
       : undefined
+  const logger = overrides.logger ?? consoleLogger
+  let recovery: JournalRecovery | undefined
   const outage = await createOutageKit({
     env,
     warehouse,
-    logger: overrides.logger ?? consoleLogger,
+    logger,
     onBackgroundError: backgroundErrors.report,
     runWorker: env.ROLES.split(',').some((r) => r.trim() === 'worker'),
+    journalStatus: () =>
+      journal && recovery ? { status: journal.status(), recovery: recovery.progress() } : undefined,
   })
+  const journal: UsageJournal | undefined =
+    env.JOURNAL === 'on'
+      ? createUsageJournal({
+          dir: join(env.DATA_DIR, 'journal'),
+          maxBytes: env.JOURNAL_MAX_BYTES,
+          fsyncMs: env.JOURNAL_FSYNC_MS,
+          logger,
+        })
+      : undefined
+  // Before the recorder's first segment exists, so only leftovers are taken.
+  recovery = journal
+    ? startJournalRecovery({
+        journal,
+        insertBatch: outage.insertBatch,
+        spill: overrides.spill ?? outage.sink,
+        quarantine: outage.quarantine,
+        logger,
+      })
+    : undefined
   const recorder = createUsageRecorder({
     warehouse,
     spill: overrides.spill ?? outage.sink,
@@ -99,7 +126,8 @@ export async function createCore(env: Env, overrides: CoreOverrides = {}): Promi
     maxRows: env.RECORDER_MAX_ROWS,
     flushMs: env.RECORDER_FLUSH_MS,
     insertTimeoutMs: env.CLICKHOUSE_INSERT_TIMEOUT_MS,
-    logger: overrides.logger ?? consoleLogger,
+    logger,
+    journal,
   })
   const budgets = overrides.budgets ?? createBudgetEnforcer({ env, store, warehouse })
   const rowFeed = createRowFeed({ recorder, redisUrl: env.REDIS_URL })
@@ -113,6 +141,7 @@ export async function createCore(env: Env, overrides: CoreOverrides = {}): Promi
     rowFeed,
     budgets,
     outage,
+    journal: journal && recovery ? { journal, recovery } : undefined,
     metrics,
     backgroundErrors,
     adminToken: env.ADMIN_TOKEN ?? `tma_${randomBytes(24).toString('base64url')}`,
@@ -122,13 +151,19 @@ export async function createCore(env: Env, overrides: CoreOverrides = {}): Promi
       // and the spill path), the spill stores, the client last.
       await rowFeed.close()
       await outage.stopWorker()
+      await recovery?.stop()
       await recorder.close()
       const unsaved = recorder.stats().pendingRows
-      if (unsaved > 0) {
+      if (unsaved > 0 && journal) {
+        logger.warn(
+          { rows: unsaved },
+          'rows kept in the usage journal at shutdown: the next start delivers them',
+        )
+      } else if (unsaved > 0) {
         outage.rowsDropped.value += unsaved
-        const log = overrides.logger ?? consoleLogger
-        log.error({ rows: unsaved }, 'rows dropped at shutdown: no spill path took them')
+        logger.error({ rows: unsaved }, 'rows dropped at shutdown: no spill path took them')
       }
+      await journal?.close()
       await outage.close()
       await budgets.close()
       await warehouse.close()

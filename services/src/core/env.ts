@@ -56,6 +56,29 @@ export const envSchema = z.object({
    */
   RECORDER_MAX_ROWS: z.coerce.number().int().positive().default(50_000),
   RECORDER_FLUSH_MS: z.coerce.number().int().positive().default(1_000),
+  /**
+   * The local write-ahead journal of usage rows (DATA_DIR/journal): a row is
+   * written there before the client gets the end of its answer, so a killed
+   * process loses nothing (docs/OUTAGES.md). `off` exists only to measure its
+   * cost (npm run bench); production keeps it on.
+   */
+  JOURNAL: z.enum(['on', 'off']).default('on'),
+  /**
+   * Group fsync of the journal, in ms: a power loss (not a process crash) can
+   * lose the rows of the last interval. 0 = fdatasync before each answer ends.
+   */
+  /**
+   * Bound of the journal. Normally it holds about one batch per process (a
+   * segment is deleted as soon as ClickHouse or a spill store took its
+   * batch); it grows only while neither takes them. Full: rows are answered
+   * and held in memory only, as with a full spool.
+   */
+  JOURNAL_MAX_BYTES: z.coerce
+    .number()
+    .int()
+    .positive()
+    .default(1024 * 1024 * 1024),
+  JOURNAL_FSYNC_MS: z.coerce.number().int().nonnegative().max(60_000).default(200),
   OPENAI_BASE_URL: z.url().default('https://api.openai.com/v1'),
   OPENAI_API_KEY: z.string().optional(),
   ANTHROPIC_BASE_URL: z.url().default('https://api.anthropic.com/v1'),

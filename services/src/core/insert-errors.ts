@@ -6,3 +6,19 @@
 export class InsertNotSentError extends Error {
   readonly notSent = true
 }
+
+/**
+ * Wraps the failure of a journaled batch (one whose token names a journal
+ * segment) on its way to a spill store. Such a batch may be delivered again
+ * under the same token after a crash (core/journal-recovery.ts), so every copy
+ * of it must replay alone under that token: it is never `mergeable`, whatever
+ * the cause (this error carries no cause chain the classifier would read as
+ * "never sent"). The message keeps the original failure for logs.
+ */
+export class JournaledBatchError extends Error {
+  constructor(original: unknown) {
+    super(
+      `journaled batch (replays alone under its journal token): ${String((original as Error)?.message ?? original)}`,
+    )
+  }
+}

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto'
-import { InsertNotSentError } from './insert-errors.ts'
+import { InsertNotSentError, JournaledBatchError } from './insert-errors.ts'
+import type { UsageJournal } from './usage-journal.ts'
 import type { UsageBatch, UsageRow } from './usage-row.ts'
 import type { Warehouse } from './warehouse.ts'
 
@@ -32,6 +33,13 @@ export interface UsageRecorder {
    * The recorder owns the row from here: it sets `batch_id` when the batch is cut.
    */
   record(row: UsageRow): void
+  /**
+   * record(), and the promise to wait for before the client gets the end of
+   * its answer. With the journal on, the row is already written (page cache)
+   * when record() returns; the promise only waits when JOURNAL_FSYNC_MS=0
+   * (then for the fdatasync). Undefined when there is nothing to wait for.
+   */
+  recordDurably(row: UsageRow): Promise<void> | undefined
   /** Inserts everything accepted so far (or hands it to the spill sink). */
   flush(): Promise<void>
   /** Flushes and stops the timer; rows recorded after close are still flushed by a final flush. */
@@ -53,6 +61,12 @@ export interface RecorderOptions {
    * Default: one plain insert, any failure spills.
    */
   insertBatch?: (batch: UsageBatch, opts: { rowsChecked: boolean }) => Promise<{ inserted: number }>
+  /**
+   * The write-ahead journal (core/usage-journal.ts): every row is written to
+   * it in record(), a batch's dedup token is its journal position, and its
+   * segment is acknowledged (deleted) once ClickHouse or a spill store took it.
+   */
+  journal?: UsageJournal
 }
 
 /** Concurrent inserts per recorder, and batches allowed to wait for one (see launch). */
@@ -74,10 +88,19 @@ export function createUsageRecorder(opts: RecorderOptions): UsageRecorder {
   const diverting = new Set<Promise<void>>()
   const listeners = new Set<(row: UsageRow) => void>()
   const stats = { recorded: 0, inserted: 0, spilled: 0, failedFlushes: 0 }
+  const journal = opts.journal
+  /** Journal segments of batches cut but not yet on disk: the insert waits for them (see usage-journal.ts). */
+  const syncing = new Map<string, Promise<void>>()
   let timer: NodeJS.Timeout | undefined = setInterval(() => void flush(), opts.flushMs)
   timer.unref()
 
   async function ship(batch: UsageBatch): Promise<void> {
+    const synced = syncing.get(batch.batchId)
+    if (synced) {
+      // An fsync error is logged by the journal; the insert goes on (its rows are also in memory).
+      await synced.catch(() => {})
+      syncing.delete(batch.batchId)
+    }
     try {
       // Read the counter only after the await: `stats.inserted += await ...`
       // reads it first and loses the other in-flight insert's rows.
@@ -92,6 +115,7 @@ export function createUsageRecorder(opts: RecorderOptions): UsageRecorder {
         })
         stats.inserted += batch.rows.length
       }
+      journal?.ack(batch.batchId)
     } catch (insertError) {
       await divert(batch, insertError)
     }
@@ -102,8 +126,11 @@ export function createUsageRecorder(opts: RecorderOptions): UsageRecorder {
     stats.failedFlushes++
     if (opts.spill) {
       try {
-        await opts.spill.spill(batch, insertError)
+        // A journaled batch may be delivered again after a crash under the same token: never merged.
+        const journaled = journal !== undefined && batch.batchId.startsWith('j-')
+        await opts.spill.spill(batch, journaled ? new JournaledBatchError(insertError) : insertError)
         stats.spilled += batch.rows.length
+        journal?.ack(batch.batchId)
         return
       } catch (spillError) {
         opts.logger.error(
@@ -119,7 +146,11 @@ export function createUsageRecorder(opts: RecorderOptions): UsageRecorder {
 
   function cut(): UsageBatch | undefined {
     if (pending.length === 0) return undefined
-    const batchId = randomUUID()
+    // The journal's cut and the swap of `pending` happen in the same tick, so
+    // the segment holds exactly this batch's rows (less any the journal refused).
+    const journalCut = journal?.cut()
+    const batchId = journalCut?.token ?? randomUUID()
+    if (journalCut) syncing.set(batchId, journalCut.synced)
     // In place: a copy of every row cost ~8% of ingest throughput (allocation
     // and garbage collection, docs/BENCHMARKS.md); the recorder owns the rows.
     const rows = pending
@@ -160,15 +191,22 @@ export function createUsageRecorder(opts: RecorderOptions): UsageRecorder {
     while (inFlight.size > 0 || diverting.size > 0) await Promise.all([...inFlight, ...diverting])
   }
 
+  function record(row: UsageRow) {
+    journal?.append(row)
+    pending.push(row)
+    stats.recorded++
+    for (const l of listeners) l(row)
+    if (pending.length >= opts.maxRows) {
+      const batch = cut()
+      if (batch) launch(batch)
+    }
+  }
+
   return {
-    record(row) {
-      pending.push(row)
-      stats.recorded++
-      for (const l of listeners) l(row)
-      if (pending.length >= opts.maxRows) {
-        const batch = cut()
-        if (batch) launch(batch)
-      }
+    record,
+    recordDurably(row) {
+      record(row)
+      return journal?.durable()
     },
     flush,
     async close() {

@@ -12,6 +12,7 @@ import { createPriceCatalogue } from '../core/price-catalogue.ts'
 import { nanosToUsdString } from '../core/pricing.ts'
 import { normalizeTags, toClickHouseTime, type UsageRow } from '../core/usage-row.ts'
 import { createFakeUpstream, type FakeUpstream } from '../simulator/fake-upstream.ts'
+import { endsStream } from './answer-end.ts'
 import { authLimitedCounter, usageSanitizedCounter } from './gateway-metrics.ts'
 import { headerText } from './header-text.ts'
 import { createModelResolver, modelAllowed, type ResolvedModel } from './model-resolver.ts'
@@ -344,14 +345,20 @@ export const gatewayRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { c
     }
   }
 
-  function finishRow(row: UsageRow, caller: Caller, status: number, errorClass: string) {
+  function finishRow(
+    row: UsageRow,
+    caller: Caller,
+    status: number,
+    errorClass: string,
+  ): Promise<void> | undefined {
     if (UNRECORDED.has(row.endpoint)) return
     const end = Date.now()
     row.ended_at = toClickHouseTime(end)
     row.latency_ms = Math.max(0, end - caller.startedAt)
     row.status_code = status
     row.error_class = errorClass
-    core.recorder.record(row)
+    // In the journal on return (a crash loses nothing); the promise waits only for a per-answer fsync.
+    return core.recorder.recordDurably(row)
   }
 
   /** Refuses before forwarding; the refusal is recorded like any request. */
@@ -585,6 +592,11 @@ export const gatewayRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { c
     let collectedBytes = 0
     let firstByteAt = 0
     let failure = ''
+    // The end of the answer waits until its usage row is in the journal
+    // (recordDurably below): a JSON body whole (usage comes from it), a stream
+    // from its final event on, anything else its last bytes and the end.
+    const held: Buffer[] = []
+    let complete = false
     try {
       const outHeaders = clientHeaders(up.headers, request.id, !rewrite)
       if (closing) outHeaders.connection = 'close'
@@ -595,14 +607,17 @@ export const gatewayRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { c
           collected.push(chunk)
           collectedBytes += chunk.length
         }
-        if (out) {
-          if (firstByteAt === 0) firstByteAt = Date.now()
-          if (!res.write(out)) await drained(res)
-        }
+        if (!out) continue
+        if (firstByteAt === 0) firstByteAt = Date.now()
+        const holdWhole = collected !== undefined && collectedBytes <= MAX_CAPTURE_BYTES
+        // Too big to hold: pass it on; only its end waits for the row.
+        if (!holdWhole && !sse) for (const h of held.splice(0)) if (!res.write(h)) await drained(res)
+        if (holdWhole || (sse && (held.length > 0 || endsStream(out)))) held.push(out)
+        else if (!res.write(out)) await drained(res)
       }
       const tail = tap?.end()
-      if (tail && tail.length > 0) res.write(tail)
-      res.end()
+      if (tail && tail.length > 0) held.push(tail)
+      complete = true
     } catch (err) {
       const code = (err as { code?: string }).code
       failure = clientGone
@@ -612,9 +627,6 @@ export const gatewayRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { c
           : 'upstream_interrupted'
       up.body.destroy()
       res.destroy()
-    } finally {
-      res.off('close', onClose)
-      if (closing) res.socket?.end()
     }
     if (clientGone && !failure) failure = 'client_disconnected'
 
@@ -681,7 +693,14 @@ export const gatewayRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { c
     if (streamed && firstByteAt > 0) row.ttft_ms = firstByteAt - caller.startedAt
     const finalStatus =
       failure === 'client_disconnected' ? 499 : failure === 'upstream_timeout' ? 504 : failure ? 502 : status
-    finishRow(row, caller, finalStatus, failure || errorClassFor(status))
+    const journaled = finishRow(row, caller, finalStatus, failure || errorClassFor(status))
+    if (complete && !failure) {
+      if (journaled) await journaled.catch(() => {})
+      for (const h of held) if (!res.write(h)) await drained(res)
+      res.end()
+    }
+    res.off('close', onClose)
+    if (closing) res.socket?.end()
   }
 
   const timeoutMessage = (provider: string) =>

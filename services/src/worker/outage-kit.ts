@@ -2,6 +2,8 @@ import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { ReportError } from '../core/background-errors.ts'
 import type { Env } from '../core/env.ts'
+import type { RecoveryProgress } from '../core/journal-recovery.ts'
+import type { JournalStatus } from '../core/usage-journal.ts'
 import type { SpillSink } from '../core/usage-recorder.ts'
 import type { Warehouse } from '../core/warehouse.ts'
 import { decodeBatch } from './batch-codec.ts'
@@ -32,8 +34,16 @@ export interface SpilledBatch {
   location: string
 }
 
+/** The write-ahead journal as ops see it (core/usage-journal.ts, core/journal-recovery.ts). */
+export type OpsJournalStatus = JournalStatus & {
+  oldestAgeSeconds: number | undefined
+  recovery: RecoveryProgress
+}
+
 export interface OpsStatus {
   mode: 'redis+disk' | 'disk'
+  /** Undefined with JOURNAL=off. */
+  journal: OpsJournalStatus | undefined
   clickhouse: { reachable: boolean }
   redis: (RedisSpillStatus & { oldestAgeSeconds: number | undefined }) | undefined
   disk: SpoolStatus & { batches: number; oldestAgeSeconds: number | undefined }
@@ -84,6 +94,8 @@ export async function createOutageKit(deps: {
   /** Failures of background housekeeping (Redis spill/replay): logged and counted. */
   onBackgroundError?: ReportError
   runWorker: boolean
+  /** The journal's status, once Core has built it (it needs this kit's inserter and sinks). */
+  journalStatus?: () => { status: JournalStatus; recovery: RecoveryProgress } | undefined
 }): Promise<OutageKit> {
   const { env, warehouse, logger } = deps
   const quarantine = await createQuarantineStore(join(env.DATA_DIR, 'quarantine'))
@@ -202,8 +214,12 @@ export async function createOutageKit(deps: {
         countSpoolBatches(),
       ])
       const progress = worker?.progress()
+      const j = deps.journalStatus?.()
       return {
         mode: redis ? 'redis+disk' : 'disk',
+        journal: j
+          ? { ...j.status, oldestAgeSeconds: age(j.status.oldestAt), recovery: j.recovery }
+          : undefined,
         clickhouse: { reachable },
         redis: r ? { ...r, oldestAgeSeconds: age(r.oldestAt) } : undefined,
         disk: { ...d, batches, oldestAgeSeconds: age(d.oldestAt) },

@@ -99,6 +99,49 @@ export function registerOutageMetrics(registry: Registry, kit: OutageKit): void 
     'Damaged spool segments quarantined by this process',
     (s, g) => g.set(s.replay.corruptSegments),
   )
+  gauge(
+    'tokenmeter_journal_bytes',
+    'Bytes of usage rows in the journal not yet acknowledged by ClickHouse or a spill store',
+    (s, g) => g.set(s.journal?.bytes ?? 0),
+  )
+  gauge(
+    'tokenmeter_journal_segments',
+    'Journal segments not yet acknowledged (one per recorder batch)',
+    (s, g) => g.set(s.journal?.segments ?? 0),
+  )
+  gauge(
+    'tokenmeter_journal_oldest_unacked_age_seconds',
+    'Age of the oldest journaled row not yet acknowledged (0 when none)',
+    (s, g) => g.set(s.journal?.oldestAgeSeconds ?? 0),
+  )
+  gauge(
+    'tokenmeter_journal_rejected_rows_total',
+    'Rows the journal could not take (full or a write error): answered, held in memory only',
+    (s, g) => g.set(s.journal?.rejectedRows ?? 0),
+  )
+  gauge(
+    'tokenmeter_journal_recovery_segments',
+    'Segments left by a previous run: found at start, and delivered so far',
+    (s, g) => {
+      g.set({ state: 'found' }, s.journal?.recovery.segmentsFound ?? 0)
+      g.set({ state: 'done' }, s.journal?.recovery.segmentsDone ?? 0)
+    },
+    ['state'],
+  )
+  gauge(
+    'tokenmeter_journal_recovery_rows_total',
+    'Rows delivered from segments left by a previous run',
+    (s, g) => g.set(s.journal?.recovery.rowsDone ?? 0),
+  )
+  gauge(
+    'tokenmeter_journal_corrupt_records_total',
+    'Journal damage found at start: a torn last record (cut off) or a damaged record mid-segment (skipped)',
+    (s, g) => {
+      g.set({ kind: 'torn-tail' }, s.journal?.recovery.tornTails ?? 0)
+      g.set({ kind: 'damaged' }, s.journal?.recovery.damagedRecords ?? 0)
+    },
+    ['kind'],
+  )
   gauge('tokenmeter_quarantine_entries', 'Quarantined batches and segments waiting for an operator', (s, g) =>
     g.set(s.quarantine.entries),
   )

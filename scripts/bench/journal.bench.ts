@@ -1,0 +1,272 @@
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { setImmediate as yieldToLoop } from 'node:timers/promises'
+import { fileURLToPath } from 'node:url'
+import { createCore } from '../../services/src/core/core.ts'
+import { parseEnv } from '../../services/src/core/env.ts'
+import { createUsageJournal } from '../../services/src/core/usage-journal.ts'
+import { createUsageRecorder } from '../../services/src/core/usage-recorder.ts'
+import type { UsageRow } from '../../services/src/core/usage-row.ts'
+import { createCatalogue } from '../../services/src/demo/usage-catalogue.ts'
+import { generateUsageBatches } from '../../services/src/demo/usage-generator.ts'
+import { cpuSeconds, startChild } from './lib/child.ts'
+import { closedLoop, type LoadResult, type Target } from './lib/load.ts'
+import { commandFor, emit, log, parseArgs, type Table } from './lib/report.ts'
+import { fmt, measure, percentile, ratio } from './lib/stats.ts'
+
+/**
+ * What the write-ahead journal (core/usage-journal.ts) costs, side by side
+ * with the in-memory path in the same run:
+ * 1. the gateway: two gateway processes on the embedded engine, JOURNAL=on and
+ *    JOURNAL=off, same upstream (no latency), JSON and streamed answers;
+ *    latency at concurrency 1 and peak throughput at concurrency 64, slices
+ *    interleaved round by round so drift in the machine's load hits both;
+ * 2. ingest: the product's recorder with and without a journal, rows recorded
+ *    as fast as ClickHouse takes them, then the append alone per row.
+ */
+const args = parseArgs()
+const SLICE_S = args.quick ? 2 : 5
+const ROUNDS = args.quick ? 2 : 4
+const INGEST_ROWS = args.quick ? 50_000 : 500_000
+const here = (p: string) => fileURLToPath(new URL(p, import.meta.url))
+const node = process.execPath
+const tables: Table[] = []
+
+// 1. Gateway
+const body = (stream: boolean) =>
+  JSON.stringify({
+    model: 'gpt-4o-mini',
+    messages: [
+      { role: 'user', content: 'Summarise the quarterly usage report in three bullet points. '.repeat(5) },
+    ],
+    max_tokens: 64,
+    ...(stream ? { stream: true } : {}),
+  })
+const upstream = await startChild(node, [here('./upstream.process.ts'), '--latency-ms=0'], {
+  marker: 'READY ',
+})
+const gateways = {
+  on: await startChild(node, [here('./gateway.process.ts'), `--upstream=${upstream.ready}`], {
+    marker: 'READY ',
+    timeoutMs: 120_000,
+  }),
+  off: await startChild(
+    node,
+    [here('./gateway.process.ts'), `--upstream=${upstream.ready}`, '--journal=off'],
+    {
+      marker: 'READY ',
+      timeoutMs: 120_000,
+    },
+  ),
+}
+const target = (mode: 'on' | 'off', stream: boolean): Target => {
+  const ready = JSON.parse(gateways[mode].ready) as { url: string; key: string }
+  return {
+    name: `journal ${mode}`,
+    origin: ready.url,
+    path: '/v1/chat/completions',
+    headers: { authorization: `Bearer ${ready.key}` },
+    body: body(stream),
+  }
+}
+const merge = (rs: LoadResult[]) => {
+  const latencies = rs.flatMap((r) => r.latencies)
+  const ok = rs.reduce((n, r) => n + r.ok, 0)
+  const seconds = rs.reduce((n, r) => n + r.seconds, 0)
+  return { latencies, rps: ok / seconds, errors: rs.reduce((n, r) => n + r.errors, 0) }
+}
+const gwRows: (string | number)[][] = []
+const summary: (string | number)[][] = []
+for (const stream of [false, true]) {
+  const label = stream ? 'streamed' : 'JSON'
+  log(`gateway, ${label}: journal on vs off`)
+  const c1: Record<string, LoadResult[]> = { on: [], off: [] }
+  const peak: Record<string, LoadResult[]> = { on: [], off: [] }
+  // CPU seconds of each gateway process during its peak slices: a cost that does not depend on the machine's load.
+  const cpu = { on: 0, off: 0 }
+  for (const mode of ['on', 'off'] as const) await closedLoop(target(mode, stream), 8, 1)
+  for (let round = 0; round < ROUNDS; round++) {
+    const order = round % 2 === 0 ? (['on', 'off'] as const) : (['off', 'on'] as const)
+    for (const mode of order) c1[mode]!.push(await closedLoop(target(mode, stream), 1, SLICE_S))
+    for (const mode of order) {
+      const before = cpuSeconds(gateways[mode].pid)
+      peak[mode]!.push(await closedLoop(target(mode, stream), 64, SLICE_S))
+      cpu[mode] += cpuSeconds(gateways[mode].pid) - before
+    }
+  }
+  const m = { on: merge(c1.on!), off: merge(c1.off!) }
+  const p = { on: merge(peak.on!), off: merge(peak.off!) }
+  for (const mode of ['on', 'off'] as const) {
+    gwRows.push([
+      label,
+      mode,
+      fmt(percentile(m[mode].latencies, 50), 3),
+      fmt(percentile(m[mode].latencies, 99), 3),
+      fmt(p[mode].rps, 0),
+      fmt((cpu[mode] * 1e6) / p[mode].latencies.length, 0),
+      m[mode].errors + p[mode].errors,
+    ])
+  }
+  summary.push([
+    label,
+    fmt(percentile(m.on.latencies, 50) - percentile(m.off.latencies, 50), 3),
+    fmt(percentile(m.on.latencies, 99) - percentile(m.off.latencies, 99), 3),
+    ratio(p.on.rps, p.off.rps),
+    fmt((cpu.on * 1e6) / p.on.latencies.length - (cpu.off * 1e6) / p.off.latencies.length, 0),
+  ])
+}
+for (const g of [gateways.on, gateways.off, upstream]) await g.stop()
+tables.push({
+  id: 'journal-gateway',
+  title: 'Journal cost in the gateway (journal on vs JOURNAL=off, same run)',
+  command: commandFor('journal', args),
+  columns: [
+    'answer',
+    'journal',
+    'p50 ms (concurrency 1)',
+    'p99 ms (concurrency 1)',
+    'peak req/s (concurrency 64)',
+    'gateway CPU µs/request at peak',
+    'errors',
+  ],
+  rows: gwRows,
+  notes: [
+    `Slices of ${SLICE_S} s, ${ROUNDS} rounds, on and off interleaved; upstream answers at once (so the gateway's own cost is all there is).`,
+  ],
+})
+tables.push({
+  id: 'journal-gateway-added',
+  title: 'Added by the journal (on minus off)',
+  command: commandFor('journal', args),
+  columns: ['answer', 'added p50 ms', 'added p99 ms', 'peak throughput on/off', 'added CPU µs/request'],
+  rows: summary,
+  notes: ['Target: under 0.1 ms added p50, throughput within 10% (ratio >= 0.90x).'],
+})
+
+// 2. Ingest (the gateway tables are printed first, in case this part fails on a loaded machine)
+log(JSON.stringify(tables.map((t) => ({ title: t.title, rows: t.rows }))))
+const dataDir = mkdtempSync(join(tmpdir(), 'tokenmeter-bench-journal-'))
+// A generous insert timeout, alike for both modes: on a loaded machine a 50,000-row insert can pass 10 s,
+// and a timed-out insert spills its batch, which would measure the spool instead of ClickHouse.
+const env = parseEnv({
+  DATA_DIR: dataDir,
+  DEMO: 'false',
+  LOG_LEVEL: 'silent',
+  ROLES: 'api',
+  JOURNAL: 'off',
+  CLICKHOUSE_INSERT_TIMEOUT_MS: '120000',
+})
+const logger = { warn: () => {}, error: (o: object, msg: string) => log(`${msg} ${JSON.stringify(o)}`) }
+const spillCauses = new Map<string, number>()
+const core = await createCore(env, {
+  logger,
+  spill: {
+    spill: async (batch, cause) => {
+      const k = String((cause as Error)?.message ?? cause).slice(0, 160)
+      spillCauses.set(k, (spillCauses.get(k) ?? 0) + 1)
+      await core.outage.sink.spill(batch, cause)
+    },
+  },
+})
+const catalogue = createCatalogue({ seed: 7, prefix: 'jb' })
+function rowsOf(n: number, seed: number): UsageRow[] {
+  const to = Date.now()
+  const out: UsageRow[] = []
+  for (const b of generateUsageBatches({
+    catalogue,
+    seed,
+    from: to - Math.ceil((n / 10_000) * 1000),
+    to,
+    rows: n,
+    batchSize: 50_000,
+    batchId: (i) => `jb-${seed}-${i}`,
+  }))
+    out.push(...b.rows)
+  return out
+}
+const ingestRows: (string | number)[][] = []
+const rates: Record<string, number[]> = { on: [], off: [] }
+for (let round = 0; round < ROUNDS; round++) {
+  for (const mode of round % 2 === 0 ? (['off', 'on'] as const) : (['on', 'off'] as const)) {
+    const rows = rowsOf(INGEST_ROWS, round * 2 + (mode === 'on' ? 1 : 0))
+    const journal =
+      mode === 'on'
+        ? createUsageJournal({
+            dir: join(dataDir, `journal-${round}`),
+            maxBytes: 4 * 2 ** 30,
+            fsyncMs: 200,
+            logger,
+          })
+        : undefined
+    const recorder = createUsageRecorder({
+      warehouse: core.warehouse,
+      spill: { spill: (b, c) => core.outage.sink.spill(b, c).finally(() => spillCauses.set(String(c), 1)) },
+      insertBatch: core.outage.insertBatch,
+      maxRows: env.RECORDER_MAX_ROWS,
+      flushMs: env.RECORDER_FLUSH_MS,
+      insertTimeoutMs: env.CLICKHOUSE_INSERT_TIMEOUT_MS,
+      logger,
+      journal,
+    })
+    log(`ingest, journal ${mode}, round ${round + 1}: ${INGEST_ROWS} rows`)
+    const r = await measure(async () => {
+      for (let i = 0; i < rows.length; i++) {
+        recorder.record(rows[i]!)
+        if (i % 1_000 !== 999) continue
+        // As in the ingest benchmark: inserts progress between bursts, the source waits for ClickHouse.
+        await yieldToLoop()
+        while (recorder.stats().pendingRows > 2 * env.RECORDER_MAX_ROWS)
+          await new Promise((r) => setTimeout(r, 2))
+      }
+      await recorder.flush()
+    })
+    const s = recorder.stats()
+    if (s.spilled > 0 || s.pendingRows > 0)
+      throw new Error(`recorder spilled ${s.spilled}, pending ${s.pendingRows}`)
+    await recorder.close()
+    const left = journal?.status().segments ?? 0
+    await journal?.close()
+    if (left > 0) throw new Error(`${left} journal segments not acknowledged after the flush`)
+    rates[mode]!.push(INGEST_ROWS / (r.wallMs / 1000))
+    ingestRows.push([
+      `journal ${mode}`,
+      round + 1,
+      INGEST_ROWS,
+      fmt(r.wallMs / 1000, 2),
+      fmt(INGEST_ROWS / (r.wallMs / 1000), 0),
+      fmt((r.cpuMs * 1000) / INGEST_ROWS, 2),
+    ])
+  }
+}
+const best = (xs: number[]) => Math.max(...xs)
+// The append alone: what record() adds per row (JSON, crc32, one write() into the page cache).
+const appendRows = rowsOf(50_000, 99)
+const alone = createUsageJournal({
+  dir: join(dataDir, 'journal-append'),
+  maxBytes: 4 * 2 ** 30,
+  fsyncMs: 200,
+  logger,
+})
+const a = await measure(async () => {
+  for (let i = 0; i < appendRows.length; i++) {
+    alone.append(appendRows[i]!)
+    if (i % 5_000 === 4_999) alone.ack(alone.cut()!.token)
+  }
+})
+await alone.close()
+tables.push({
+  id: 'journal-ingest',
+  title: 'Ingest through the recorder, journal on vs off (embedded engine, every rollup attached)',
+  command: commandFor('journal', args),
+  columns: ['recorder', 'round', 'rows', 'seconds', 'rows/s', 'CPU µs/row (whole process)'],
+  rows: ingestRows,
+  notes: [
+    `Best round: on ${fmt(best(rates.on!), 0)} rows/s, off ${fmt(best(rates.off!), 0)} rows/s (${ratio(best(rates.on!), best(rates.off!))}).`,
+    `The append alone (JSON, crc32, write() into the page cache, a cut every 5,000 rows): ${fmt((a.wallMs * 1000) / appendRows.length, 2)} µs/row wall, ${fmt((a.cpuMs * 1000) / appendRows.length, 2)} µs/row CPU over ${appendRows.length.toLocaleString('en-US')} rows.`,
+  ],
+})
+await core.close()
+rmSync(dataDir, { recursive: true, force: true })
+emit(tables)
+process.exit(0)

@@ -1,0 +1,269 @@
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, truncateSync, writeFileSync } from 'node:fs'
+import { ServerResponse } from 'node:http'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { readJournalSegment, startJournalRecovery } from '../services/src/core/journal-recovery.ts'
+import { createUsageJournal } from '../services/src/core/usage-journal.ts'
+import type { UsageRow } from '../services/src/core/usage-row.ts'
+import { createFakeUpstream, type FakeUpstream } from '../services/src/simulator/fake-upstream.ts'
+import { HEADER_BYTES, scanSegment } from '../services/src/worker/spool-segment.ts'
+import { expectExactlyOnce, makeUsageRow } from './helpers/clickhouse-http-checks.ts'
+import { startTestStack, TEST_ADMIN_TOKEN, type TestStack } from './helpers/test-core.ts'
+
+/**
+ * The journal's damage handling and delivery at start, on the real embedded
+ * engine: a data directory is prepared as a crash would leave it (a torn
+ * last record, a flipped byte mid-segment, a batch cut and inserted but not
+ * acknowledged), then the product starts on it. Plus the gateway's ordering:
+ * a row is journaled before the client gets the end of its answer.
+ */
+const quiet = { warn() {}, error() {} }
+let dataDir: string
+let stack: TestStack
+let fake: FakeUpstream
+const expected = new Set<string>()
+let n = 0
+
+/** Writes `count` rows to a fresh segment the way a process that then died would; returns rows and path. */
+function deadSegment(dir: string, count: number, cut: boolean) {
+  const journal = createUsageJournal({ dir, maxBytes: 1 << 30, fsyncMs: 200, logger: quiet })
+  const rows: UsageRow[] = []
+  for (let i = 0; i < count; i++) {
+    const row = makeUsageRow(n++)
+    rows.push(row)
+    journal.append(row)
+  }
+  const before = new Set(readdirSync(dir))
+  const c = cut ? journal.cut() : undefined
+  return { rows, token: c?.token, done: Promise.all([c?.synced, journal.close()]), before }
+}
+
+const newest = (dir: string) => readdirSync(dir).sort().at(-1)!
+
+const metric = async (name: string, labels = '') => {
+  const text = await stack.core.metrics.metrics()
+  const re = new RegExp(`^${name}${labels.replace(/[{}]/g, '\\$&')} (\\S+)$`, 'm')
+  return Number(re.exec(text)?.[1])
+}
+
+beforeAll(async () => {
+  dataDir = mkdtempSync(join(tmpdir(), 'tokenmeter-journal-'))
+  const dir = join(dataDir, 'journal')
+  mkdirSync(dir, { recursive: true })
+
+  // A: the process died in the middle of writing its last row (torn tail).
+  const a = deadSegment(dir, 5, false)
+  await a.done
+  const aPath = join(dir, newest(dir))
+  truncateSync(aPath, readFileSync(aPath).length - 7)
+  for (const r of a.rows.slice(0, 4)) expected.add(r.request_id)
+
+  // B: a byte flipped in the third record; the records around it are intact.
+  const b = deadSegment(dir, 5, false)
+  await b.done
+  const bPath = join(dir, newest(dir))
+  const buf = readFileSync(bPath)
+  const third = scanSegment(buf).records[2]!
+  const at = third.offset + HEADER_BYTES + 20
+  buf[at] = (buf[at] ?? 0) ^ 0xff
+  writeFileSync(bPath, buf)
+  for (const [i, r] of b.rows.entries()) if (i !== 2) expected.add(r.request_id)
+
+  // C: cut (its insert was sent), never acknowledged.
+  const c = deadSegment(dir, 5, true)
+  await c.done
+  for (const r of c.rows) expected.add(r.request_id)
+
+  fake = await createFakeUpstream({ slowChunkMs: 5 })
+  stack = await startTestStack({
+    dataDir,
+    listen: true,
+    env: { OPENAI_BASE_URL: `${fake.url}/v1`, OPENAI_API_KEY: 'sk-up', RECORDER_FLUSH_MS: '100' },
+  })
+})
+afterAll(async () => {
+  await stack?.close()
+  await fake?.close()
+})
+
+describe('journal segments', () => {
+  it('with JOURNAL_FSYNC_MS=0 makes the answer wait for an fdatasync; otherwise nothing to wait for', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tokenmeter-journal-unit-'))
+    const perAnswer = createUsageJournal({ dir, maxBytes: 1 << 30, fsyncMs: 0, logger: quiet })
+    expect(perAnswer.durable()).toBeUndefined()
+    perAnswer.append(makeUsageRow(n++))
+    const wait = perAnswer.durable()
+    expect(wait).toBeInstanceOf(Promise)
+    await wait
+    // Synced: nothing left to wait for until the next row.
+    expect(perAnswer.durable()).toBeUndefined()
+    await perAnswer.close()
+    const grouped = createUsageJournal({ dir, maxBytes: 1 << 30, fsyncMs: 200, logger: quiet })
+    grouped.append(makeUsageRow(n++))
+    expect(grouped.durable()).toBeUndefined()
+    await grouped.close()
+  })
+
+  it('refuses rows past JOURNAL_MAX_BYTES and deletes a segment once its batch is acknowledged', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tokenmeter-journal-unit-'))
+    const j = createUsageJournal({ dir, maxBytes: 2_000, fsyncMs: 200, logger: quiet })
+    let taken = 0
+    for (let i = 0; i < 10; i++) if (j.append(makeUsageRow(n++))) taken++
+    expect(taken).toBeGreaterThan(0)
+    expect(taken).toBeLessThan(10)
+    expect(j.status().rejectedRows).toBe(10 - taken)
+    const cut = j.cut()!
+    await cut.synced
+    expect(readdirSync(dir)).toHaveLength(1)
+    j.ack(cut.token)
+    expect(readdirSync(dir)).toEqual([])
+    expect(j.status()).toMatchObject({ bytes: 0, segments: 0 })
+    await j.close()
+  })
+
+  it('cuts a torn tail off at the last good record, the token the same as the lost cut', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tokenmeter-journal-unit-'))
+    const torn = deadSegment(dir, 3, true)
+    await torn.done
+    const path = join(dir, newest(dir))
+    const full = readFileSync(path).length
+    truncateSync(path, full - 3)
+    const read = readJournalSegment(path, newest(dir).slice(0, -4))
+    // The cut record was the torn one: the token is derived from the rows, as the cut's was.
+    expect(read.token).toBe(torn.token)
+    expect(read.rows.map((r) => r.request_id)).toEqual(torn.rows.map((r) => r.request_id))
+    expect(read.truncatedAt).toBeGreaterThan(0)
+    expect(readFileSync(path).length).toBe(read.truncatedAt)
+    expect(read.rows.every((r) => r.batch_id === torn.token)).toBe(true)
+  })
+})
+
+describe('journal left by a crash, delivered at start', () => {
+  it('delivers every good row once, reports the torn tail and the damaged record, quarantines the damaged segment', async () => {
+    await stack.core.journal!.recovery.done()
+    await stack.core.recorder.flush()
+    await expectExactlyOnce(stack.core.warehouse, expected)
+    const p = stack.core.journal!.recovery.progress()
+    expect(p).toMatchObject({ state: 'done', segmentsFound: 3, segmentsDone: 3, rowsDone: 13 })
+    expect(p.tornTails).toBe(1)
+    expect(p.damagedRecords).toBe(1)
+    expect(await metric('tokenmeter_journal_corrupt_records_total', '{kind="torn-tail"}')).toBe(1)
+    expect(await metric('tokenmeter_journal_corrupt_records_total', '{kind="damaged"}')).toBe(1)
+    expect(await metric('tokenmeter_journal_recovery_segments', '{state="done"}')).toBe(3)
+    expect(await metric('tokenmeter_journal_recovery_rows_total')).toBe(13)
+
+    const res = await stack.app.inject({
+      url: '/api/admin/ops/quarantine',
+      headers: { authorization: `Bearer ${TEST_ADMIN_TOKEN}` },
+    })
+    const entry = res.json().entries.find((e: { id: string }) => e.id.startsWith('journal-'))
+    expect(entry.reason).toMatch(/bad-crc/)
+    expect(entry.reason).toMatch(/4 good rows delivered/)
+    // Delivered segments are gone; the damaged one moved to the quarantine.
+    expect(
+      readdirSync(join(dataDir, 'journal')).filter(
+        (f) => f.endsWith('.jnl') && !f.includes(`-${process.pid}-`),
+      ),
+    ).toEqual([])
+  })
+
+  it('re-delivers a batch whose insert landed before the crash under the same token: counted once', async () => {
+    const dir = join(dataDir, 'journal')
+    const d = deadSegment(dir, 6, true)
+    await d.done
+    // The insert of the cut batch reached ClickHouse; the process died before deleting the segment.
+    const rows = d.rows.map((r) => ({ ...r, batch_id: d.token! }))
+    await stack.core.outage.insertBatch(
+      { batchId: d.token!, createdAt: Date.now(), rows },
+      { rowsChecked: false },
+    )
+    for (const r of d.rows) expected.add(r.request_id)
+    const recovery = startJournalRecovery({
+      journal: stack.core.journal!.journal,
+      insertBatch: stack.core.outage.insertBatch,
+      quarantine: stack.core.outage.quarantine,
+      logger: quiet,
+    })
+    await recovery.done()
+    expect(recovery.progress()).toMatchObject({ segmentsFound: 1, rowsDone: 6 })
+    await expectExactlyOnce(stack.core.warehouse, expected)
+  })
+})
+
+describe('gateway: the row is journaled before the end of the answer', () => {
+  it('holds a JSON body whole and a stream from its final event until the row is recorded', async () => {
+    const auth = { authorization: `Bearer ${TEST_ADMIN_TOKEN}` }
+    const admin = async (method: 'POST' | 'PUT', url: string, payload: object) => {
+      const r = await stack.app.inject({ method, url, headers: auth, payload })
+      expect(r.statusCode, r.body).toBeLessThan(300)
+      return r.json()
+    }
+    await admin('POST', '/api/admin/teams', { teamId: 'jt', name: 'Journal' })
+    await admin('POST', '/api/admin/users', {
+      userId: 'ju',
+      email: 'j@example.com',
+      name: 'J',
+      teamId: 'jt',
+      role: 'member',
+    })
+    await admin('PUT', '/api/admin/models/gpt-j', {
+      provider: 'openai',
+      upstreamModel: 'gpt-4o-mini@slow',
+      inputPerM: 1,
+      outputPerM: 2,
+    })
+    const key = (await admin('POST', '/api/admin/keys', { userId: 'ju', name: 'k' })).plaintext
+
+    // Order of what the gateway does, across the process: writes, ends, and the recording of rows.
+    const events: string[] = []
+    const proto = ServerResponse.prototype
+    const { write, end } = proto
+    // Only the gateway's answers (the fake provider answers in this process too).
+    const ours = (res: ServerResponse) => res.req?.headers.authorization === `Bearer ${key}`
+    proto.write = function (this: ServerResponse, chunk: unknown, ...rest: unknown[]) {
+      if (ours(this)) events.push(String(chunk).includes('[DONE]') ? 'write-final' : 'write')
+      return (write as (...a: unknown[]) => boolean).call(this, chunk, ...rest)
+    } as typeof proto.write
+    proto.end = function (this: ServerResponse, ...args: unknown[]) {
+      if (ours(this)) events.push('end')
+      return (end as (...a: unknown[]) => ServerResponse).apply(this, args)
+    } as typeof proto.end
+    const recorder = stack.core.recorder
+    const recordDurably = recorder.recordDurably
+    recorder.recordDurably = (row) => {
+      events.push('record')
+      return recordDurably(row)
+    }
+    try {
+      const call = async (stream: boolean) => {
+        events.length = 0
+        const res = await fetch(`${stack.url}/v1/chat/completions`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
+          body: JSON.stringify({
+            model: 'gpt-j',
+            stream,
+            messages: [{ role: 'user', content: 'hello there' }],
+          }),
+        })
+        expect(res.status).toBe(200)
+        await res.text()
+        return [...events]
+      }
+      const json = await call(false)
+      expect(json.indexOf('record')).toBeGreaterThanOrEqual(0)
+      expect(json.indexOf('record')).toBeLessThan(json.indexOf('write'))
+      expect(json.indexOf('record')).toBeLessThan(json.indexOf('end'))
+      const sse = await call(true)
+      // Earlier events were streamed as they came; the final one waited for the row.
+      expect(sse.indexOf('write')).toBeLessThan(sse.indexOf('record'))
+      expect(sse.indexOf('record')).toBeLessThan(sse.indexOf('write-final'))
+      expect(sse.indexOf('record')).toBeLessThan(sse.lastIndexOf('end'))
+    } finally {
+      proto.write = write
+      proto.end = end
+      recorder.recordDurably = recordDurably
+    }
+  })
+})
