@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { type ClickHouseHttp, startClickHouseHttp } from './helpers/clickhouse-http.ts'
+import { seededRandom } from './helpers/test-seed.ts'
 
 /**
  * A recording process killed with SIGKILL under steady load: how many rows
@@ -19,6 +20,8 @@ import { type ClickHouseHttp, startClickHouseHttp } from './helpers/clickhouse-h
  */
 const FLUSH_MS = 200
 const ROW_EVERY_MS = 2
+// When each SIGKILL lands within a flush interval: seeded, the seed printed.
+const { random } = seededRandom('outage-gateway-kill kill timings')
 let ch: ClickHouseHttp
 let dataDir: string
 
@@ -72,7 +75,7 @@ describe('recording process killed with SIGKILL under load', () => {
   it('loses at most the rows not yet flushed, and measures them', async () => {
     const results = []
     for (const afterMs of [700, 1_100, 1_500]) {
-      const { accepted, durable } = await runAndKill(afterMs + Math.random() * FLUSH_MS)
+      const { accepted, durable } = await runAndKill(afterMs + random() * FLUSH_MS)
       const ids = new Set(accepted)
       const rows = await ch.query<{ id: string }>('SELECT toString(request_id) AS id FROM requests')
       const landed = rows.filter((r) => ids.has(r.id)).length
