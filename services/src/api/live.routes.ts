@@ -1,4 +1,5 @@
 import websocket from '@fastify/websocket'
+import { filterSchema, liveClientMessage } from '@tokenmeter/contract'
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify'
 import { Gauge } from 'prom-client'
 import type { Principal } from '../core/auth.ts'
@@ -7,7 +8,6 @@ import { HttpError } from '../core/errors.ts'
 import { originAllowed, principalFromCredential, requireRole } from './auth.plugin.ts'
 import {
   assertInScope,
-  filterSchema,
   type ParsedFilter,
   parseQuery,
   resolveFilter,
@@ -17,7 +17,6 @@ import {
   zodToHttp,
 } from './filters.ts'
 import { createLiveHub, type LiveHub } from './live-hub.ts'
-import { liveClientMessage } from './schemas.ts'
 
 /** WebSocket close code for "your credential is no longer valid" (4000-4999 are ours). */
 export const CLOSE_REVOKED = 4401

@@ -1,5 +1,5 @@
+import * as s from '@tokenmeter/contract'
 import { z } from 'zod'
-import * as s from './schemas.ts'
 
 type Json = Record<string, unknown>
 

@@ -1,10 +1,10 @@
+import { sessionBody } from '@tokenmeter/contract'
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify'
 import { safeEqual } from '../core/auth.ts'
 import type { Core } from '../core/core.ts'
 import { HttpError } from '../core/errors.ts'
 import { SESSION_COOKIE } from './auth.plugin.ts'
 import { parseQuery } from './filters.ts'
-import { sessionBody } from './schemas.ts'
 
 const SESSION_MAX_AGE_S = 12 * 60 * 60
 

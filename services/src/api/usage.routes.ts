@@ -1,4 +1,15 @@
 import { Readable } from 'node:stream'
+import {
+  breakdownQuery,
+  exportQuery,
+  filterOptionsQuery,
+  keySpendQuery,
+  kpisQuery,
+  leaderboardQuery,
+  monthlyUsageQuery,
+  requestLogQuery,
+  seriesQuery,
+} from '@tokenmeter/contract'
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify'
 import type { z } from 'zod'
 import type { Core } from '../core/core.ts'
@@ -23,17 +34,6 @@ import { queryLeaderboard } from './queries/leaderboard.ts'
 import { queryMonthlyUsage } from './queries/monthly-usage.ts'
 import { queryRequestLog } from './queries/request-log.ts'
 import { querySeries } from './queries/series.ts'
-import {
-  breakdownQuery,
-  exportQuery,
-  filterOptionsQuery,
-  keySpendQuery,
-  kpisQuery,
-  leaderboardQuery,
-  monthlyUsageQuery,
-  requestLogQuery,
-  seriesQuery,
-} from './schemas.ts'
 
 /**
  * The usage API. Every handler: authenticate, parse the one filter schema
