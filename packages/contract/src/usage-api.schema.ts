@@ -57,6 +57,12 @@ export const sessionBody = z
   .strict()
 
 const iso = z.string().describe('ISO 8601 UTC')
+
+/** The one error envelope of every /api route. */
+export const errorResponse = z.object({
+  error: z.object({ code: z.string(), message: z.string(), details: z.unknown().optional() }),
+})
+export type ErrorResponse = z.infer<typeof errorResponse>
 const totals = {
   requests: z.number(),
   errors: z.number(),

@@ -5,11 +5,13 @@ import { authPlugin } from './auth.plugin.ts'
 import { budgetsRoutes } from './budgets.routes.ts'
 import { liveRoutes } from './live.routes.ts'
 import { opsRoutes } from './ops.routes.ts'
+import { useRouteSchemas } from './route-schemas.ts'
 import { sessionRoutes } from './session.routes.ts'
 import { usageRoutes } from './usage.routes.ts'
 
-/** Everything under /api: auth first, then each area in its own plugin. */
+/** Everything under /api: zod route schemas and their OpenAPI document, auth, then each area in its own plugin. */
 export const apiRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { core }) => {
+  await useRouteSchemas(app)
   await app.register(authPlugin, { core })
   await app.register(sessionRoutes, { core })
   await app.register(usageRoutes, { core })

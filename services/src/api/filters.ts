@@ -1,5 +1,4 @@
 import type { ParsedFilter } from '@tokenmeter/contract'
-import type { z } from 'zod'
 import type { AdminStore } from '../core/admin-store.ts'
 import type { Principal } from '../core/auth.ts'
 import { HttpError } from '../core/errors.ts'
@@ -43,32 +42,6 @@ const ROW_FIELDS: Record<Exclude<ListDimension, 'tags'>, keyof UsageRow> = {
   providers: 'provider',
   projects: 'project',
   apps: 'client_app',
-}
-
-/** Parses a query object with a strict zod schema; any problem is a 400 naming the parameter. */
-export function parseQuery<S extends z.ZodType>(schema: S, query: unknown): z.output<S> {
-  const input: Record<string, unknown> = {}
-  // Repeated parameters (?keys=a&keys=b) mean the same as a comma-separated list.
-  for (const [k, v] of Object.entries((query ?? {}) as Record<string, unknown>)) {
-    input[k] = Array.isArray(v) ? v.join(',') : v
-  }
-  const parsed = schema.safeParse(input)
-  if (parsed.success) return parsed.data
-  throw zodToHttp(parsed.error)
-}
-
-export function zodToHttp(error: z.ZodError): HttpError {
-  const issue = error.issues[0]!
-  if (issue.code === 'unrecognized_keys') {
-    const names = issue.keys.map((k) => `"${k}"`).join(', ')
-    return new HttpError(400, 'unknown_parameter', `Unknown parameter ${names}; see /api/openapi.json.`, {
-      parameters: issue.keys,
-    })
-  }
-  const name = String(issue.path[0] ?? 'query')
-  return new HttpError(400, 'invalid_parameter', `Invalid parameter "${name}": ${issue.message}.`, {
-    parameter: name,
-  })
 }
 
 function bad(parameter: string, message: string): HttpError {
