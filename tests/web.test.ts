@@ -206,7 +206,7 @@ describe('dashboard in a real browser', () => {
       headers: { authorization: `Bearer ${TEST_ADMIN_TOKEN}` },
     })
     expect(csv.split(/\r?\n/)[0]).toBe(
-      'day,group_id,group_name,requests,input_tokens,output_tokens,cached_tokens,cost_usd',
+      'day,group_id,group_name,requests,input_tokens,output_tokens,cached_tokens,cost_usd,cache_write_tokens,reasoning_tokens,unpriced_requests',
     )
     expect(csv).toBe(await res.text())
     expect(csv).toContain('u-ada')

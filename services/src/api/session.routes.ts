@@ -1,10 +1,13 @@
+import { randomBytes } from 'node:crypto'
 import { errorResponse, meResponse, sessionBody } from '@tokenmeter/contract'
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify'
 import type { ZodTypeProvider } from 'fastify-type-provider-zod'
 import { z } from 'zod'
 import { safeEqual } from '../core/auth.ts'
 import type { Core } from '../core/core.ts'
+import type { Session } from '../core/entities.ts'
 import { HttpError } from '../core/errors.ts'
+import { adminTokenFingerprint } from '../core/session-validity.ts'
 import { SESSION_COOKIE } from './auth.plugin.ts'
 import { responses } from './route-schemas.ts'
 
@@ -33,93 +36,102 @@ export function describePrincipal(core: Core, request: FastifyRequest) {
 
 /**
  * Web sign-in: a virtual key, an admin-issued one-time sign-in token or
- * ADMIN_TOKEN is exchanged for a signed, httpOnly, SameSite=Lax cookie that
- * names the credential (never the secret), so revoking the credential ends
- * the session.
+ * ADMIN_TOKEN is exchanged for a server-side session (admin store, shared by
+ * every instance) and a signed, httpOnly, SameSite=Lax cookie naming only the
+ * session id. Sign-out ends the session itself, not just the cookie.
  */
 export const sessionRoutes: FastifyPluginAsync<{ core: Core }> = async (plain, { core }) => {
   const app = plain.withTypeProvider<ZodTypeProvider>()
   const tags = ['session']
-  // A sign-in token is exchanged once; this guards the window before the revocation lands.
+  // A sign-in token is exchanged once; this guards this instance's window
+  // before its revocation lands (other instances: exchangeSignin).
   const exchanging = new Set<string>()
 
-  app.post(
-    '/session',
-    {
-      schema: {
-        tags,
-        summary: 'Exchange a virtual key, a one-time sign-in token or ADMIN_TOKEN for the tm_session cookie',
-        security: [],
-        body: sessionBody,
-        response: { 200: meResponse, 400: errorResponse, 401: errorResponse },
-      },
-    },
-    async (request, reply) => {
-      const { token } = request.body
-      let credentialId: string
-      let who: { role: 'admin' | 'lead' | 'member'; userId: string; teamId: string } = {
-        role: 'admin',
+  // Guessing tokens is slow: a few sign-ins per address per minute.
+  const signinLimit = { rateLimit: { max: core.env.SIGNIN_RATE_LIMIT, timeWindow: 60_000 } }
+  const signinSchema = {
+    tags,
+    summary: 'Exchange a virtual key, a one-time sign-in token or ADMIN_TOKEN for the tm_session cookie',
+    security: [],
+    body: sessionBody,
+    response: { 200: meResponse, 400: errorResponse, 401: errorResponse, 429: errorResponse },
+  }
+  app.post('/session', { config: signinLimit, schema: signinSchema }, async (request, reply) => {
+    const { token } = request.body
+    const createdAt = new Date()
+    const expiresAt = new Date(createdAt.getTime() + SESSION_MAX_AGE_S * 1000)
+    // 192 random bits: the id is the bearer secret of the cookie (signed on top).
+    const sessionId = `sess_${randomBytes(24).toString('base64url')}`
+    let session: Session | undefined
+    if (safeEqual(token, core.adminToken)) {
+      session = await core.store.createSession({
+        sessionId,
         userId: '',
         teamId: '',
-      }
-      if (safeEqual(token, core.adminToken)) {
-        credentialId = 'admin-token'
-      } else {
-        const auth = core.store.authenticate(token)
-        if ('error' in auth) {
-          throw new HttpError(
-            401,
-            'invalid_token',
-            `That token is ${auth.error}; ask an admin for a new one.`,
-          )
-        }
-        who = { role: auth.user.role, userId: auth.user.userId, teamId: auth.user.teamId }
-        if (auth.key.kind === 'signin') {
-          if (exchanging.has(auth.key.keyId))
-            throw new HttpError(401, 'invalid_token', 'That token is already used.')
-          exchanging.add(auth.key.keyId)
-          try {
-            const consumedAt = new Date()
-            await core.store.revokeKey(auth.key.keyId, consumedAt)
-            credentialId = `signin:${auth.key.keyId}:${consumedAt.getTime()}`
-          } finally {
-            exchanging.delete(auth.key.keyId)
-          }
-        } else {
-          credentialId = auth.key.keyId
-        }
-      }
-      reply.setCookie(SESSION_COOKIE, app.sessions.encode(credentialId), {
-        httpOnly: true,
-        sameSite: 'lax',
-        secure: request.protocol === 'https',
-        path: '/',
-        maxAge: SESSION_MAX_AGE_S,
+        role: 'admin',
+        source: 'admin-token',
+        sourceId: adminTokenFingerprint(core.adminToken),
+        createdAt,
+        expiresAt,
       })
-      request.principal = { ...who, via: 'session', credentialId }
-      return describePrincipal(core, request)
-    },
-  )
+    } else {
+      const auth = core.store.authenticate(token)
+      if ('error' in auth) {
+        throw new HttpError(401, 'invalid_token', `That token is ${auth.error}; ask an admin for a new one.`)
+      }
+      const who = { sessionId, userId: auth.user.userId, teamId: auth.user.teamId, role: auth.user.role }
+      if (auth.key.kind === 'signin') {
+        if (exchanging.has(auth.key.keyId))
+          throw new HttpError(401, 'invalid_token', 'That token is already used; ask an admin for a new one.')
+        exchanging.add(auth.key.keyId)
+        try {
+          session = await core.store.exchangeSignin(auth.key.keyId, { ...who, createdAt, expiresAt })
+        } finally {
+          exchanging.delete(auth.key.keyId)
+        }
+        if (!session)
+          throw new HttpError(401, 'invalid_token', 'That token is already used; ask an admin for a new one.')
+      } else {
+        session = await core.store.createSession({
+          ...who,
+          source: 'key',
+          sourceId: auth.key.keyId,
+          createdAt,
+          expiresAt,
+        })
+      }
+    }
+    reply.setCookie(SESSION_COOKIE, app.sessions.encode(session.sessionId), {
+      httpOnly: true,
+      sameSite: 'lax',
+      // With TRUST_PROXY set, request.protocol follows X-Forwarded-Proto from the TLS proxy.
+      secure: request.protocol === 'https',
+      path: '/',
+      maxAge: SESSION_MAX_AGE_S,
+    })
+    request.principal = {
+      role: session.role,
+      userId: session.userId,
+      teamId: session.teamId,
+      via: 'session',
+      credentialId: session.sessionId,
+    }
+    return describePrincipal(core, request)
+  })
 
-  app.delete(
-    '/session',
-    {
-      schema: {
-        tags,
-        summary: 'Sign out (clears the cookie)',
-        security: [],
-        response: { 200: z.object({ ok: z.literal(true) }) },
-      },
-    },
-    async (_request, reply) => {
-      reply.clearCookie(SESSION_COOKIE, { path: '/' })
-      return { ok: true as const }
-    },
-  )
+  const signoutSchema = {
+    tags,
+    summary: 'Sign out (ends the session, clears the cookie)',
+    security: [],
+    response: { 200: z.object({ ok: z.literal(true) }) },
+  }
+  app.delete('/session', { schema: signoutSchema }, async (request, reply) => {
+    const p = request.principal
+    if (p?.via === 'session') await core.store.endSession(p.credentialId, 'signed out')
+    reply.clearCookie(SESSION_COOKIE, { path: '/' })
+    return { ok: true as const }
+  })
 
-  app.get(
-    '/me',
-    { schema: { tags, summary: 'Who is signed in', response: responses(meResponse) } },
-    async (request) => describePrincipal(core, request),
-  )
+  const meSchema = { tags, summary: 'Who is signed in', response: responses(meResponse) }
+  app.get('/me', { schema: meSchema }, async (request) => describePrincipal(core, request))
 }

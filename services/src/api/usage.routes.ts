@@ -209,7 +209,7 @@ export const usageRoutes: FastifyPluginAsync<{ core: Core }> = async (plain, { c
       ...signedIn,
       schema: {
         ...doc(
-          'Cost table as CSV (one row per group and day; header day,group_id,group_name,requests,input_tokens,output_tokens,cached_tokens,cost_usd; default range 30d)',
+          'Cost table as CSV (one row per group and day; header day,group_id,group_name,requests,input_tokens,output_tokens,cached_tokens,cost_usd,cache_write_tokens,reasoning_tokens,unpriced_requests; default range 30d)',
         ),
         querystring: exportQuery,
         response: {

@@ -4,7 +4,16 @@ import { z } from 'zod'
 export const roleSchema = z.enum(['admin', 'lead', 'member'])
 export type Role = z.infer<typeof roleSchema>
 
-export const providerSchema = z.enum(['openai', 'anthropic', 'simulated'])
+/**
+ * Where a model is served: the built-in `openai`, `anthropic` and `simulated`
+ * upstreams, or a named OpenAI-compatible upstream from UPSTREAMS (env.ts).
+ * Open, so that a facade can name any configured upstream; the admin API
+ * checks that the name is configured.
+ */
+export const BUILTIN_PROVIDERS = ['openai', 'anthropic', 'simulated'] as const
+export const providerSchema = z
+  .string()
+  .regex(/^[a-z][a-z0-9-]{0,31}$/, 'provider names are lower-case letters, digits and -, up to 32')
 export type Provider = z.infer<typeof providerSchema>
 
 const id = z.string().min(1).max(64)
@@ -35,7 +44,23 @@ export interface ApiKey {
   kind: 'key' | 'signin'
 }
 
-/** Prices in USD per million tokens. */
+/**
+ * Bounds that keep every amount inside the Decimal(18, 9) columns and far
+ * above any real price or budget; beyond them the admin API answers 400.
+ */
+export const MAX_PRICE_PER_M_USD = 100_000
+export const MAX_BUDGET_CAP_USD = 100_000_000
+const price = z
+  .number()
+  .nonnegative()
+  .max(MAX_PRICE_PER_M_USD, `at most ${MAX_PRICE_PER_M_USD} USD per million tokens`)
+
+/**
+ * Prices in USD per million tokens. A facade overrides everything about a
+ * name: provider, upstream model and price. With `priceFromCatalogue` it only
+ * aliases (`sonnet` -> a current Sonnet id) and its upstream model is priced
+ * from the catalogue like a model without a facade.
+ */
 export const modelFacadeSchema = z.object({
   model: z
     .string()
@@ -44,10 +69,11 @@ export const modelFacadeSchema = z.object({
     .regex(/^[A-Za-z0-9._:/-]+$/, 'model names use letters, digits and . _ : / -'),
   provider: providerSchema,
   upstreamModel: z.string().min(1).max(128),
-  inputPerM: z.number().nonnegative(),
-  outputPerM: z.number().nonnegative(),
-  cachedReadPerM: z.number().nonnegative().default(0),
-  cacheWritePerM: z.number().nonnegative().default(0),
+  inputPerM: price,
+  outputPerM: price,
+  cachedReadPerM: price.default(0),
+  cacheWritePerM: price.default(0),
+  priceFromCatalogue: z.boolean().optional(),
 })
 export type ModelFacade = z.infer<typeof modelFacadeSchema>
 
@@ -56,8 +82,27 @@ export const budgetSchema = z.object({
   scope: z.enum(['key', 'user', 'team']),
   scopeId: id,
   period: z.enum(['day', 'week', 'month']),
-  capUsd: z.number().positive(),
+  capUsd: z.number().positive().max(MAX_BUDGET_CAP_USD, `at most ${MAX_BUDGET_CAP_USD} USD`),
   timezone: z.string().default('UTC'),
   thresholds: z.array(z.number().int().min(1).max(100)).default([50, 80, 100]),
 })
 export type Budget = z.infer<typeof budgetSchema>
+
+/**
+ * A web session: the cookie names only `sessionId`. It ends on sign-out, when
+ * an admin ends it, or when what it came from is revoked, rotated or changed.
+ */
+export interface Session {
+  sessionId: string
+  /** Empty for a session made with ADMIN_TOKEN. */
+  userId: string
+  teamId: string
+  role: Role
+  source: 'admin-token' | 'key' | 'signin'
+  /** The key or sign-in token id; for 'admin-token' a fingerprint of the token (never the token). */
+  sourceId: string
+  createdAt: Date
+  expiresAt: Date
+  endedAt: Date | null
+  endReason: string
+}

@@ -30,9 +30,12 @@ export async function loadMigrations(dir = MIGRATIONS_DIR): Promise<Migration[]>
   const migrations = await Promise.all(
     files.map(async (f) => parseMigration(f, await readFile(join(dir, f), 'utf8'))),
   )
+  // Numbers are reserved per change and may land out of order (0008 before
+  // 0007); each is applied once by number, so only a duplicate is an error.
   migrations.forEach((m, i) => {
-    if (m.version !== i + 1)
-      throw new Error(`migrations must be numbered 0001.. without gaps; found ${m.version}`)
+    const prev = migrations[i - 1]
+    if (prev && prev.version === m.version)
+      throw new Error(`two migrations are numbered ${m.version}: ${prev.name} and ${m.name}; renumber one`)
   })
   return migrations
 }
@@ -142,7 +145,19 @@ export function clusterize(sql: string, cluster: string): string[] {
       .replace(/^(\s+(?:AS|TO) )([A-Za-z0-9_]+)/, (_m, kw: string, name: string) => kw + local(name))
       .replace(/\bFROM ([A-Za-z0-9_]+)/g, (_m, name: string) => `FROM ${local(name)}`)
   const alter = /^ALTER TABLE ([A-Za-z0-9_]+)/.exec(sql)
-  if (alter) return [sql.replace(alter[0], `ALTER TABLE ${local(alter[1]!)} ON CLUSTER ${cluster}`)]
+  if (alter) {
+    const table = alter[1]!
+    // A view's new query reads the local table, as its CREATE did.
+    const rest = sql
+      .slice(alter[0].length)
+      .replace(/\bFROM ([A-Za-z0-9_]+)/g, (_m, n: string) => `FROM ${local(n)}`)
+    const onLocal = `ALTER TABLE ${local(table)} ON CLUSTER ${cluster}${rest}`
+    if (!(table in SHARDED_TABLES) || !/^\s+ADD COLUMN\b/.test(rest)) return [onLocal]
+    // The Distributed table keeps its own column list: the column is added there
+    // too (without a codec, which only matters where data is stored).
+    const plain = rest.replace(/\s+CODEC\((?:[^()]|\([^()]*\))*\)/g, '')
+    return [onLocal, `ALTER TABLE ${table} ON CLUSTER ${cluster}${plain}`]
+  }
   const head = /^(CREATE (TABLE|MATERIALIZED VIEW) IF NOT EXISTS )([A-Za-z0-9_]+)/.exec(sql)
   if (!head) return [sql]
   const [, prefix, kind, table] = head as unknown as [string, string, string, string]

@@ -24,6 +24,10 @@ export const EXPORT_HEADER = [
   'output_tokens',
   'cached_tokens',
   'cost_usd',
+  // Appended (issue 12), so readers of the first eight columns keep working.
+  'cache_write_tokens',
+  'reasoning_tokens',
+  'unpriced_requests',
 ]
 
 /**
@@ -69,6 +73,9 @@ export async function* exportCostCsv(
       Number(r.m_output),
       Number(r.m_cached),
       String(r.m_cost),
+      Number(r.m_cache_write),
+      Number(r.m_reasoning),
+      Number(r.m_unpriced),
     ])
   }
 }
