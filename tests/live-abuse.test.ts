@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { CLOSE_TOO_MANY } from '../services/src/api/live.routes.ts'
 import { insertHistory, type Org, seedOrg } from './api-fixtures.ts'
-import { startTestStack, type TestStack } from './helpers/test-core.ts'
+import { startTestStack, TEST_ADMIN_TOKEN, type TestStack } from './helpers/test-core.ts'
 
 /**
  * One member abusing live mode must not slow the gateway for the others. The
@@ -55,7 +55,8 @@ const keyOf = (userId: string) => {
   const key = org.keys.find((k) => k.userId === userId)!
   return org.plaintext.get(key.keyId)!
 }
-const metrics = async () => (await stack.app.inject({ url: '/metrics' })).body
+const metrics = async () =>
+  (await stack.app.inject({ url: '/metrics', headers: { authorization: `Bearer ${TEST_ADMIN_TOKEN}` } })).body
 const metric = (text: string, series: string) =>
   Number(new RegExp(`^${series.replace(/[{}]/g, '\\$&')} (\\S+)$`, 'm').exec(text)?.[1] ?? 0)
 

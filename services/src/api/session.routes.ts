@@ -48,7 +48,7 @@ export const sessionRoutes: FastifyPluginAsync<{ core: Core }> = async (plain, {
   const exchanging = new Set<string>()
 
   // Guessing tokens is slow: a few sign-ins per address per minute.
-  const signinLimit = { rateLimit: { max: core.env.SIGNIN_RATE_LIMIT, timeWindow: 60_000 } }
+  const signinLimit = { rateLimit: { max: core.env.SIGNIN_ATTEMPTS_PER_MIN, timeWindow: 60_000 } }
   const signinSchema = {
     tags,
     summary: 'Exchange a virtual key, a one-time sign-in token or ADMIN_TOKEN for the tm_session cookie',
