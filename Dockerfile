@@ -2,6 +2,7 @@
 FROM node:24-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
+COPY packages/contract/package.json packages/contract/
 COPY services/package.json services/
 COPY web/package.json web/
 RUN npm ci --no-audit --no-fund

@@ -4,6 +4,7 @@ import { type ClickHouseHttp, startClickHouseHttp } from './helpers/clickhouse-h
 import { checkExactlyOnce, makeUsageRow, waitFor } from './helpers/clickhouse-http-checks.ts'
 import { type RedisProcess, startRedis } from './helpers/redis-server.ts'
 import { startTestStack, type TestStack } from './helpers/test-core.ts'
+import { seededRandom } from './helpers/test-seed.ts'
 
 /**
  * The replay worker as its own process (`ROLES=worker node services/src/server.ts`,
@@ -15,6 +16,8 @@ const KILLS = 8
 const BATCHES_VIA_REDIS = 120
 const BATCHES_VIA_DISK = 60
 const ROWS_PER_BATCH = 20
+// When each SIGKILL lands: seeded, the seed printed.
+const { random } = seededRandom('replay-sigkill kill timings')
 
 let ch: ClickHouseHttp
 let redis: RedisProcess
@@ -129,7 +132,7 @@ describe('replay worker killed with SIGKILL', () => {
     let killsDuringReplay = 0
     for (let k = 0; k < KILLS; k++) {
       const child = await startWorker()
-      await new Promise((r) => setTimeout(r, 100 + Math.random() * 900))
+      await new Promise((r) => setTimeout(r, 100 + random() * 900))
       const left = await backlog()
       if (left.redis + left.disk > 0) killsDuringReplay++
       await kill(child)

@@ -67,6 +67,27 @@ afterAll(async () => {
   await redis?.stop()
 })
 
+/**
+ * Pub/sub drops what is published before SUBSCRIBE took effect: records a
+ * probe row on one side until the other side hears one of them. Redis keeps
+ * a channel's order, so once a probe is heard everything published before it
+ * has been delivered too.
+ */
+async function untilHeard(from: UsageRecorder, heard: string[], probes: Set<string>) {
+  await expect
+    .poll(
+      () => {
+        if (heard.some((id) => probes.has(id))) return true
+        const probe = row()
+        probes.add(probe.request_id)
+        from.record(probe)
+        return false
+      },
+      { timeout: 10_000, interval: 100 },
+    )
+    .toBe(true)
+}
+
 describe('row feed across processes', () => {
   it('delivers a row recorded in one process to listeners in another, exactly once each', async () => {
     const gateway = recorder()
@@ -78,16 +99,18 @@ describe('row feed across processes', () => {
     const seenByGateway: string[] = []
     apiFeed.onRecord((r) => seenByApi.push(r.request_id))
     gatewayFeed.onRecord((r) => seenByGateway.push(r.request_id))
-    // Let both subscriptions settle before publishing.
-    await new Promise((r) => setTimeout(r, 300))
+    const probes = new Set<string>()
+    const real = (ids: string[]) => ids.filter((id) => !probes.has(id))
+    await untilHeard(gateway, seenByApi, probes)
 
     const sent = [row(), row(), row()]
     for (const r of sent) gateway.record(r)
     const ids = sent.map((r) => r.request_id)
-    await expect.poll(() => seenByApi, { timeout: 5_000 }).toEqual(ids)
-    // The publisher hears its own rows locally, not a second time through Redis.
-    await new Promise((r) => setTimeout(r, 300))
-    expect(seenByGateway).toEqual(ids)
-    expect(seenByApi).toEqual(ids)
+    await expect.poll(() => real(seenByApi), { timeout: 5_000 }).toEqual(ids)
+    // The publisher hears its own rows locally, not a second time through Redis:
+    // a probe from the other side, published after them, is the barrier.
+    await untilHeard(api, seenByGateway, probes)
+    expect(real(seenByGateway)).toEqual(ids)
+    expect(real(seenByApi)).toEqual(ids)
   })
 })

@@ -14,6 +14,8 @@ import { type SeededOrg, seedOrg } from './helpers/web-fixtures.ts'
 
 const ROOT = join(import.meta.dirname, '..')
 const SHOTS = join(ROOT, 'docs/screenshots')
+// The committed pictures change only when someone asks for it: `UPDATE_SCREENSHOTS=1 npm exec -- vitest run tests/web.test.ts`.
+const UPDATE_SCREENSHOTS = process.env.UPDATE_SCREENSHOTS === '1'
 const FILTERS = ['range', 'from', 'to', 'month', 'keys', 'tags', 'teams', 'users', 'models', 'providers']
 
 let stack: TestStack
@@ -70,6 +72,7 @@ async function rowIds(): Promise<string[]> {
 
 /** Full-page pictures, except with a dialog open: a fixed overlay is only right in the viewport. */
 async function shot(name: string, { fullPage = true } = {}) {
+  if (!UPDATE_SCREENSHOTS) return
   await page.waitForTimeout(250) // let chart transitions settle for the picture
   await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage })
 }
@@ -79,7 +82,7 @@ beforeAll(async () => {
   if (!existsSync(join(WEB_BUILD_DIR, 'index.html'))) {
     execFileSync('npm', ['run', 'build:web'], { cwd: ROOT, stdio: 'ignore' })
   }
-  mkdirSync(SHOTS, { recursive: true })
+  if (UPDATE_SCREENSHOTS) mkdirSync(SHOTS, { recursive: true })
   stack = await startTestStack({ listen: true, roles: ['gateway', 'api', 'web'] })
   org = await seedOrg(stack.core)
   browser = await launchBrowser()

@@ -3,6 +3,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import { bearerToken, safeEqual } from './core/auth.ts'
 import type { Core } from './core/core.ts'
 import { errorBody, HttpError } from './core/errors.ts'
+import { createErrorHandler } from './error-handler.ts'
 import { securityHeaders } from './security-headers.ts'
 import { WEB_BUILD_DIR } from './web.routes.ts'
 
@@ -39,29 +40,7 @@ export async function buildApp(core: Core, opts: AppOptions = {}): Promise<Fasti
   })
   await app.register(helmet, securityHeaders(WEB_BUILD_DIR))
 
-  app.setErrorHandler((err, request, reply) => {
-    if (err instanceof HttpError) {
-      return reply.status(err.status).send(errorBody(err.code, err.message, err.details))
-    }
-    const e = err as { statusCode?: number; code?: string; message: string; validation?: unknown }
-    if (e.statusCode === 413 || e.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
-      return reply
-        .status(413)
-        .send(
-          errorBody(
-            'body_too_large',
-            `Request body exceeds ${core.env.MAX_BODY_BYTES} bytes (MAX_BODY_BYTES).`,
-          ),
-        )
-    }
-    if (e.statusCode && e.statusCode >= 400 && e.statusCode < 500) {
-      return reply.status(e.statusCode).send(errorBody(e.code ?? 'bad_request', e.message))
-    }
-    request.log.error({ err }, 'unhandled error')
-    return reply
-      .status(500)
-      .send(errorBody('internal', 'Internal error; see the server log for the request id.'))
-  })
+  app.setErrorHandler(createErrorHandler({ maxBodyBytes: core.env.MAX_BODY_BYTES }))
   app.setNotFoundHandler((request, reply) =>
     reply
       .status(404)

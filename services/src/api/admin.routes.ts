@@ -12,6 +12,7 @@ import { HttpError } from '../core/errors.ts'
 import { newId } from '../core/keys.ts'
 import { sessionStatus } from '../core/session-validity.ts'
 import { requireRole } from './auth.plugin.ts'
+import { parseInput } from './input-errors.ts'
 
 /** How long a one-time web sign-in token stays valid. */
 const SIGNIN_TOKEN_TTL_MS = 10 * 60 * 1000
@@ -73,13 +74,8 @@ const modelBodySchema = (providers: readonly string[]) =>
 const modelName = modelFacadeSchema.shape.model
 const signinBody = z.strictObject({ userId: id })
 
-/** zod's complaint as one sentence naming each field: the caller can fix it from the message alone. */
-function parse<T extends z.ZodType>(schema: T, value: unknown, what: string): z.infer<T> {
-  const r = schema.safeParse(value ?? {})
-  if (r.success) return r.data
-  const issues = r.error.issues.map((i) => `${i.path.length ? i.path.join('.') : 'body'}: ${i.message}`)
-  throw new HttpError(400, 'invalid_body', `Invalid ${what}: ${issues.join('; ')}.`)
-}
+const parse = <T extends z.ZodType>(schema: T, value: unknown, what: string) =>
+  parseInput(schema, value, 'body', what)
 
 /** A key as the API shows it: never the hash, only the prefix. */
 function publicKey(k: ApiKey, now = new Date()) {

@@ -8,11 +8,13 @@ import { budgetsRoutes } from './budgets.routes.ts'
 import { liveRoutes } from './live.routes.ts'
 import { loadShedPlugin } from './load-shed.plugin.ts'
 import { opsRoutes } from './ops.routes.ts'
+import { useRouteSchemas } from './route-schemas.ts'
 import { sessionRoutes } from './session.routes.ts'
 import { usageRoutes } from './usage.routes.ts'
 
-/** Everything under /api: auth first, then each area in its own plugin. */
+/** Everything under /api: zod route schemas and their OpenAPI document, auth, then each area in its own plugin. */
 export const apiRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { core }) => {
+  await useRouteSchemas(app)
   // Limits per client address (request.ip, which follows TRUST_PROXY): only
   // routes that ask for one (POST /session) and failed authentication (auth.plugin.ts).
   await app.register(rateLimit, {

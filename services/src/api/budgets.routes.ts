@@ -9,6 +9,7 @@ import { HttpError } from '../core/errors.ts'
 import { newId } from '../core/keys.ts'
 import { isTimeZone } from '../core/time-zone.ts'
 import { requireRole } from './auth.plugin.ts'
+import { parseInput } from './input-errors.ts'
 
 const id = z
   .string()
@@ -41,12 +42,8 @@ const alertsQuery = z.strictObject({
 })
 const KINDS: AlertKind[] = ['spike', 'forecast', 'runaway_day', 'threshold']
 
-function parse<T extends z.ZodType>(schema: T, value: unknown, what: string): z.infer<T> {
-  const r = schema.safeParse(value ?? {})
-  if (r.success) return r.data
-  const issues = r.error.issues.map((i) => `${i.path.length ? i.path.join('.') : 'body'}: ${i.message}`)
-  throw new HttpError(400, 'invalid_body', `Invalid ${what}: ${issues.join('; ')}.`)
-}
+const parse = <T extends z.ZodType>(schema: T, value: unknown, what: string) =>
+  parseInput(schema, value, 'body', what)
 
 /** A budget as the API shows it: its settings and, when the enforcer can tell, this period's spend. */
 export function publicBudget(b: Budget, s?: BudgetStatus) {
@@ -112,7 +109,7 @@ export const budgetsRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { c
   })
 
   app.get('/alerts', async (request) => {
-    const q = parse(alertsQuery, request.query, 'alerts query')
+    const q = parseInput(alertsQuery, request.query, 'query')
     const kinds = q.kinds ? q.kinds.split(',').map((k) => k.trim()) : []
     const unknown = kinds.filter((k) => !KINDS.includes(k as AlertKind))
     if (unknown.length) {

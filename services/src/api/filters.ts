@@ -1,8 +1,8 @@
-import { z } from 'zod'
+import type { ParsedFilter } from '@tokenmeter/contract'
 import type { AdminStore } from '../core/admin-store.ts'
 import type { Principal } from '../core/auth.ts'
 import { HttpError } from '../core/errors.ts'
-import { isTimeZone, localMidnight, offsetMs } from '../core/time-zone.ts'
+import { localMidnight, offsetMs } from '../core/time-zone.ts'
 import type { UsageRow } from '../core/usage-row.ts'
 import {
   type Granularity,
@@ -13,64 +13,8 @@ import {
   type TimeRange,
 } from './time-range.ts'
 
-/**
- * The one filter schema, shared by every usage endpoint, the CSV export, the
- * WebSocket and the OpenAPI document. Query strings carry lists as
- * comma-separated values; `.strict()` turns an unknown parameter into a 400.
- */
-const list = (what: string) =>
-  z
-    .string()
-    .max(8_000)
-    .describe(`Comma-separated ${what}; OR within the list, AND across parameters.`)
-    .transform((s) => [
-      ...new Set(
-        s
-          .split(',')
-          .map((v) => v.trim())
-          .filter(Boolean),
-      ),
-    ])
-    .pipe(z.array(z.string().max(200, `each value is at most 200 characters`)).max(200, 'at most 200 values'))
-
-const ISO = /^\d{4}-\d\d-\d\d(T\d\d:\d\d(:\d\d(\.\d{1,9})?)?(Z|[+-]\d\d:?\d\d)?)?$/
-const isoTime = z
-  .string()
-  .regex(ISO, 'use ISO 8601, e.g. 2025-01-31T00:00:00Z or 2025-01-31 (local to tz)')
-  .describe('ISO 8601 instant; without an offset it is read in `tz`.')
-
-export const filterFields = {
-  range: z.enum(['24h', '7d', '14d', '30d', '90d']).optional().describe('Preset range (default 7d).'),
-  from: isoTime.optional(),
-  to: isoTime.optional(),
-  month: z
-    .string()
-    .regex(/^\d{4}-(0[1-9]|1[0-2])$/, 'use YYYY-MM')
-    .optional()
-    .describe('A calendar month in `tz`.'),
-  tz: z
-    .string()
-    .refine(isTimeZone, 'unknown IANA time zone, e.g. UTC or Europe/Berlin')
-    .default('UTC')
-    .describe('IANA time zone for day/hour buckets and local dates.'),
-  granularity: z
-    .enum(['5m', '1h', '1d'])
-    .optional()
-    .describe('Series bucket width; by default it fits the range.'),
-  keys: list('API key ids').optional(),
-  tags: list('tags').optional(),
-  teams: list('team ids').optional(),
-  users: list('user ids').optional(),
-  models: list('model names').optional(),
-  providers: list('providers').optional(),
-  projects: list('projects').optional(),
-  apps: list('client apps').optional(),
-  status: z.enum(['ok', 'error']).optional().describe('ok: HTTP status < 400; error: >= 400.'),
-}
-
-export const filterSchema = z.object(filterFields).strict()
-export type FilterInput = z.input<typeof filterSchema>
-export type ParsedFilter = z.output<typeof filterSchema>
+// The filter schema itself is part of the contract (packages/contract); this module turns it into SQL.
+export type { ParsedFilter }
 
 export type ListDimension = 'keys' | 'tags' | 'teams' | 'users' | 'models' | 'providers' | 'projects' | 'apps'
 
@@ -98,32 +42,6 @@ const ROW_FIELDS: Record<Exclude<ListDimension, 'tags'>, keyof UsageRow> = {
   providers: 'provider',
   projects: 'project',
   apps: 'client_app',
-}
-
-/** Parses a query object with a strict zod schema; any problem is a 400 naming the parameter. */
-export function parseQuery<S extends z.ZodType>(schema: S, query: unknown): z.output<S> {
-  const input: Record<string, unknown> = {}
-  // Repeated parameters (?keys=a&keys=b) mean the same as a comma-separated list.
-  for (const [k, v] of Object.entries((query ?? {}) as Record<string, unknown>)) {
-    input[k] = Array.isArray(v) ? v.join(',') : v
-  }
-  const parsed = schema.safeParse(input)
-  if (parsed.success) return parsed.data
-  throw zodToHttp(parsed.error)
-}
-
-export function zodToHttp(error: z.ZodError): HttpError {
-  const issue = error.issues[0]!
-  if (issue.code === 'unrecognized_keys') {
-    const names = issue.keys.map((k) => `"${k}"`).join(', ')
-    return new HttpError(400, 'unknown_parameter', `Unknown parameter ${names}; see /api/openapi.json.`, {
-      parameters: issue.keys,
-    })
-  }
-  const name = String(issue.path[0] ?? 'query')
-  return new HttpError(400, 'invalid_parameter', `Invalid parameter "${name}": ${issue.message}.`, {
-    parameter: name,
-  })
 }
 
 function bad(parameter: string, message: string): HttpError {

@@ -1,7 +1,7 @@
+import { filterSchema } from '@tokenmeter/contract'
 import { describe, expect, it, vi } from 'vitest'
 import type { AdminStore } from '../core/admin-store.ts'
 import type { Warehouse } from '../core/warehouse.ts'
-import { filterSchema, parseQuery } from './filters.ts'
 import { createLiveHub } from './live-hub.ts'
 
 // The hub's work bound, with the warehouse slowed down on purpose (an injected
@@ -27,7 +27,7 @@ function slowWarehouse() {
 
 const noRows = { onRecord: () => () => {} }
 const sub = { send: () => {}, bufferedAmount: () => 0 }
-const filter = (tag: string) => parseQuery(filterSchema, { range: '24h', tags: tag })
+const filter = (tag: string) => filterSchema.parse({ range: '24h', tags: tag })
 
 describe('live hub work bound', () => {
   it('runs at most maxRefreshes refreshes at once; a topic left before its turn costs nothing', async () => {

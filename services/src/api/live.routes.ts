@@ -1,24 +1,17 @@
 import websocket from '@fastify/websocket'
+import { errorResponse, filterSchema, liveClientMessage, liveServerMessage } from '@tokenmeter/contract'
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify'
 import { Counter, Gauge } from 'prom-client'
+import { z } from 'zod'
 import type { Principal } from '../core/auth.ts'
 import type { Core } from '../core/core.ts'
 import { HttpError } from '../core/errors.ts'
 import { originAllowed, principalFromCredential, requireRole } from './auth.plugin.ts'
-import {
-  assertInScope,
-  filterSchema,
-  type ParsedFilter,
-  parseQuery,
-  resolveFilter,
-  type Scope,
-  scopeFor,
-  scopeKey,
-  zodToHttp,
-} from './filters.ts'
+import { assertInScope, type ParsedFilter, resolveFilter, type Scope, scopeFor, scopeKey } from './filters.ts'
+import { parseInput } from './input-errors.ts'
 import { createLiveHub, type LiveHub } from './live-hub.ts'
 import { createLiveQuota } from './live-quota.ts'
-import { liveClientMessage } from './schemas.ts'
+import { documentWebSocket } from './route-schemas.ts'
 
 /** WebSocket close code for "your credential is no longer valid" (4000-4999 are ours). */
 export const CLOSE_REVOKED = 4401
@@ -61,8 +54,10 @@ export const liveRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { core
   // The bootstrap admin token has no user: its sockets share one allowance.
   const shareOf = (p: Principal) => p.userId || `${p.via}:${p.credentialId}`
 
-  const checkFilter = (principal: Principal, raw: unknown): { parsed: ParsedFilter; scope: Scope } => {
-    const parsed = parseQuery(filterSchema, raw)
+  const checkFilter = (
+    principal: Principal,
+    parsed: ParsedFilter,
+  ): { parsed: ParsedFilter; scope: Scope } => {
     const f = resolveFilter(parsed)
     const scope = scopeFor(principal, core.store)
     assertInScope(scope, f.lists, core.store)
@@ -73,7 +68,23 @@ export const liveRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { core
     '/live',
     {
       websocket: true,
-      preHandler: [
+      config: documentWebSocket,
+      schema: {
+        tags: ['live'],
+        summary:
+          'WebSocket (upgrade). Same filters as /api/kpis. Server sends x-server-messages; the client may send x-client-messages to change its filter. Closes with 4401 when the credential is revoked.',
+        querystring: filterSchema,
+        response: {
+          101: z.undefined().describe('Switching protocols'),
+          400: errorResponse,
+          401: errorResponse,
+          403: errorResponse,
+        },
+        'x-server-messages': z.toJSONSchema(liveServerMessage, { io: 'output' }),
+        'x-client-messages': z.toJSONSchema(liveClientMessage, { io: 'input' }),
+      },
+      // Who and from where before the filter is validated: a stranger hears 401/403, not which parameter was wrong.
+      preValidation: [
         requireRole(),
         async (request: FastifyRequest) => {
           if (!originAllowed(request.headers.origin, request.headers.host, core.env.ALLOWED_ORIGINS)) {
@@ -97,9 +108,11 @@ export const liveRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { core
             subscribes.inc({ outcome: 'rate_limited' })
             throw new HttpError(429, 'rate_limited', 'Subscribing too fast; reconnect in a few seconds.')
           }
-          request.liveFilter = checkFilter(request.principal!, request.query).parsed
         },
       ],
+      preHandler: async (request: FastifyRequest) => {
+        request.liveFilter = checkFilter(request.principal!, request.query as ParsedFilter).parsed
+      },
     },
     (socket, request) => {
       const principal = request.principal!
@@ -161,8 +174,7 @@ export const liveRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { core
               'Messages are JSON: {"type":"subscribe","filters":{...}}.',
             )
           }
-          const msg = liveClientMessage.safeParse(json)
-          if (!msg.success) throw zodToHttp(msg.error)
+          const msg = parseInput(liveClientMessage, json, 'body', 'message')
           if (overloaded()) {
             subscribes.inc({ outcome: 'overloaded' })
             throw new HttpError(
@@ -185,7 +197,7 @@ export const liveRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { core
           }
           strikes = 0
           subscribes.inc({ outcome: 'accepted' })
-          const next = checkFilter(principal, msg.data.filters)
+          const next = checkFilter(principal, parseInput(filterSchema, msg.filters, 'query'))
           parsed = next.parsed
           scope = next.scope
           resubscribe()

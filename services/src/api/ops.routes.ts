@@ -6,19 +6,11 @@ import type { Core } from '../core/core.ts'
 import { HttpError } from '../core/errors.ts'
 import { TransientInsertError } from '../worker/batch-inserter.ts'
 import { requireRole } from './auth.plugin.ts'
+import { parseInput } from './input-errors.ts'
 
 const idParam = z.object({ id: z.string().regex(/^[A-Za-z0-9_.-]{1,160}$/) })
 const batchParam = z.object({ batchId: z.string().regex(/^[A-Za-z0-9_-]{1,128}$/) })
 const listQuery = z.object({ limit: z.coerce.number().int().min(1).max(1000).default(100) })
-
-function parse<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
-  const r = schema.safeParse(value)
-  if (!r.success) {
-    const i = r.error.issues[0]
-    throw new HttpError(400, 'invalid_request', `Invalid ${what} ${i?.path.join('.')}: ${i?.message}.`)
-  }
-  return r.data
-}
 
 /**
  * Ops for outages (admin only): what waits in Redis and on disk, the replay's
@@ -32,12 +24,12 @@ export const opsRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { core 
   app.get('/status', async () => kit.status())
 
   app.get('/batches', async (request) => {
-    const { limit } = parse(listQuery, request.query, 'query parameter')
+    const { limit } = parseInput(listQuery, request.query, 'query')
     return { batches: await kit.listBatches(limit) }
   })
 
   app.get('/batches/:batchId', async (request) => {
-    const { batchId } = parse(batchParam, request.params, 'batch id')
+    const { batchId } = parseInput(batchParam, request.params, 'params', 'batch id')
     const batch = await kit.inspect(batchId)
     if (!batch) {
       throw new HttpError(
@@ -57,7 +49,7 @@ export const opsRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { core 
   app.get('/quarantine', async () => ({ entries: await kit.quarantine.list() }))
 
   app.get('/quarantine/:id', async (request, reply) => {
-    const { id } = parse(idParam, request.params, 'quarantine id')
+    const { id } = parseInput(idParam, request.params, 'params', 'quarantine id')
     const entry = await kit.quarantine.get(id)
     if (!entry)
       throw new HttpError(404, 'not_found', `No quarantine entry ${id} (see GET /api/admin/ops/quarantine).`)
@@ -70,7 +62,7 @@ export const opsRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { core 
   })
 
   app.post('/quarantine/:id/retry', async (request) => {
-    const { id } = parse(idParam, request.params, 'quarantine id')
+    const { id } = parseInput(idParam, request.params, 'params', 'quarantine id')
     const entry = await kit.quarantine.get(id)
     if (!entry)
       throw new HttpError(404, 'not_found', `No quarantine entry ${id} (see GET /api/admin/ops/quarantine).`)
@@ -97,7 +89,7 @@ export const opsRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { core 
   })
 
   app.delete('/quarantine/:id', async (request) => {
-    const { id } = parse(idParam, request.params, 'quarantine id')
+    const { id } = parseInput(idParam, request.params, 'params', 'quarantine id')
     if (!(await kit.quarantine.get(id))) throw new HttpError(404, 'not_found', `No quarantine entry ${id}.`)
     await kit.quarantine.remove(id)
     return { id, deleted: true }

@@ -1,13 +1,15 @@
 import { randomBytes } from 'node:crypto'
+import { errorResponse, meResponse, sessionBody } from '@tokenmeter/contract'
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify'
+import type { ZodTypeProvider } from 'fastify-type-provider-zod'
+import { z } from 'zod'
 import { safeEqual } from '../core/auth.ts'
 import type { Core } from '../core/core.ts'
 import type { Session } from '../core/entities.ts'
 import { HttpError } from '../core/errors.ts'
 import { adminTokenFingerprint } from '../core/session-validity.ts'
 import { SESSION_COOKIE } from './auth.plugin.ts'
-import { parseQuery } from './filters.ts'
-import { sessionBody } from './schemas.ts'
+import { responses } from './route-schemas.ts'
 
 const SESSION_MAX_AGE_S = 12 * 60 * 60
 
@@ -38,15 +40,24 @@ export function describePrincipal(core: Core, request: FastifyRequest) {
  * every instance) and a signed, httpOnly, SameSite=Lax cookie naming only the
  * session id. Sign-out ends the session itself, not just the cookie.
  */
-export const sessionRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { core }) => {
+export const sessionRoutes: FastifyPluginAsync<{ core: Core }> = async (plain, { core }) => {
+  const app = plain.withTypeProvider<ZodTypeProvider>()
+  const tags = ['session']
   // A sign-in token is exchanged once; this guards this instance's window
   // before its revocation lands (other instances: exchangeSignin).
   const exchanging = new Set<string>()
 
   // Guessing tokens is slow: a few sign-ins per address per minute.
   const signinLimit = { rateLimit: { max: core.env.SIGNIN_ATTEMPTS_PER_MIN, timeWindow: 60_000 } }
-  app.post('/session', { config: signinLimit }, async (request, reply) => {
-    const { token } = parseQuery(sessionBody, request.body)
+  const signinSchema = {
+    tags,
+    summary: 'Exchange a virtual key, a one-time sign-in token or ADMIN_TOKEN for the tm_session cookie',
+    security: [],
+    body: sessionBody,
+    response: { 200: meResponse, 400: errorResponse, 401: errorResponse, 429: errorResponse },
+  }
+  app.post('/session', { config: signinLimit, schema: signinSchema }, async (request, reply) => {
+    const { token } = request.body
     const createdAt = new Date()
     const expiresAt = new Date(createdAt.getTime() + SESSION_MAX_AGE_S * 1000)
     // 192 random bits: the id is the bearer secret of the cookie (signed on top).
@@ -108,12 +119,19 @@ export const sessionRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { c
     return describePrincipal(core, request)
   })
 
-  app.delete('/session', async (request, reply) => {
+  const signoutSchema = {
+    tags,
+    summary: 'Sign out (ends the session, clears the cookie)',
+    security: [],
+    response: { 200: z.object({ ok: z.literal(true) }) },
+  }
+  app.delete('/session', { schema: signoutSchema }, async (request, reply) => {
     const p = request.principal
     if (p?.via === 'session') await core.store.endSession(p.credentialId, 'signed out')
     reply.clearCookie(SESSION_COOKIE, { path: '/' })
-    return { ok: true }
+    return { ok: true as const }
   })
 
-  app.get('/me', async (request) => describePrincipal(core, request))
+  const meSchema = { tags, summary: 'Who is signed in', response: responses(meResponse) }
+  app.get('/me', { schema: meSchema }, async (request) => describePrincipal(core, request))
 }

@@ -1,7 +1,8 @@
+import { filterSchema } from '@tokenmeter/contract'
 import { describe, expect, it } from 'vitest'
 import { localMidnight } from '../core/time-zone.ts'
 import { csvCell, parseCsv } from './csv.ts'
-import { filterSchema, parseInstant, resolveFilter } from './filters.ts'
+import { parseInstant, resolveFilter } from './filters.ts'
 import { bucketIndex, pickSource, resolveRange } from './time-range.ts'
 
 const H = 3_600_000

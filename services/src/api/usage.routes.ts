@@ -1,19 +1,37 @@
 import { Readable } from 'node:stream'
+import {
+  breakdownQuery,
+  breakdownResponse,
+  exportQuery,
+  filterOptionsQuery,
+  filterOptionsResponse,
+  keySpendQuery,
+  keySpendResponse,
+  kpisQuery,
+  kpisResponse,
+  leaderboardQuery,
+  leaderboardResponse,
+  monthlyUsageQuery,
+  monthlyUsageResponse,
+  requestLogQuery,
+  requestLogResponse,
+  seriesQuery,
+  seriesResponse,
+} from '@tokenmeter/contract'
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify'
-import type { z } from 'zod'
+import type { ZodTypeProvider } from 'fastify-type-provider-zod'
+import { z } from 'zod'
 import type { Core } from '../core/core.ts'
 import { localParts } from '../core/time-zone.ts'
 import { requireRole } from './auth.plugin.ts'
 import {
   assertInScope,
   type ParsedFilter,
-  parseQuery,
   resolveFilter,
   type Scope,
   scopeFor,
   type UsageFilter,
 } from './filters.ts'
-import { buildOpenApi } from './openapi.ts'
 import { queryBreakdown } from './queries/breakdown.ts'
 import { exportCostCsv } from './queries/cost-export.ts'
 import { queryFilterOptions } from './queries/filter-options.ts'
@@ -23,105 +41,202 @@ import { queryLeaderboard } from './queries/leaderboard.ts'
 import { queryMonthlyUsage } from './queries/monthly-usage.ts'
 import { queryRequestLog } from './queries/request-log.ts'
 import { querySeries } from './queries/series.ts'
-import {
-  breakdownQuery,
-  exportQuery,
-  filterOptionsQuery,
-  keySpendQuery,
-  kpisQuery,
-  leaderboardQuery,
-  monthlyUsageQuery,
-  requestLogQuery,
-  seriesQuery,
-} from './schemas.ts'
+import { responses } from './route-schemas.ts'
 
 /**
  * The usage API. Every handler: authenticate, parse the one filter schema
  * (400 naming the parameter), derive the scope from the principal, refuse
  * out-of-scope ids (403), then run one query function with scope applied.
  */
-export const usageRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { core }) => {
+export const usageRoutes: FastifyPluginAsync<{ core: Core }> = async (plain, { core }) => {
+  const app = plain.withTypeProvider<ZodTypeProvider>()
   const wh = core.warehouse
   const store = core.store
-  const signedIn = { preHandler: requireRole() }
+  // Before validation: a caller who is not signed in hears 401, not which parameter was wrong.
+  const signedIn = { preValidation: requireRole() }
+  const doc = (summary: string) => ({ tags: ['usage'], summary })
 
-  function context<S extends z.ZodType>(
+  function context(
     request: FastifyRequest,
-    schema: S,
+    q: ParsedFilter,
     defaultPreset: '7d' | '30d' = '7d',
-  ): { q: z.output<S>; f: UsageFilter; scope: Scope } {
-    const q = parseQuery(schema, request.query)
-    const f = resolveFilter(q as ParsedFilter, Date.now(), defaultPreset)
+  ): { f: UsageFilter; scope: Scope } {
+    const f = resolveFilter(q, Date.now(), defaultPreset)
     const scope = scopeFor(request.principal!, store)
     assertInScope(scope, f.lists, store)
-    return { q, f, scope }
+    return { f, scope }
   }
 
-  const openapi = buildOpenApi()
-  app.get('/openapi.json', async () => openapi)
+  app.get('/openapi.json', { schema: { hide: true } }, async () => plain.swagger())
 
-  app.get('/filters', signedIn, async (request) => {
-    parseQuery(filterOptionsQuery, request.query)
-    return queryFilterOptions(wh, store, scopeFor(request.principal!, store))
-  })
+  app.get(
+    '/filters',
+    {
+      ...signedIn,
+      schema: {
+        ...doc('Options for the filter pickers, scoped to the caller'),
+        querystring: filterOptionsQuery,
+        response: responses(filterOptionsResponse),
+      },
+    },
+    async (request) => queryFilterOptions(wh, store, scopeFor(request.principal!, store)),
+  )
 
-  app.get('/kpis', signedIn, async (request) => {
-    const { f, scope } = context(request, kpisQuery)
-    return queryKpis(wh, f, scope)
-  })
+  app.get(
+    '/kpis',
+    {
+      ...signedIn,
+      schema: {
+        ...doc('Headline numbers for a filter'),
+        querystring: kpisQuery,
+        response: responses(kpisResponse),
+      },
+    },
+    async (request) => {
+      const { f, scope } = context(request, request.query)
+      return queryKpis(wh, f, scope)
+    },
+  )
 
-  app.get('/series', signedIn, async (request) => {
-    const { q, f, scope } = context(request, seriesQuery)
-    return querySeries(wh, store, f, scope, q.split, q.splitLimit)
-  })
+  app.get(
+    '/series',
+    {
+      ...signedIn,
+      schema: {
+        ...doc('Time series, optionally split for stacked charts'),
+        querystring: seriesQuery,
+        response: responses(seriesResponse),
+      },
+    },
+    async (request) => {
+      const q = request.query
+      const { f, scope } = context(request, q)
+      return querySeries(wh, store, f, scope, q.split, q.splitLimit)
+    },
+  )
 
-  app.get('/breakdown', signedIn, async (request) => {
-    const { q, f, scope } = context(request, breakdownQuery)
-    return queryBreakdown(wh, store, f, scope, q)
-  })
+  app.get(
+    '/breakdown',
+    {
+      ...signedIn,
+      schema: {
+        ...doc('Per-group table with trend, sortable, searchable, paged'),
+        querystring: breakdownQuery,
+        response: responses(breakdownResponse),
+      },
+    },
+    async (request) => {
+      const q = request.query
+      const { f, scope } = context(request, q)
+      return queryBreakdown(wh, store, f, scope, q)
+    },
+  )
 
-  app.get('/leaderboard', signedIn, async (request) => {
-    const { q, f, scope } = context(request, leaderboardQuery)
-    return queryLeaderboard(wh, store, f, scope, q.by, q.metric, q.limit)
-  })
+  app.get(
+    '/leaderboard',
+    {
+      ...signedIn,
+      schema: {
+        ...doc('Top users, teams or keys'),
+        querystring: leaderboardQuery,
+        response: responses(leaderboardResponse),
+      },
+    },
+    async (request) => {
+      const q = request.query
+      const { f, scope } = context(request, q)
+      return queryLeaderboard(wh, store, f, scope, q.by, q.metric, q.limit)
+    },
+  )
 
-  app.get('/keys/spend', signedIn, async (request) => {
-    const { f, scope } = context(request, keySpendQuery)
-    return queryKeySpend(wh, store, f, scope)
-  })
+  app.get(
+    '/keys/spend',
+    {
+      ...signedIn,
+      schema: {
+        ...doc('Per-key spend and spend against the key cap'),
+        querystring: keySpendQuery,
+        response: responses(keySpendResponse),
+      },
+    },
+    async (request) => {
+      const { f, scope } = context(request, request.query)
+      return queryKeySpend(wh, store, f, scope)
+    },
+  )
 
-  app.get('/requests', signedIn, async (request) => {
-    const { q, f, scope } = context(request, requestLogQuery)
-    return queryRequestLog(wh, f, scope, q.limit, q.cursor)
-  })
+  app.get(
+    '/requests',
+    {
+      ...signedIn,
+      schema: {
+        ...doc('Request log (newest first, cursor-paged)'),
+        querystring: requestLogQuery,
+        response: responses(requestLogResponse),
+      },
+    },
+    async (request) => {
+      const q = request.query
+      const { f, scope } = context(request, q)
+      return queryRequestLog(wh, f, scope, q.limit, q.cursor)
+    },
+  )
 
-  app.get('/usage', signedIn, async (request) => {
-    const raw = parseQuery(monthlyUsageQuery, request.query)
-    const now = localParts(raw.tz, Date.now())
-    const month = raw.month ?? `${now.y}-${String(now.m).padStart(2, '0')}`
-    const f = resolveFilter({ ...raw, month } as ParsedFilter)
-    const scope = scopeFor(request.principal!, store)
-    assertInScope(scope, f.lists, store)
-    return queryMonthlyUsage(wh, store, f, scope, month)
-  })
+  app.get(
+    '/usage',
+    {
+      ...signedIn,
+      schema: {
+        ...doc('Monthly shape with continuous *Cents'),
+        querystring: monthlyUsageQuery,
+        response: responses(monthlyUsageResponse),
+      },
+    },
+    async (request) => {
+      const raw = request.query
+      const now = localParts(raw.tz, Date.now())
+      const month = raw.month ?? `${now.y}-${String(now.m).padStart(2, '0')}`
+      const f = resolveFilter({ ...raw, month })
+      const scope = scopeFor(request.principal!, store)
+      assertInScope(scope, f.lists, store)
+      return queryMonthlyUsage(wh, store, f, scope, month)
+    },
+  )
 
-  app.get('/export.csv', signedIn, async (request, reply) => {
-    const { q, f, scope } = context(request, exportQuery, '30d')
-    const lines = exportCostCsv(wh, store, f, scope, q.by)
-    // Pull the header (which starts the ClickHouse query) before committing to a 200,
-    // so a failing query is still a proper error response.
-    const first = await lines.next()
-    const body = Readable.from(
-      (async function* () {
-        if (!first.done) yield first.value
-        yield* lines
-      })(),
-    )
-    const day = new Date().toISOString().slice(0, 10)
-    return reply
-      .type('text/csv; charset=utf-8')
-      .header('content-disposition', `attachment; filename="tokenmeter-cost-by-${q.by}-${day}.csv"`)
-      .header('cache-control', 'no-store')
-      .send(body)
-  })
+  app.get(
+    '/export.csv',
+    {
+      ...signedIn,
+      schema: {
+        ...doc(
+          'Cost table as CSV (one row per group and day; header day,group_id,group_name,requests,input_tokens,output_tokens,cached_tokens,cost_usd,cache_write_tokens,reasoning_tokens,unpriced_requests; default range 30d)',
+        ),
+        querystring: exportQuery,
+        response: {
+          ...responses(z.string()),
+          200: { description: 'CSV', content: { 'text/csv': { schema: z.string() } } },
+        },
+      },
+    },
+    async (request, reply) => {
+      const q = request.query
+      const { f, scope } = context(request, q, '30d')
+      const lines = exportCostCsv(wh, store, f, scope, q.by)
+      // Pull the header (which starts the ClickHouse query) before committing to a 200,
+      // so a failing query is still a proper error response.
+      const first = await lines.next()
+      const body = Readable.from(
+        (async function* () {
+          if (!first.done) yield first.value
+          yield* lines
+        })(),
+      )
+      const day = new Date().toISOString().slice(0, 10)
+      return reply
+        .type('text/csv; charset=utf-8')
+        .header('content-disposition', `attachment; filename="tokenmeter-cost-by-${q.by}-${day}.csv"`)
+        .header('cache-control', 'no-store')
+        .send(body as unknown as string)
+    },
+  )
 }

@@ -24,16 +24,8 @@ function formatter(tz: string): Intl.DateTimeFormat {
   return f
 }
 
-/** True for names the runtime's zone database knows (IANA names and 'UTC'). */
-export function isTimeZone(tz: string): boolean {
-  if (!/^[A-Za-z][A-Za-z0-9_+-]*(\/[A-Za-z0-9_+-]+){0,2}$/.test(tz)) return false
-  try {
-    formatter(tz)
-    return true
-  } catch {
-    return false
-  }
-}
+// Also what the usage API's `tz` parameter is validated with: one rule for both.
+export { isTimeZone } from '@tokenmeter/contract'
 
 export interface LocalParts {
   y: number

@@ -19,6 +19,7 @@ import {
 import type { QuarantineStore } from './quarantine-store.ts'
 import { startRedisReplay } from './redis-replay.ts'
 import { canJoin, mergeBatches, tokenOf } from './replay-groups.ts'
+import { idleStoreProgress, ReplayLoop, type StoreProgress } from './replay-loop.ts'
 import { type SegmentRecord, scanSegment } from './spool-segment.ts'
 
 export interface ReplayProgress {
@@ -35,6 +36,8 @@ export interface ReplayProgress {
   backoffMs: number
   lastError: string | undefined
   lastBatchAt: number | undefined
+  /** Each store's own loop; the fields above sum them (backoffMs: the longer one). */
+  stores: { disk: StoreProgress; redis: StoreProgress }
 }
 
 /** Progress of a worker that has not replayed anything (or does not run in this process). */
@@ -51,6 +54,7 @@ export function stoppedProgress(): ReplayProgress {
     backoffMs: 0,
     lastError: undefined,
     lastBatchAt: undefined,
+    stores: { disk: idleStoreProgress(), redis: idleStoreProgress() },
   }
 }
 
@@ -79,8 +83,6 @@ export interface ReplayWorkerOptions {
   maxGroupRows?: number
 }
 
-const MIN_BACKOFF_MS = 200
-
 /**
  * Drains the Redis queue and the disk spool into ClickHouse, each oldest
  * first, one insert in flight per store: replay runs as fast as ClickHouse
@@ -99,48 +101,23 @@ export function createReplayWorker(opts: ReplayWorkerOptions): ReplayWorker {
   // The insert must give up well before the lock does, or a second worker
   // could take the job over while the first one's insert is still running.
   const lockDuration = Math.max(2 * opts.insertTimeoutMs + 1_000, 2_000)
-  let stopped = true
-  let backoffMs = 0
-  let wakeUp: (() => void) | undefined
+  // Aborted while stopped; each start gets a fresh one, and each store its own loop state.
+  let stopping = new AbortController()
+  stopping.abort()
+  let disk = new ReplayLoop(stopping.signal, maxBackoffMs)
+  let redis = new ReplayLoop(stopping.signal, maxBackoffMs)
   let spoolLoop: Promise<void> | undefined
   let redisReplay: ReturnType<typeof startRedisReplay> | undefined
   const recent: { at: number; rows: number }[] = []
   let spoolError: unknown
-  const p = stoppedProgress()
+  let corruptSegments = 0
+  let startedAt: number | undefined
 
-  function done(rows: number, quarantined: number, batches = 1) {
+  function done(loop: ReplayLoop, rows: number, quarantined: number, batches: number) {
     const now = Date.now()
-    p.batches += batches
-    p.inserts++
-    p.rows += rows
-    p.quarantinedRows += quarantined
-    p.lastBatchAt = now
-    p.startedAt ??= now
-    p.state = 'replaying'
+    loop.done(rows, quarantined, batches, now)
+    startedAt ??= now
     recent.push({ at: now, rows })
-    backoffMs = 0
-  }
-
-  function failed(err: unknown): number {
-    backoffMs = Math.min(Math.max(backoffMs * 2, MIN_BACKOFF_MS), maxBackoffMs)
-    p.lastError = String((err as Error)?.message ?? err).slice(0, 300)
-    p.state = 'backing-off'
-    return backoffMs
-  }
-
-  /** Resolves true when woken early (ops "replay now", stop). */
-  function sleep(ms: number): Promise<boolean> {
-    return new Promise((resolve) => {
-      const t = setTimeout(() => {
-        wakeUp = undefined
-        resolve(false)
-      }, ms)
-      wakeUp = () => {
-        clearTimeout(t)
-        wakeUp = undefined
-        resolve(true)
-      }
-    })
   }
 
   async function answers(): Promise<boolean> {
@@ -159,21 +136,24 @@ export function createReplayWorker(opts: ReplayWorkerOptions): ReplayWorker {
    * within a second of the outage's end; when it answered but refused
    * (overload: too many parts, memory), the whole backoff is honoured.
    */
-  async function pause(ms: number): Promise<void> {
+  async function pause(loop: ReplayLoop, ms: number): Promise<void> {
     const down = !(await answers())
     const until = Date.now() + ms
-    while (!stopped && Date.now() < until) {
-      const woken = await sleep(Math.min(500, until - Date.now()))
+    while (!loop.stopped && Date.now() < until) {
+      const woken = await loop.sleep(Math.min(500, until - Date.now()))
       if (woken) return
       if (down && (await answers())) return
     }
   }
 
   /** One insert of a group (or a single batch); returns the transient error when ClickHouse did not take it. */
-  async function insertGroup(members: DecodedBatch[]): Promise<TransientInsertError | undefined> {
+  async function insertGroup(
+    loop: ReplayLoop,
+    members: DecodedBatch[],
+  ): Promise<TransientInsertError | undefined> {
     try {
       const out = await opts.insertBatch(mergeBatches(members))
-      done(out.inserted, out.quarantined, members.length)
+      done(loop, out.inserted, out.quarantined, members.length)
       return undefined
     } catch (err) {
       if (err instanceof TransientInsertError) return err
@@ -228,7 +208,7 @@ export function createReplayWorker(opts: ReplayWorkerOptions): ReplayWorker {
     }
     let next = i < records.length ? nextGroup() : undefined
     while (next) {
-      if (stopped) return true
+      if (disk.stopped) return true
       const group = next
       // Every insert of mergeable batches is recorded, a group of one too (a
       // batch inserted alone and then grouped after a crash would land under
@@ -237,7 +217,8 @@ export function createReplayWorker(opts: ReplayWorkerOptions): ReplayWorker {
       if (!group.recorded && mergeable) {
         await writeGroupIntent(seg.path, { from: group.start, to: group.end, token: tokenOf(group.members) })
       }
-      const inserting = group.members.length > 0 ? insertGroup(group.members) : Promise.resolve(undefined)
+      const inserting =
+        group.members.length > 0 ? insertGroup(disk, group.members) : Promise.resolve(undefined)
       // Decode the next group while ClickHouse works on this one.
       next = i < records.length ? nextGroup() : undefined
       const unavailable = await inserting
@@ -251,7 +232,7 @@ export function createReplayWorker(opts: ReplayWorkerOptions): ReplayWorker {
     if (problems.length > 0 || undecodable.length > 0) {
       // Intact records before and after the damage were replayed above; the
       // file itself is kept for forensics and reported, never retried in a loop.
-      p.corruptSegments++
+      corruptSegments++
       const reason =
         problems.length > 0
           ? `damaged segment: ${problems.map((x) => `${x.kind} at byte ${x.offset} (${x.skipped} bytes skipped)`).join('; ')}`
@@ -273,20 +254,20 @@ export function createReplayWorker(opts: ReplayWorkerOptions): ReplayWorker {
   }
 
   async function runSpool() {
-    while (!stopped) {
+    while (!disk.stopped) {
       let progressed = false
       let unavailable = false
       try {
         for (const seg of await opts.spool.sealedSegments()) {
-          if (stopped) break
+          if (disk.stopped) break
           if (!(await lockSegment(seg.path))) continue
           try {
-            const before = p.batches
+            const before = disk.progress.batches
             if (!(await replaySegment(seg))) {
               unavailable = true
               break
             }
-            progressed ||= p.batches > before
+            progressed ||= disk.progress.batches > before
           } finally {
             await unlockSegment(seg.path)
           }
@@ -297,11 +278,11 @@ export function createReplayWorker(opts: ReplayWorkerOptions): ReplayWorker {
         unavailable = true
       }
       if (unavailable) {
-        await pause(failed(spoolError))
+        await pause(disk, disk.failed(spoolError))
         continue
       }
-      if (!progressed && p.state === 'replaying') p.state = 'idle'
-      if (!progressed) await sleep(pollMs)
+      if (!progressed && disk.progress.state !== 'stopped') disk.progress.state = 'idle'
+      if (!progressed) await disk.sleep(pollMs)
     }
   }
 
@@ -312,9 +293,9 @@ export function createReplayWorker(opts: ReplayWorkerOptions): ReplayWorker {
    * without spending an attempt.
    */
   async function insertPatiently(members: DecodedBatch[], queue: Queue): Promise<void> {
-    for (let err = await insertGroup(members); err; err = await insertGroup(members)) {
-      await pause(failed(err))
-      if (stopped) {
+    for (let err = await insertGroup(redis, members); err; err = await insertGroup(redis, members)) {
+      await pause(redis, redis.failed(err))
+      if (redis.stopped) {
         await queue.rateLimit(100)
         throw Worker.RateLimitError()
       }
@@ -323,9 +304,11 @@ export function createReplayWorker(opts: ReplayWorkerOptions): ReplayWorker {
 
   return {
     start() {
-      if (!stopped) return
-      stopped = false
-      p.state = 'idle'
+      if (!stopping.signal.aborted) return
+      stopping = new AbortController()
+      disk = new ReplayLoop(stopping.signal, maxBackoffMs)
+      redis = new ReplayLoop(stopping.signal, maxBackoffMs)
+      if (!opts.redisUrl) redis.progress.state = 'stopped'
       spoolLoop = runSpool()
       if (opts.redisUrl) {
         redisReplay = startRedisReplay({
@@ -339,20 +322,46 @@ export function createReplayWorker(opts: ReplayWorkerOptions): ReplayWorker {
       }
     },
     wake() {
-      backoffMs = 0
-      wakeUp?.()
+      disk.wake()
+      redis.wake()
     },
     progress() {
       const cutoff = Date.now() - 10_000
       while (recent.length > 0 && recent[0]!.at < cutoff) recent.shift()
-      p.rowsPerSecond = Math.round(recent.reduce((n, r) => n + r.rows, 0) / 10)
-      p.backoffMs = backoffMs
-      return { ...p }
+      const quietMs = Math.max(2 * pollMs, 1_000)
+      const stores = { disk: disk.snapshot(quietMs), redis: redis.snapshot(quietMs) }
+      const both = [stores.disk, stores.redis]
+      const sum = (k: 'batches' | 'inserts' | 'rows' | 'quarantinedRows') => both[0]![k] + both[1]![k]
+      const states = both.map((x) => x.state)
+      const latest = both.reduce((a, b) => ((b.lastBatchAt ?? 0) > (a.lastBatchAt ?? 0) ? b : a))
+      return {
+        state: stopping.signal.aborted
+          ? 'stopped'
+          : states.includes('backing-off')
+            ? 'backing-off'
+            : states.includes('replaying')
+              ? 'replaying'
+              : 'idle',
+        startedAt,
+        batches: sum('batches'),
+        inserts: sum('inserts'),
+        rows: sum('rows'),
+        quarantinedRows: sum('quarantinedRows'),
+        corruptSegments,
+        rowsPerSecond: Math.round(recent.reduce((n, r) => n + r.rows, 0) / 10),
+        backoffMs: Math.max(stores.disk.backoffMs, stores.redis.backoffMs),
+        lastError:
+          (both.find((x) => x.state === 'backing-off') ?? latest).lastError ??
+          stores.disk.lastError ??
+          stores.redis.lastError,
+        lastBatchAt: latest.lastBatchAt,
+        stores,
+      }
     },
     async stop() {
-      stopped = true
-      p.state = 'stopped'
-      wakeUp?.()
+      stopping.abort()
+      disk.progress.state = 'stopped'
+      redis.progress.state = 'stopped'
       await redisReplay?.close()
       redisReplay = undefined
       await spoolLoop

@@ -4,156 +4,26 @@
  * API's envelope and are thrown as ApiError so pages can show them.
  */
 
-export type Role = 'admin' | 'lead' | 'member'
+import type {
+  BreakdownResult,
+  KeySpendResult,
+  LeaderboardResult,
+  RequestLogResult,
+  RequestLogRow,
+  SeriesResult,
+} from '@tokenmeter/contract'
 
-export interface Me {
-  role: Role
-  userId: string
-  teamId: string
-  name: string
-  email: string
-}
-
-export interface FilterOptions {
-  keys: { id: string; name: string; prefix: string; userId: string; teamId: string }[]
-  teams: { id: string; name: string }[]
-  users: { id: string; name: string; email: string; teamId: string }[]
-  models: string[]
-  providers: string[]
-  projects: string[]
-  apps: string[]
-  tags: string[]
-}
-
-export interface Kpis {
-  spendUsd: number
-  requests: number
-  errors: number
-  errorRate: number
-  inputTokens: number
-  outputTokens: number
-  cachedTokens: number
-  /** A part of outputTokens (billed as output). */
-  reasoningTokens: number
-  /** Requests recorded at cost 0 because no price was known for their model. */
-  unpricedRequests: number
-  totalTokens: number
-  activeUsers: number
-  avgRequestsPerUser: number
-  latencyP50Ms: number
-  latencyP95Ms: number
-  from: string
-  to: string
-  granularity: string
-  source: string
-}
-
-export interface Point {
-  requests: number
-  errors: number
-  spendUsd: number
-  inputTokens: number
-  outputTokens: number
-  cachedTokens: number
-  reasoningTokens: number
-  unpricedRequests: number
-  activeUsers: number
-}
-
-export interface Series {
-  granularity: '5m' | '1h' | '1d'
-  buckets: string[]
-  series: { id: string; name: string; points: Point[] }[]
-}
-
-export interface BreakdownRow {
-  id: string
-  name: string
-  email?: string
-  teamId?: string
-  teamName?: string
-  requests: number
-  inputTokens: number
-  outputTokens: number
-  cachedTokens: number
-  reasoningTokens: number
-  unpricedRequests: number
-  spendUsd: number
-  models: string[]
-  trend: number[]
-}
-
-export interface Breakdown {
-  total: number
-  buckets: string[]
-  rows: BreakdownRow[]
-}
-
-export interface Leaderboard {
-  rows: { rank: number; id: string; name: string; value: number }[]
-}
-
-export interface KeySpend {
-  keyId: string
-  name: string
-  prefix: string
-  userId: string
-  teamId: string
-  capUsd: number | null
-  period: string | null
-  spentUsd: number
-  percentUsed: number | null
-}
-
-export interface RequestRow {
-  requestId: string
-  startedAt: string
-  keyPrefix: string
-  userId: string
-  teamId: string
-  model: string
-  provider: string
-  endpoint: string
-  statusCode: number
-  errorClass: string
-  streamed: boolean
-  inputTokens: number
-  outputTokens: number
-  cachedTokens: number
-  cacheWriteTokens: number
-  reasoningTokens: number
-  tokensEstimated: boolean
-  /** No price was known for the model: spendUsd is 0 for lack of a price, not free. */
-  priceUnknown: boolean
-  spendUsd: number
-  latencyMs: number
-  ttftMs: number
-  tags: string[]
-  project: string
-  clientApp: string
-}
-
-export interface MonthlyUsage {
-  month: string
-  totalCents: number
-  requests: number
-  daily: {
-    date: string
-    totalCents: number
-    requests: number
-    models: { model: string; costCents: number }[]
-    keys: { keyId: string; costCents: number }[]
-  }[]
-  keys: { keyId: string; name: string; prefix: string; costCents: number; requests: number }[]
-  models: {
-    model: string
-    provider: string
-    costCents: number
-    requests: number
-    inputTokens: number
-    outputTokens: number
-  }[]
-}
+// The answers' types come from the zod schemas the server validates and
+// documents with (packages/contract): a renamed or retyped field fails
+// `npm run check -w web`, not the page at run time.
+export type { BreakdownRow, FilterOptions, Kpis, Me, MonthlyUsage, Point, Role } from '@tokenmeter/contract'
+export type Series = SeriesResult
+export type Breakdown = BreakdownResult
+export type Leaderboard = LeaderboardResult
+export type KeySpendResponse = KeySpendResult
+export type KeySpend = KeySpendResult['keys'][number]
+export type RequestRow = RequestLogRow
+export type RequestLog = RequestLogResult
 
 export class ApiError extends Error {
   status: number
@@ -201,12 +71,3 @@ export const get = <T>(path: string, params?: URLSearchParams | string) =>
 
 export const send = <T>(method: 'POST' | 'PUT' | 'DELETE', path: string, body?: unknown) =>
   api<T>(path, { method, body: body === undefined ? undefined : JSON.stringify(body) })
-
-export interface KeySpendResponse {
-  keys: (KeySpend & { revoked?: boolean; periodSpentUsd?: number | null; periodStart?: string | null })[]
-}
-
-export interface RequestLog {
-  rows: RequestRow[]
-  nextCursor: string | null
-}

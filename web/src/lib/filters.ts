@@ -21,14 +21,19 @@ export const FILTER_PARAMS = [
 
 export type FilterParam = (typeof FILTER_PARAMS)[number]
 
-export function listParam(url: URL, name: string): string[] {
+/** What these helpers read of a URL: `page.url` is read-only, a `new URL()` works too. */
+export interface PageUrl {
+  readonly searchParams: { get(name: string): string | null }
+}
+
+export function listParam(url: PageUrl, name: string): string[] {
   const v = url.searchParams.get(name)
   return v ? v.split(',').filter(Boolean) : []
 }
 
 /** The API query for the current URL: only filter params (so unknown-param 400s cannot happen), plus extras. */
 export function apiParams(
-  url: URL,
+  url: PageUrl,
   extra: Record<string, string | number | undefined | null> = {},
   allowed: readonly string[] = FILTER_PARAMS,
 ): URLSearchParams {
@@ -51,14 +56,15 @@ export function apiParams(
  * the page react to it. Empty values remove the parameter.
  */
 export function updateUrl(changes: Record<string, string | string[] | null | undefined>, replace = false) {
-  const url = new URL(page.url)
+  const url = new URL(page.url.href)
   for (const [k, v] of Object.entries(changes)) {
     const value = Array.isArray(v) ? v.join(',') : v
     if (value === undefined || value === null || value === '') url.searchParams.delete(k)
     else url.searchParams.set(k, value)
   }
   if (url.search === page.url.search) return
-  return goto(url, { replaceState: replace, keepFocus: true, noScroll: true })
+  // reset: false keeps scroll and focus where they are (a filter change is not a new page).
+  return goto(url, { replace, reset: false })
 }
 
 export function localTz(): string {

@@ -1,12 +1,8 @@
-import type { Kpis, Series } from './api'
+import type { LiveServerMessage } from '@tokenmeter/contract'
 
 export type LiveStatus = 'off' | 'connecting' | 'live' | 'reconnecting' | 'error'
 
-export interface LiveSnapshot {
-  type: 'snapshot'
-  kpis: Kpis
-  series?: Series
-}
+export type LiveSnapshot = Extract<LiveServerMessage, { type: 'snapshot' }>
 
 /**
  * Live mode: one WebSocket to /api/live with the page's filters. Snapshots
@@ -53,20 +49,20 @@ export class LiveFeed {
     this.#ws = ws
     this.status = this.#retry === 0 ? 'connecting' : 'reconnecting'
     ws.onmessage = (ev) => {
-      let msg: { type?: string; error?: { message?: string } } & Partial<LiveSnapshot>
+      let msg: LiveServerMessage
       try {
         msg = JSON.parse(String(ev.data))
       } catch {
         return
       }
-      if (msg.type === 'snapshot' && msg.kpis) {
+      if (msg.type === 'snapshot') {
         this.status = 'live'
         this.#retry = 0
         this.message = ''
         this.lastUpdate = Date.now()
-        this.#onSnapshot(msg as LiveSnapshot)
+        this.#onSnapshot(msg)
       } else if (msg.type === 'error') {
-        this.message = msg.error?.message ?? 'Live updates failed.'
+        this.message = msg.error.message || 'Live updates failed.'
       }
     }
     ws.onclose = (ev) => {

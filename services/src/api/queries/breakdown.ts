@@ -1,7 +1,7 @@
+import type { BreakdownResult } from '@tokenmeter/contract'
 import type { AdminStore } from '../../core/admin-store.ts'
 import type { Warehouse } from '../../core/warehouse.ts'
 import { type Scope, type UsageFilter, whereClause } from '../filters.ts'
-import type { BreakdownResult } from '../schemas.ts'
 import { bucketIndex } from '../time-range.ts'
 import {
   bucketExpr,

@@ -1,7 +1,7 @@
+import type { FilterOptions } from '@tokenmeter/contract'
 import type { AdminStore } from '../../core/admin-store.ts'
 import type { Warehouse } from '../../core/warehouse.ts'
 import type { Scope } from '../filters.ts'
-import type { FilterOptions } from '../schemas.ts'
 
 /** What the filter pickers may offer this caller: scoped entities from the store, values seen in usage. */
 export async function queryFilterOptions(

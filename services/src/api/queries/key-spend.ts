@@ -1,8 +1,8 @@
+import type { KeySpendResult } from '@tokenmeter/contract'
 import type { AdminStore } from '../../core/admin-store.ts'
 import type { Budget } from '../../core/entities.ts'
 import type { Warehouse } from '../../core/warehouse.ts'
 import { chTime, type Scope, type UsageFilter, whereClause } from '../filters.ts'
-import type { KeySpendResult } from '../schemas.ts'
 import { periodStart, pickSourceFrom } from './period.ts'
 import { fragments } from './sql.ts'
 

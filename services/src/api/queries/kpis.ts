@@ -1,6 +1,6 @@
+import type { Kpis } from '@tokenmeter/contract'
 import type { Warehouse } from '../../core/warehouse.ts'
 import { type Scope, type UsageFilter, whereClause } from '../filters.ts'
-import type { Kpis } from '../schemas.ts'
 import { fragments, type MetricRow, metricsSelect, readTotals, type Totals } from './sql.ts'
 
 export function kpisFromTotals(t: Totals, f: UsageFilter, p50: number | null, p95: number | null): Kpis {

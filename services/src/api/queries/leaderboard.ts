@@ -1,7 +1,7 @@
+import type { LeaderboardResult } from '@tokenmeter/contract'
 import type { AdminStore } from '../../core/admin-store.ts'
 import type { Warehouse } from '../../core/warehouse.ts'
 import { type Scope, type UsageFilter, whereClause } from '../filters.ts'
-import type { LeaderboardResult } from '../schemas.ts'
 import { fragments, GROUP_COLUMNS, groupName } from './sql.ts'
 
 export type LeaderMetric = 'tokens' | 'spend' | 'requests'

@@ -1,7 +1,7 @@
+import type { MonthlyUsage } from '@tokenmeter/contract'
 import type { AdminStore } from '../../core/admin-store.ts'
 import type { Warehouse } from '../../core/warehouse.ts'
 import { type Scope, type UsageFilter, whereClause } from '../filters.ts'
-import type { MonthlyUsage } from '../schemas.ts'
 import { localDate } from '../time-range.ts'
 import { bucketExpr, fragments, type MetricRow, metricsSelect } from './sql.ts'
 

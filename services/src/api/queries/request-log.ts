@@ -1,8 +1,8 @@
+import type { RequestLogResult } from '@tokenmeter/contract'
 import { z } from 'zod'
 import { HttpError } from '../../core/errors.ts'
 import type { Warehouse } from '../../core/warehouse.ts'
 import { type Scope, type UsageFilter, whereClause } from '../filters.ts'
-import type { RequestLogResult } from '../schemas.ts'
 
 const cursorSchema = z.tuple([z.string().regex(/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}$/), z.uuid()])
 

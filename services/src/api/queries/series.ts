@@ -1,7 +1,7 @@
+import { OTHER_SERIES_ID, type Point, type SeriesResult } from '@tokenmeter/contract'
 import type { AdminStore } from '../../core/admin-store.ts'
 import type { Warehouse } from '../../core/warehouse.ts'
 import { type Scope, type UsageFilter, whereClause } from '../filters.ts'
-import type { Point, SeriesResult } from '../schemas.ts'
 import { bucketIndex } from '../time-range.ts'
 import {
   bucketExpr,
@@ -18,7 +18,6 @@ import {
 } from './sql.ts'
 
 export type SplitDim = GroupDim | 'none'
-export const OTHER_ID = '__other__'
 
 type Row = MetricRow & { b: number; g?: string }
 
@@ -90,7 +89,11 @@ export async function querySeries(
         : `SELECT ${b} AS b, ${metricsSelect(src)} FROM ${fromClause(src, split)} WHERE ${cond} AND ${col} NOT IN {top:Array(String)} GROUP BY b`,
       { ...params, top },
     )
-    series.push({ id: OTHER_ID, name: `Other (${ranked.length - top.length})`, points: toPoints(f, other) })
+    series.push({
+      id: OTHER_SERIES_ID,
+      name: `Other (${ranked.length - top.length})`,
+      points: toPoints(f, other),
+    })
   }
   return { ...base, series }
 }

@@ -1,5 +1,5 @@
 import { z } from 'zod'
-import { filterFields, filterSchema } from './filters.ts'
+import { filterFields, filterSchema } from './filter.schema.ts'
 
 /**
  * Parameters and answers of the usage API. Routes parse with these, query
@@ -57,6 +57,12 @@ export const sessionBody = z
   .strict()
 
 const iso = z.string().describe('ISO 8601 UTC')
+
+/** The one error envelope of every /api route. */
+export const errorResponse = z.object({
+  error: z.object({ code: z.string(), message: z.string(), details: z.unknown().optional() }),
+})
+export type ErrorResponse = z.infer<typeof errorResponse>
 const totals = {
   requests: z.number(),
   errors: z.number(),
@@ -112,6 +118,7 @@ export const breakdownRow = z.object({
   models: z.array(z.string()),
   trend: z.array(z.number()).describe('requests per bucket'),
 })
+export type BreakdownRow = z.infer<typeof breakdownRow>
 export const breakdownResponse = z.object({
   total: z.number(),
   granularity: granularityEnum,
@@ -174,6 +181,7 @@ export const requestLogRow = z.object({
   project: z.string(),
   clientApp: z.string(),
 })
+export type RequestLogRow = z.infer<typeof requestLogRow>
 export const requestLogResponse = z.object({
   rows: z.array(requestLogRow),
   nextCursor: z.string().nullable(),
@@ -247,11 +255,14 @@ export const meResponse = z.object({
   email: z.string(),
   via: z.enum(['admin-token', 'api-key', 'session']),
 })
+export type Me = z.infer<typeof meResponse>
+export type Role = Me['role']
 
 export const liveServerMessage = z.discriminatedUnion('type', [
   z.object({ type: z.literal('snapshot'), at: iso, kpis: kpisResponse, series: seriesResponse }),
   z.object({ type: z.literal('error'), error: z.object({ code: z.string(), message: z.string() }) }),
 ])
+export type LiveServerMessage = z.infer<typeof liveServerMessage>
 export const liveClientMessage = z
   .object({
     type: z.literal('subscribe'),
