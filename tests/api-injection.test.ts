@@ -163,16 +163,16 @@ describe('injection', () => {
   it('the CSV quotes properly and neutralises formula cells', async () => {
     await stack.core.store.upsertTeam({ teamId: 'team_a', name: '=cmd|"/c calc"!A1, "quoted"\nline' })
     const byTag = await stack.app.inject({ url: '/api/export.csv?by=tag&range=7d', headers: admin })
-    const ids = parseCsv(byTag.body).map((l) => l[1])
+    const ids = parseCsv(byTag.body).map((l) => l[0])
     for (const t of ['=HYPERLINK("http://evil.example")', '+cmd|calc', '-2+3', '@SUM(A1)']) {
       expect(ids).toContain(`'${t}`)
       expect(ids).not.toContain(t)
     }
     expect(byTag.body).toContain('"\'=HYPERLINK(""http://evil.example"")"')
     const byTeam = await stack.app.inject({ url: '/api/export.csv?by=team&range=7d', headers: admin })
-    const names = parseCsv(byTeam.body).map((l) => l[2])
+    const names = parseCsv(byTeam.body).map((l) => l[1])
     expect(names).toContain(`'=cmd|"/c calc"!A1, "quoted"\nline`)
-    // Every data row has the header's 8 columns despite commas, quotes and newlines in names.
-    expect(parseCsv(byTeam.body).every((l) => l.length === 8)).toBe(true)
+    // Every data row has the header's 11 columns despite commas, quotes and newlines in names.
+    expect(parseCsv(byTeam.body).every((l) => l.length === 11)).toBe(true)
   })
 })

@@ -68,8 +68,12 @@ async function rowIds(): Promise<string[]> {
     .evaluateAll((trs) => trs.map((tr) => tr.getAttribute('data-row') ?? ''))
 }
 
+// The README's pictures are rewritten only when asked (UPDATE_SCREENSHOTS=1), never on an ordinary run.
+const UPDATE_SCREENSHOTS = process.env.UPDATE_SCREENSHOTS === '1'
+
 /** Full-page pictures, except with a dialog open: a fixed overlay is only right in the viewport. */
 async function shot(name: string, { fullPage = true } = {}) {
+  if (!UPDATE_SCREENSHOTS) return
   await page.waitForTimeout(250) // let chart transitions settle for the picture
   await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage })
 }
@@ -79,7 +83,7 @@ beforeAll(async () => {
   if (!existsSync(join(WEB_BUILD_DIR, 'index.html'))) {
     execFileSync('npm', ['run', 'build:web'], { cwd: ROOT, stdio: 'ignore' })
   }
-  mkdirSync(SHOTS, { recursive: true })
+  if (UPDATE_SCREENSHOTS) mkdirSync(SHOTS, { recursive: true })
   stack = await startTestStack({ listen: true, roles: ['gateway', 'api', 'web'] })
   org = await seedOrg(stack.core)
   browser = await launchBrowser()
@@ -194,16 +198,20 @@ describe('dashboard in a real browser', () => {
   it('usage: export downloads the CSV for the current filters', async () => {
     await page.goto(`${stack.url}/usage?range=14d&teams=team-platform`)
     await expectKpisMatchApi(['requests'])
+    await page.click('[data-control="export-menu"]')
+    await page.check('[data-export-range="page"]')
+    await page.check('[data-export-per-day]')
+    await page.uncheck('[data-export-bom]')
     const [download] = await Promise.all([
       page.waitForEvent('download'),
       page.click('[data-control="export"]'),
     ])
     const csv = readFileSync((await download.path())!, 'utf8')
-    const res = await fetch(`${stack.url}/api/export.csv?${filtersOfPage({ by: 'user' })}`, {
+    const res = await fetch(`${stack.url}/api/export.csv?${filtersOfPage({ by: 'user', rows: 'day' })}`, {
       headers: { authorization: `Bearer ${TEST_ADMIN_TOKEN}` },
     })
     expect(csv.split(/\r?\n/)[0]).toBe(
-      'day,group_id,group_name,requests,input_tokens,output_tokens,cached_tokens,cost_usd',
+      'day,group_id,name,email,team,requests,input_tokens,output_tokens,cached_tokens,total_tokens,cost_usd,cost_usd_exact',
     )
     expect(csv).toBe(await res.text())
     expect(csv).toContain('u-ada')

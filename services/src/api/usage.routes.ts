@@ -107,7 +107,7 @@ export const usageRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { cor
 
   app.get('/export.csv', signedIn, async (request, reply) => {
     const { q, f, scope } = context(request, exportQuery, '30d')
-    const lines = exportCostCsv(wh, store, f, scope, q.by)
+    const lines = exportCostCsv(wh, store, f, scope, q.by, q.rows, q.bom === '1')
     // Pull the header (which starts the ClickHouse query) before committing to a 200,
     // so a failing query is still a proper error response.
     const first = await lines.next()
@@ -117,10 +117,14 @@ export const usageRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { cor
         yield* lines
       })(),
     )
-    const day = new Date().toISOString().slice(0, 10)
+    const day = (ms: number) => new Date(ms).toISOString().slice(0, 10)
+    const span = `${day(f.range.fromMs)}-to-${day(f.range.toMs - 1)}`
     return reply
       .type('text/csv; charset=utf-8')
-      .header('content-disposition', `attachment; filename="tokenmeter-cost-by-${q.by}-${day}.csv"`)
+      .header(
+        'content-disposition',
+        `attachment; filename="tokenmeter-cost-by-${q.by}${q.rows === 'day' ? '-per-day' : ''}-${span}.csv"`,
+      )
       .header('cache-control', 'no-store')
       .send(body)
   })

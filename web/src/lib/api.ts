@@ -33,6 +33,7 @@ export interface Kpis {
   inputTokens: number
   outputTokens: number
   cachedTokens: number
+  cacheWriteTokens: number
   totalTokens: number
   activeUsers: number
   avgRequestsPerUser: number

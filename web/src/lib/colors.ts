@@ -16,4 +16,12 @@ export function colorAt(i: number): string {
   return PALETTE[i % PALETTE.length] as string
 }
 
+/** The API's id for the series that sums every group past the split limit (docs/API.md). */
+export const OTHER_SERIES_ID = '__other__'
+
+/** Muted for "other" (it is not one thing), the stable hashed colour for everything else. */
+export function seriesColor(id: string): string {
+  return id === OTHER_SERIES_ID ? 'var(--text-3)' : colorFor(id)
+}
+
 export const TOKEN_COLORS = { input: 'var(--s1)', cached: 'var(--s2)', output: 'var(--s3)' }
