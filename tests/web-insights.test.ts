@@ -58,7 +58,12 @@ beforeAll(async () => {
   if (!existsSync(join(WEB_BUILD_DIR, 'index.html'))) {
     execFileSync('npm', ['run', 'build:web'], { cwd: ROOT, stdio: 'ignore' })
   }
-  stack = await startTestStack({ listen: true, roles: ['gateway', 'api', 'web'] })
+  // The anomaly detector looks every half second here (60 s by default), so a spike shows promptly.
+  stack = await startTestStack({
+    listen: true,
+    roles: ['gateway', 'api', 'web'],
+    env: { ALERT_CHECK_MS: '500' },
+  })
   org = await seedOrg(stack.core)
   // More models than the keys chart shows (12), so an "other" series exists, and one
   // runaway day of a single model: more requests than one page of the request log.
@@ -351,5 +356,138 @@ describe('dashboard insights in a real browser', () => {
     expect(evil[3]).toBe('Équipe Zürich')
     const ada = byId.get('u-ada')!
     expect(ada.slice(1, 4)).toEqual(['Ada Lovelace', 'ada@example.com', 'Platform'])
+  })
+
+  it('a spike created by traffic appears on screen with its evidence and actions, and stays acknowledged', async () => {
+    // A quiet key suddenly spending: real gateway requests on an expensive model.
+    const key = org.keys.find((k) => k.name === 'edsger-agent')!
+    await stack.core.store.upsertModel({
+      model: 'sim-pricey',
+      provider: 'simulated',
+      upstreamModel: 'sim-small',
+      inputPerM: 200_000,
+      outputPerM: 200_000,
+      cachedReadPerM: 0,
+      cacheWritePerM: 0,
+    })
+    const hourStart = new Date(Math.floor(Date.now() / 3_600_000) * 3_600_000).toISOString()
+    const spentThisHour = async () =>
+      (await api<{ spendUsd: number }>(`/api/kpis?keys=${key.keyId}&from=${hourStart}&tz=UTC`)).spendUsd
+    for (let i = 0; i < 60 && (await spentThisHour()) < 2; i++) {
+      const res = await fetch(`${stack.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${key.plaintext}`, 'content-type': 'application/json' },
+        body: JSON.stringify({
+          model: 'sim-pricey',
+          messages: [{ role: 'user', content: 'summarise the repo' }],
+        }),
+      })
+      expect(res.status).toBe(200)
+      await res.text()
+      // The recorder flushes about every 200 ms here: wait for this request's row before deciding on another.
+      await eventually(spentThisHour).toBeGreaterThan(0)
+    }
+    expect(await spentThisHour()).toBeGreaterThanOrEqual(2)
+
+    // The detector finds it; the alerts page shows it (loaded per visit, so reload until it is there).
+    const card = page.locator(`[data-alerts="open"] [data-alert-kind="spike"]:has-text("edsger-agent")`)
+    await expect
+      .poll(
+        async () => {
+          await page.goto(`${stack.url}/alerts`)
+          await page.locator('main h1').waitFor()
+          await page.locator('[data-alerts="open"]').waitFor()
+          return card.count()
+        },
+        { timeout: 30_000, interval: 500 },
+      )
+      .toBe(1)
+    expect(await card.textContent()).toContain('Spike on a quiet key')
+    await card.locator('[data-evidence] summary').click()
+    // The evidence chart: the key's hours before it and the flagged hour, drawn from /api/series.
+    await card.locator('[data-evidence] figure[data-series="baseline|finding"]').waitFor()
+    const evidence = await api<{ buckets: string[]; series: { points: { spendUsd: number }[] }[] }>(
+      `/api/series?keys=${key.keyId}&from=${new Date(Date.parse(hourStart) - 2 * 86_400_000).toISOString()}&granularity=1h&tz=UTC`,
+    )
+    const flagged = evidence.buckets.indexOf(hourStart)
+    expect(evidence.series[0]!.points[flagged]!.spendUsd).toBeGreaterThanOrEqual(2)
+    expect(await card.locator('[data-action="rotate"]').getAttribute('href')).toBe(
+      `/admin/keys?key=${key.keyId}`,
+    )
+
+    // Badges: on the key's card and on the dashboard.
+    await page.goto(`${stack.url}/keys?range=30d`)
+    await page.locator(`[data-key="${key.keyId}"] [data-key-alert="spike"]`).waitFor()
+    await page.goto(`${stack.url}/`)
+    await page.locator('[data-alerts-badge]').waitFor()
+
+    // "Open that hour's request log": the drawer lists the hour's requests of that key.
+    await page.goto(`${stack.url}/alerts`)
+    await card.locator('[data-action="log"]').click()
+    await page.waitForURL((u) => u.pathname === '/keys' && u.searchParams.get('logFrom') === hourStart)
+    const drawer = page.locator('[data-drawer="requests"]')
+    await drawer.waitFor()
+    const hour = await api<{ requests: number }>(
+      `/api/kpis?keys=${key.keyId}&from=${hourStart}&to=${new Date(Date.parse(hourStart) + 3_600_000).toISOString()}&tz=UTC`,
+    )
+    await eventually(() => drawer.locator('[data-total="requests"]').getAttribute('data-value')).toBe(
+      String(hour.requests),
+    )
+    await page.keyboard.press('Escape')
+
+    // "Rotate the key" leads to that key's row on the admin page.
+    await page.goto(`${stack.url}/admin/keys?key=${key.keyId}`)
+    await page.locator(`tr[data-row="${key.keyId}"][data-highlight]`).waitFor()
+
+    // Acknowledge: it leaves the open list, for good (after a reload, and in the API).
+    await page.goto(`${stack.url}/alerts`)
+    const id = await card.getAttribute('data-alert')
+    await card.locator('[data-action="ack"]').click()
+    await page.locator(`[data-alerts="acknowledged"] [data-alert="${id}"] [data-acknowledged]`).waitFor()
+    await page.reload()
+    await page.locator(`[data-alerts="acknowledged"] [data-alert="${id}"]`).waitFor()
+    expect(await page.locator(`[data-alerts="open"] [data-alert="${id}"]`).count()).toBe(0)
+    const open = await api<{ alerts: { alertId: string }[] }>('/api/alerts?state=open')
+    expect(open.alerts.map((a) => a.alertId)).not.toContain(id)
+    await page.goto(`${stack.url}/keys?range=30d`)
+    await page.locator(`[data-key="${key.keyId}"]`).waitFor()
+    expect(await page.locator(`[data-key="${key.keyId}"] [data-key-alert="spike"]`).count()).toBe(0)
+  }, 180_000)
+
+  it('live mode is pushed: with no traffic the page re-requests nothing; a request refreshes it once', async () => {
+    const asked: string[] = []
+    const onRequest = (r: Request) => {
+      const path = new URL(r.url()).pathname
+      if (path === '/api/series' || path === '/api/breakdown') asked.push(path)
+    }
+    const liveRefreshes = async () => {
+      const text = await (await stack.app.inject({ url: '/metrics' })).body
+      return Number(/^tokenmeter_live_refreshes (\d+)/m.exec(text)?.[1] ?? Number.NaN)
+    }
+    page.on('request', onRequest)
+    await page.goto(`${stack.url}/usage?range=24h&view=team&live=1`)
+    await page.locator('[data-live-status="live"]').waitFor({ timeout: 15_000 })
+    await eventually(() => asked.length).toBeGreaterThanOrEqual(2)
+    const settled = asked.length
+    // The hub re-reads ClickHouse for this filter every few seconds (idle refresh): let it do so twice.
+    const start = await liveRefreshes()
+    expect(start).toBeGreaterThan(0)
+    await expect.poll(liveRefreshes, { timeout: 30_000, interval: 250 }).toBeGreaterThanOrEqual(start + 2)
+    expect(asked.slice(settled)).toEqual([])
+
+    // One gateway request: the pushed numbers move, and the chart and table follow once.
+    const key = org.keys.find((k) => k.name === 'ken-cli')!
+    const before = await kpi('requests')
+    const res = await fetch(`${stack.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key.plaintext}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'sim-chat', messages: [{ role: 'user', content: 'hello' }] }),
+    })
+    expect(res.status).toBe(200)
+    await res.text()
+    await eventually(() => kpi('requests')).toBe(before + 1)
+    await eventually(() => asked.slice(settled).sort()).toEqual(['/api/breakdown', '/api/series'])
+    page.off('request', onRequest)
+    await page.click('[data-control="live"]')
   })
 })

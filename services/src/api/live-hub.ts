@@ -44,7 +44,7 @@ export interface LiveSubscriber {
 
 export interface LiveHub {
   subscribe(parsed: ParsedFilter, scope: Scope, sub: LiveSubscriber): () => void
-  stats(): { topics: number; subscribers: number; pendingRows: number }
+  stats(): { topics: number; subscribers: number; pendingRows: number; refreshes: number; pushes: number }
   close(): void
 }
 
@@ -90,6 +90,8 @@ interface Topic {
   pending: Map<string, PendingRow>
   version: number
   message?: string
+  /** What the last pushed snapshot showed (not when): an unchanged refresh pushes nothing. */
+  shown?: string
   dirty: boolean
   refreshing: boolean
   nextRefreshAt: number
@@ -136,6 +138,9 @@ export function createLiveHub(opts: LiveHubOptions): LiveHub {
   const maxBuffered = opts.maxBuffered ?? 256 * 1024
   const maxPending = opts.maxPendingRows ?? 50_000
   const topics = new Map<string, Topic>()
+  // Counters for /metrics and tests: ClickHouse refreshes done, snapshots pushed to sockets.
+  let refreshes = 0
+  let pushes = 0
 
   const unlisten = opts.recorder.onRecord((row) => {
     const ms = rowMs(row.started_at)
@@ -151,6 +156,7 @@ export function createLiveHub(opts: LiveHubOptions): LiveHub {
 
   async function refresh(t: Topic) {
     t.refreshing = true
+    refreshes++
     try {
       // Sliding presets move with the clock: re-resolve on every refresh.
       const f = resolveFilter(t.parsed)
@@ -205,7 +211,7 @@ export function createLiveHub(opts: LiveHubOptions): LiveHub {
     }
   }
 
-  function render(t: Topic): string | undefined {
+  function render(t: Topic): { message: string; shown: string } | undefined {
     const base = t.base
     if (!base) return undefined
     const f = t.filter
@@ -225,17 +231,21 @@ export function createLiveHub(opts: LiveHubOptions): LiveHub {
       for (const u of users[i]!) all.add(u)
     })
     total.activeUsers = all.size
-    return JSON.stringify({
+    const buckets = f.range.buckets.map((ms) => new Date(ms).toISOString())
+    const message = JSON.stringify({
       type: 'snapshot',
       at: new Date().toISOString(),
       kpis: kpisFromTotals(total, f, base.p50, base.p95),
       series: {
         granularity: f.range.granularity,
         source: f.range.source,
-        buckets: f.range.buckets.map((ms) => new Date(ms).toISOString()),
+        buckets,
         series: [{ id: 'total', name: 'Total', points }],
       },
     })
+    // The numbers and buckets a viewer sees; a sliding range's moving `to` alone is no news.
+    const shown = JSON.stringify([total, points, buckets, base.p50, base.p95])
+    return { message, shown }
   }
 
   function deliver(t: Topic) {
@@ -246,6 +256,7 @@ export function createLiveHub(opts: LiveHubOptions): LiveHub {
       if (s.sub.bufferedAmount() > maxBuffered) continue
       s.version = t.version
       s.sub.send(t.message)
+      pushes++
     }
   }
 
@@ -255,11 +266,16 @@ export function createLiveHub(opts: LiveHubOptions): LiveHub {
       if (now >= t.filter.range.toMs) t.nextRefreshAt = 0
       if (!t.refreshing && now >= t.nextRefreshAt) void refresh(t)
       if (t.dirty) {
-        const message = render(t)
-        if (message) {
+        const r = render(t)
+        if (r) {
           t.dirty = false
-          t.message = message
-          t.version++
+          // Push only what changed: viewers refresh what they show on a push, so an idle
+          // refresh that found the same numbers must not make every viewer query again.
+          if (r.shown !== t.shown) {
+            t.shown = r.shown
+            t.message = r.message
+            t.version++
+          }
         }
       }
       deliver(t)
@@ -303,7 +319,7 @@ export function createLiveHub(opts: LiveHubOptions): LiveHub {
         subscribers += t.subs.size
         pendingRows += t.pending.size
       }
-      return { topics: topics.size, subscribers, pendingRows }
+      return { topics: topics.size, subscribers, pendingRows, refreshes, pushes }
     },
     close() {
       clearInterval(timer)

@@ -148,6 +148,16 @@ function registerLiveMetrics(core: Core, hub: LiveHub) {
       'Recorded rows shown live but not yet confirmed in ClickHouse',
       'pendingRows',
     ],
+    [
+      'tokenmeter_live_refreshes',
+      'Live snapshots read from ClickHouse since start (all topics)',
+      'refreshes',
+    ],
+    [
+      'tokenmeter_live_pushes',
+      'Live snapshots sent to sockets since start; unchanged data is not sent',
+      'pushes',
+    ],
   ] as const
   for (const [name, help, field] of gauges) {
     core.metrics.removeSingleMetric(name)

@@ -11,8 +11,10 @@ import {
   resolveFilter,
   type Scope,
   scopeFor,
+  scopeKey,
   type UsageFilter,
 } from './filters.ts'
+import { createInflight } from './inflight.ts'
 import { buildOpenApi } from './openapi.ts'
 import { queryBreakdown } from './queries/breakdown.ts'
 import { exportCostCsv } from './queries/cost-export.ts'
@@ -34,6 +36,7 @@ import {
   requestLogQuery,
   seriesQuery,
 } from './schemas.ts'
+import { answerStorageOutages } from './storage-unavailable.ts'
 
 /**
  * The usage API. Every handler: authenticate, parse the one filter schema
@@ -44,6 +47,11 @@ export const usageRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { cor
   const wh = core.warehouse
   const store = core.store
   const signedIn = { preHandler: requireRole() }
+  answerStorageOutages(app, core)
+  // Viewers of the same filter (same scope, same parameters) share a query that is already running.
+  const inflight = createInflight()
+  const shareKey = (route: string, q: unknown, scope: Scope) =>
+    `${route}|${scopeKey(scope)}|${JSON.stringify(q)}`
 
   function context<S extends z.ZodType>(
     request: FastifyRequest,
@@ -66,18 +74,20 @@ export const usageRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { cor
   })
 
   app.get('/kpis', signedIn, async (request) => {
-    const { f, scope } = context(request, kpisQuery)
-    return queryKpis(wh, f, scope)
+    const { q, f, scope } = context(request, kpisQuery)
+    return inflight.share(shareKey('kpis', q, scope), () => queryKpis(wh, f, scope))
   })
 
   app.get('/series', signedIn, async (request) => {
     const { q, f, scope } = context(request, seriesQuery)
-    return querySeries(wh, store, f, scope, q.split, q.splitLimit)
+    return inflight.share(shareKey('series', q, scope), () =>
+      querySeries(wh, store, f, scope, q.split, q.splitLimit),
+    )
   })
 
   app.get('/breakdown', signedIn, async (request) => {
     const { q, f, scope } = context(request, breakdownQuery)
-    return queryBreakdown(wh, store, f, scope, q)
+    return inflight.share(shareKey('breakdown', q, scope), () => queryBreakdown(wh, store, f, scope, q))
   })
 
   app.get('/leaderboard', signedIn, async (request) => {

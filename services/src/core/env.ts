@@ -79,6 +79,8 @@ export const envSchema = z.object({
   BUDGET_DEFAULT_RESERVE_USD: z.coerce.number().nonnegative().default(0.5),
   ALERT_WEBHOOK_URLS: z.string().default(''),
   ALERT_WEBHOOK_SECRET: z.string().default(''),
+  /** How often the anomaly detector looks for spikes, runaway days and budget alerts, in ms. */
+  ALERT_CHECK_MS: z.coerce.number().int().min(200).max(3_600_000).default(60_000),
   /** Comma-separated origins allowed to open the live WebSocket besides our own. */
   ALLOWED_ORIGINS: z.string().default(''),
   /** Which parts this process runs; the embedded default runs them all. */
