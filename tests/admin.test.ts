@@ -91,9 +91,17 @@ describe('admin API', () => {
     expect(badGrace.status).toBe(400)
     expect(badGrace.body.error.message).toContain('graceSeconds')
 
-    const unknownModel = await call('POST', '/keys', { userId: 'mia', name: 'x', allowedModels: ['ghost'] })
-    expect(unknownModel.status).toBe(400)
-    expect(unknownModel.body.error.message).toContain('ghost')
+    // Passthrough is on by default, so any name or pattern may be allowed; only bad syntax is refused.
+    const badPattern = await call('POST', '/keys', { userId: 'mia', name: 'x', allowedModels: ['gpt 4o'] })
+    expect(badPattern.status).toBe(400)
+    expect(badPattern.body.error.message).toContain('allowedModels')
+    const patterns = await call('POST', '/keys', {
+      userId: 'mia',
+      name: 'x',
+      allowedModels: ['claude-*', 'ghost'],
+    })
+    expect(patterns.status).toBe(201)
+    expect(patterns.body.key.allowedModels).toEqual(['claude-*', 'ghost'])
   })
 
   it('model facades: put, list, delete', async () => {

@@ -127,6 +127,8 @@ export function makeRow(
     cost_usd: `0.${String(r.int(0, 999_999_999)).padStart(9, '0')}`,
     latency_ms: latency,
     ttft_ms: r.int(0, 500),
+    reasoning_tokens: r.next() < 0.3 ? r.int(0, 500) : 0,
+    price_unknown: r.next() < 0.05,
     batch_id: '',
     ...over,
   }

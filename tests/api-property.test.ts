@@ -153,7 +153,8 @@ function rawWhere(c: Case, caller: Caller, from: string, to: string) {
 
 const RAW_METRICS = `count() AS requests, countIf(status_code >= 400 OR error_class != '') AS errors,
   sum(input_tokens) AS input, sum(output_tokens) AS output, sum(cached_read_tokens) AS cached,
-  sum(cache_write_tokens) AS cache_write, toString(sum(cost_usd)) AS cost, uniqExact(user_id) AS users`
+  sum(cache_write_tokens) AS cache_write, sum(reasoning_tokens) AS reasoning, countIf(price_unknown) AS unpriced,
+  toString(sum(cost_usd)) AS cost, uniqExact(user_id) AS users`
 
 type RawMetrics = {
   requests: number
@@ -162,6 +163,8 @@ type RawMetrics = {
   output: number
   cached: number
   cache_write: number
+  reasoning: number
+  unpriced: number
   cost: string
   users: number
 }
@@ -174,6 +177,8 @@ function expectTotals(api: Record<string, number>, raw: RawMetrics | undefined, 
     outputTokens: Number(raw?.output ?? 0),
     cachedTokens: Number(raw?.cached ?? 0),
     cacheWriteTokens: Number(raw?.cache_write ?? 0),
+    reasoningTokens: Number(raw?.reasoning ?? 0),
+    unpricedRequests: Number(raw?.unpriced ?? 0),
     spendUsd: Number(raw?.cost ?? 0),
     activeUsers: Number(raw?.users ?? 0),
   }
@@ -346,6 +351,9 @@ describe(`usage API equals a raw recomputation (seed ${SEED})`, () => {
         'total_tokens',
         'cost_usd',
         'cost_usd_exact',
+        'cache_write_tokens',
+        'reasoning_tokens',
+        'unpriced_requests',
       ])
       const perGroup = new Map<string, { requests: number; input: number; cost: number }>()
       const perDay = new Map<string, number>()

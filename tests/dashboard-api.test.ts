@@ -111,8 +111,10 @@ describe('live pushes', () => {
       { send: (m) => sent.push(m), bufferedAmount: () => 0 },
     )
     await expect.poll(() => sent.length).toBe(1)
-    const refreshes = hub.stats().refreshes
-    await expect.poll(() => hub.stats().refreshes, { timeout: 10_000 }).toBeGreaterThanOrEqual(refreshes + 3)
+    const refreshes = hub.stats().refreshesStarted
+    await expect
+      .poll(() => hub.stats().refreshesStarted, { timeout: 10_000 })
+      .toBeGreaterThanOrEqual(refreshes + 3)
     expect(sent.length).toBe(1)
 
     stack.core.recorder.record(liveRow(keyOf('ken-cli')))

@@ -1,11 +1,12 @@
 import { type ChildProcess, spawn } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
-import { createServer } from 'node:net'
+import { connect, createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import { createWarehouse } from '../services/src/core/warehouse.ts'
 import { createFakeUpstream, type FakeUpstream } from '../services/src/simulator/fake-upstream.ts'
+import { type ServiceProcess, startService } from './helpers/service-process.ts'
 
 // The real server process under load gets SIGTERM: every request that was
 // answered with a 200 must be in ClickHouse exactly once afterwards. The
@@ -150,5 +151,66 @@ describe('SIGTERM under load', () => {
     } finally {
       await wh.close()
     }
+  })
+})
+
+describe('SIGTERM after a WebSocket upgrade on /v1/responses', () => {
+  let service: ServiceProcess | undefined
+  const wsDataDir = mkdtempSync(join(tmpdir(), 'tokenmeter-sigterm-ws-'))
+  afterAll(async () => {
+    await service?.kill()
+    rmSync(wsDataDir, { recursive: true, force: true })
+  })
+
+  it('refuses the upgrade with 426, closes that socket, and exits within 10 s', async () => {
+    service = await startService('gateway', {
+      DATA_DIR: wsDataDir,
+      HOST: '127.0.0.1',
+      PORT: String(await freePort()),
+      DEMO: 'false',
+      ADMIN_TOKEN: ADMIN,
+      // The API role brings the WebSocket server of /api/live, which takes every upgrade over.
+      ROLES: 'gateway,api',
+      LOG_LEVEL: 'warn',
+    })
+    const admin = async (path: string, body: object) => {
+      const res = await fetch(`${service!.url}/api/admin${path}`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      })
+      expect(res.status, await res.clone().text()).toBeLessThan(300)
+      return res.json()
+    }
+    await admin('/teams', { teamId: 'core', name: 'Core' })
+    await admin('/users', { userId: 'cody', email: 'cody@example.com', name: 'Cody', teamId: 'core' })
+    const { plaintext } = await admin('/keys', { userId: 'cody', name: 'codex' })
+
+    // As the Codex CLI does first; this client never closes its side.
+    const { port } = new URL(service.url)
+    const socket = connect(Number(port), '127.0.0.1')
+    let answer = ''
+    let answered!: () => void
+    const gotAnswer = new Promise<void>((resolve) => {
+      answered = resolve
+    })
+    let ended = false
+    socket.once('end', () => {
+      ended = true
+    })
+    socket.on('data', (d) => {
+      answer += d
+      if (answer.includes('\r\n\r\n')) answered()
+    })
+    socket.write(
+      'GET /v1/responses HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n' +
+        'Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n' +
+        `Authorization: Bearer ${plaintext}\r\n\r\n`,
+    )
+    await gotAnswer
+    expect(answer).toMatch(/^HTTP\/1\.1 426 /)
+    expect(await service.terminate(10_000)).toBe(0)
+    expect(ended).toBe(true)
+    socket.destroy()
   })
 })

@@ -124,6 +124,8 @@ beforeAll(async () => {
       ANTHROPIC_API_KEY: UPSTREAM_ANTHROPIC_KEY,
       UPSTREAM_TIMEOUT_MS: '1500',
       MAX_BODY_BYTES: String(MAX_BODY),
+      // Facades only: passthrough and the catalogue are tested in gateway-models.test.ts.
+      MODEL_PASSTHROUGH: 'false',
     },
   })
   // Wire the simulated provider to this test's fake, as server.ts does with its own.

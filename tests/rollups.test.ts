@@ -75,6 +75,8 @@ function generate(n: number, seed: number): UsageRow[] {
       cost_usd: nanosToUsdString(Math.floor(r() * 50_000_000)),
       latency_ms: latency,
       ttft_ms: Math.floor(latency / 3),
+      reasoning_tokens: r() < 0.3 ? Math.floor(r() * 800) : 0,
+      price_unknown: r() < 0.05,
       batch_id: '',
     })
   }
@@ -97,6 +99,7 @@ async function compare(table: string, bucketFn: string) {
        toString(countIf(tokens_estimated)) AS estimated,
        toString(sum(input_tokens)) AS input, toString(sum(output_tokens)) AS output,
        toString(sum(cached_read_tokens)) AS cached, toString(sum(cache_write_tokens)) AS cache_write,
+       toString(sum(reasoning_tokens)) AS reasoning, toString(countIf(price_unknown)) AS unpriced,
        toString(sum(toDecimal128(cost_usd, 9))) AS cost, toString(sum(latency_ms)) AS latency
      FROM requests GROUP BY b, ${DIMS} ORDER BY b, ${DIMS}`,
   )
@@ -105,6 +108,7 @@ async function compare(table: string, bucketFn: string) {
        toString(sum(requests)) AS requests, toString(sum(errors)) AS errors, toString(sum(estimated)) AS estimated,
        toString(sum(input_tokens)) AS input, toString(sum(output_tokens)) AS output,
        toString(sum(cached_read_tokens)) AS cached, toString(sum(cache_write_tokens)) AS cache_write,
+       toString(sum(reasoning_tokens)) AS reasoning, toString(sum(unpriced)) AS unpriced,
        toString(sum(cost_usd)) AS cost, toString(sum(latency_ms_sum)) AS latency
      FROM ${table} GROUP BY b, ${DIMS} ORDER BY b, ${DIMS}`,
   )

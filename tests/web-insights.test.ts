@@ -313,6 +313,9 @@ describe('dashboard insights in a real browser', () => {
       'total_tokens',
       'cost_usd',
       'cost_usd_exact',
+      'cache_write_tokens',
+      'reasoning_tokens',
+      'unpriced_requests',
     ])
     type Row = {
       id: string
@@ -462,7 +465,7 @@ describe('dashboard insights in a real browser', () => {
     }
     const liveRefreshes = async () => {
       const text = await (await stack.app.inject({ url: '/metrics' })).body
-      return Number(/^tokenmeter_live_refreshes (\d+)/m.exec(text)?.[1] ?? Number.NaN)
+      return Number(/^tokenmeter_live_refreshes_started_total (\d+)/m.exec(text)?.[1] ?? Number.NaN)
     }
     page.on('request', onRequest)
     await page.goto(`${stack.url}/usage?range=24h&view=team&live=1`)

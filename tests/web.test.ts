@@ -211,7 +211,7 @@ describe('dashboard in a real browser', () => {
       headers: { authorization: `Bearer ${TEST_ADMIN_TOKEN}` },
     })
     expect(csv.split(/\r?\n/)[0]).toBe(
-      'day,group_id,name,email,team,requests,input_tokens,output_tokens,cached_tokens,total_tokens,cost_usd,cost_usd_exact',
+      'day,group_id,name,email,team,requests,input_tokens,output_tokens,cached_tokens,total_tokens,cost_usd,cost_usd_exact,cache_write_tokens,reasoning_tokens,unpriced_requests',
     )
     expect(csv).toBe(await res.text())
     expect(csv).toContain('u-ada')

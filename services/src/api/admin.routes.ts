@@ -1,7 +1,7 @@
 import type { FastifyPluginAsync } from 'fastify'
 import { z } from 'zod'
 import type { Core } from '../core/core.ts'
-import { type ApiKey, modelFacadeSchema, roleSchema } from '../core/entities.ts'
+import { type ApiKey, BUILTIN_PROVIDERS, modelFacadeSchema, roleSchema } from '../core/entities.ts'
 import { HttpError } from '../core/errors.ts'
 import { newId } from '../core/keys.ts'
 import { requireRole } from './auth.plugin.ts'
@@ -27,13 +27,42 @@ const userBody = z.strictObject({
 const keyBody = z.strictObject({
   userId: id,
   name: z.string().trim().min(1).max(200),
-  allowedModels: z.array(z.string().min(1).max(128)).max(200).optional(),
+  /** Model names or patterns with `*` (`claude-*`, `gpt-4o*`), matched on the name clients send. */
+  allowedModels: z
+    .array(
+      z
+        .string()
+        .min(1)
+        .max(128)
+        .regex(/^[A-Za-z0-9._:/*-]+$/, 'use model names or patterns of letters, digits, . _ : / - and *'),
+    )
+    .max(200)
+    .optional(),
   expiresAt: z.iso.datetime({ offset: true }).optional(),
 })
 const rotateBody = z.strictObject({
   graceSeconds: z.number().int().min(0).max(MAX_GRACE_SECONDS).default(3600),
 })
-const modelBody = modelFacadeSchema.omit({ model: true }).strict()
+/**
+ * A facade either prices its model (inputPerM and outputPerM) or only aliases
+ * it (`priceFromCatalogue: true`, prices omitted): then the upstream model is
+ * priced from the catalogue like a model without a facade.
+ */
+const modelBodySchema = (providers: readonly string[]) =>
+  modelFacadeSchema
+    .omit({ model: true })
+    .extend({
+      provider: modelFacadeSchema.shape.provider.refine((p) => providers.includes(p), {
+        message: `not configured; use one of ${providers.join(', ')} (named upstreams come from UPSTREAMS)`,
+      }),
+      inputPerM: modelFacadeSchema.shape.inputPerM.optional(),
+      outputPerM: modelFacadeSchema.shape.outputPerM.optional(),
+    })
+    .strict()
+    .refine((b) => b.priceFromCatalogue || (b.inputPerM !== undefined && b.outputPerM !== undefined), {
+      message:
+        'give inputPerM and outputPerM, or priceFromCatalogue: true to price the upstream model from the catalogue',
+    })
 const modelName = modelFacadeSchema.shape.model
 const signinBody = z.strictObject({ userId: id })
 
@@ -68,6 +97,7 @@ function publicKey(k: ApiKey, now = new Date()) {
  * web sign-in tokens. Budgets live in budgets.routes.ts, ops in ops.routes.ts.
  */
 export const adminRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { core }) => {
+  const modelBody = modelBodySchema([...BUILTIN_PROVIDERS, ...core.env.namedUpstreams.map((u) => u.name)])
   const { store } = core
   app.addHook('preHandler', requireRole('admin'))
 
@@ -115,7 +145,10 @@ export const adminRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { cor
     if (expiresAt && expiresAt.getTime() <= Date.now()) {
       throw new HttpError(400, 'invalid_body', 'Invalid key: expiresAt must be in the future.')
     }
-    const unknown = (b.allowedModels ?? []).filter((m) => !store.model(m))
+    // With passthrough any name may be served, so only a facade-only gateway can call a name unknown.
+    const unknown = core.env.MODEL_PASSTHROUGH
+      ? []
+      : (b.allowedModels ?? []).filter((m) => !m.includes('*') && !store.model(m))
     if (unknown.length > 0) {
       throw new HttpError(
         400,
@@ -154,7 +187,14 @@ export const adminRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { cor
       throw new HttpError(400, 'invalid_model_name', `Invalid model name: ${name.error.issues[0]?.message}.`)
     }
     const b = parse(modelBody, request.body, 'model facade')
-    return { model: await store.upsertModel({ model: name.data, ...b }) }
+    const model = {
+      ...b,
+      model: name.data,
+      inputPerM: b.inputPerM ?? 0,
+      outputPerM: b.outputPerM ?? 0,
+      priceFromCatalogue: b.priceFromCatalogue ?? false,
+    }
+    return { model: await store.upsertModel(model) }
   })
   app.delete<{ Params: { model: string } }>('/models/:model', async (request, reply) => {
     if (!store.model(request.params.model)) {

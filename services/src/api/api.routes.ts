@@ -4,12 +4,14 @@ import { adminRoutes } from './admin.routes.ts'
 import { authPlugin } from './auth.plugin.ts'
 import { budgetsRoutes } from './budgets.routes.ts'
 import { liveRoutes } from './live.routes.ts'
+import { loadShedPlugin } from './load-shed.plugin.ts'
 import { opsRoutes } from './ops.routes.ts'
 import { sessionRoutes } from './session.routes.ts'
 import { usageRoutes } from './usage.routes.ts'
 
 /** Everything under /api: auth first, then each area in its own plugin. */
 export const apiRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { core }) => {
+  await app.register(loadShedPlugin, { core })
   await app.register(authPlugin, { core })
   await app.register(sessionRoutes, { core })
   await app.register(usageRoutes, { core })

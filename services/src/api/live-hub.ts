@@ -36,15 +36,35 @@ import { bucketIndex } from './time-range.ts'
  * subscriber whose socket has more than MAX_BUFFERED bytes queued is skipped
  * and later sent only the newest message, so memory per slow client is
  * bounded by one message plus the socket buffer.
+ *
+ * Work is bounded too, whatever subscribers do: a topic's refresh is three
+ * ClickHouse queries over one filter's range, at most `maxRefreshes` refreshes
+ * run at once across the hub (the rest wait in turn, first come first served),
+ * a topic whose last subscriber left before its turn costs nothing, and while
+ * `underPressure()` says the process is overloaded only first snapshots are
+ * read (the in-memory overlay keeps the numbers moving). How many topics one
+ * user can create is limited by live.routes.ts (sockets and subscribes per user).
  */
 export interface LiveSubscriber {
   send(message: string): void
   bufferedAmount(): number
 }
 
+export interface LiveHubStats {
+  topics: number
+  subscribers: number
+  pendingRows: number
+  /** Refreshes running now, waiting their turn, and started since start. */
+  refreshesRunning: number
+  refreshesQueued: number
+  refreshesStarted: number
+  /** Snapshots sent to sockets since start (unchanged numbers are not sent). */
+  pushes: number
+}
+
 export interface LiveHub {
   subscribe(parsed: ParsedFilter, scope: Scope, sub: LiveSubscriber): () => void
-  stats(): { topics: number; subscribers: number; pendingRows: number; refreshes: number; pushes: number }
+  stats(): LiveHubStats
   close(): void
 }
 
@@ -59,6 +79,10 @@ export interface LiveHubOptions {
   busyRefreshMs?: number
   maxBuffered?: number
   maxPendingRows?: number
+  /** ClickHouse refreshes running at once across all topics (default 2). */
+  maxRefreshes?: number
+  /** True while the process is overloaded: only first snapshots are refreshed. */
+  underPressure?: () => boolean
   log?: (obj: object, msg: string) => void
 }
 
@@ -94,6 +118,7 @@ interface Topic {
   shown?: string
   dirty: boolean
   refreshing: boolean
+  queued: boolean
   nextRefreshAt: number
 }
 
@@ -113,6 +138,8 @@ function rowTotals(row: UsageRow): Totals {
     outputTokens: row.output_tokens,
     cachedTokens: row.cached_read_tokens,
     cacheWriteTokens: row.cache_write_tokens,
+    reasoningTokens: row.reasoning_tokens ?? 0,
+    unpricedRequests: row.price_unknown ? 1 : 0,
     spendUsd: Number(row.cost_usd),
     activeUsers: 0,
   }
@@ -125,6 +152,8 @@ function add(into: Totals, t: Totals) {
   into.outputTokens += t.outputTokens
   into.cachedTokens += t.cachedTokens
   into.cacheWriteTokens += t.cacheWriteTokens
+  into.reasoningTokens += t.reasoningTokens
+  into.unpricedRequests += t.unpricedRequests
   into.spendUsd += t.spendUsd
 }
 
@@ -137,10 +166,36 @@ export function createLiveHub(opts: LiveHubOptions): LiveHub {
   const busyRefreshMs = opts.busyRefreshMs ?? 1_000
   const maxBuffered = opts.maxBuffered ?? 256 * 1024
   const maxPending = opts.maxPendingRows ?? 50_000
+  const maxRefreshes = opts.maxRefreshes ?? 2
+  const underPressure = opts.underPressure ?? (() => false)
   const topics = new Map<string, Topic>()
-  // Counters for /metrics and tests: ClickHouse refreshes done, snapshots pushed to sockets.
-  let refreshes = 0
+  // Snapshots pushed to sockets since start; an unchanged refresh pushes none.
   let pushes = 0
+  const queue: Topic[] = []
+  let running = 0
+  let started = 0
+
+  /** Runs a topic's refresh when a slot is free, else queues it once. */
+  function schedule(t: Topic) {
+    if (t.refreshing || t.queued) return
+    if (running >= maxRefreshes) {
+      t.queued = true
+      queue.push(t)
+      return
+    }
+    running++
+    started++
+    void refresh(t).finally(() => {
+      running--
+      for (let next = queue.shift(); next; next = queue.shift()) {
+        next.queued = false
+        // Its subscribers left while it waited: nothing to compute.
+        if (topics.get(next.key) !== next) continue
+        schedule(next)
+        break
+      }
+    })
+  }
 
   const unlisten = opts.recorder.onRecord((row) => {
     const ms = rowMs(row.started_at)
@@ -156,7 +211,6 @@ export function createLiveHub(opts: LiveHubOptions): LiveHub {
 
   async function refresh(t: Topic) {
     t.refreshing = true
-    refreshes++
     try {
       // Sliding presets move with the clock: re-resolve on every refresh.
       const f = resolveFilter(t.parsed)
@@ -262,9 +316,11 @@ export function createLiveHub(opts: LiveHubOptions): LiveHub {
 
   const timer = setInterval(() => {
     const now = Date.now()
+    const pressed = underPressure()
     for (const t of topics.values()) {
       if (now >= t.filter.range.toMs) t.nextRefreshAt = 0
-      if (!t.refreshing && now >= t.nextRefreshAt) void refresh(t)
+      // Under pressure, topics that already show numbers wait; new ones still get their first.
+      if (!t.refreshing && now >= t.nextRefreshAt && !(pressed && t.base)) schedule(t)
       if (t.dirty) {
         const r = render(t)
         if (r) {
@@ -298,10 +354,11 @@ export function createLiveHub(opts: LiveHubOptions): LiveHub {
           version: 0,
           dirty: false,
           refreshing: false,
+          queued: false,
           nextRefreshAt: 0,
         }
         topics.set(key, t)
-        void refresh(t)
+        schedule(t)
       }
       const state: SubState = { sub, version: -1 }
       t.subs.add(state)
@@ -319,12 +376,21 @@ export function createLiveHub(opts: LiveHubOptions): LiveHub {
         subscribers += t.subs.size
         pendingRows += t.pending.size
       }
-      return { topics: topics.size, subscribers, pendingRows, refreshes, pushes }
+      return {
+        topics: topics.size,
+        subscribers,
+        pendingRows,
+        refreshesRunning: running,
+        refreshesQueued: queue.length,
+        refreshesStarted: started,
+        pushes,
+      }
     },
     close() {
       clearInterval(timer)
       unlisten()
       topics.clear()
+      queue.length = 0
     },
   }
 }

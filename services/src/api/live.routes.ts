@@ -1,6 +1,6 @@
 import websocket from '@fastify/websocket'
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify'
-import { Gauge } from 'prom-client'
+import { Counter, Gauge } from 'prom-client'
 import type { Principal } from '../core/auth.ts'
 import type { Core } from '../core/core.ts'
 import { HttpError } from '../core/errors.ts'
@@ -17,11 +17,16 @@ import {
   zodToHttp,
 } from './filters.ts'
 import { createLiveHub, type LiveHub } from './live-hub.ts'
+import { createLiveQuota } from './live-quota.ts'
 import { liveClientMessage } from './schemas.ts'
 
 /** WebSocket close code for "your credential is no longer valid" (4000-4999 are ours). */
 export const CLOSE_REVOKED = 4401
+/** Close code for "over your share": too many sockets, or subscribing too fast for too long. */
+export const CLOSE_TOO_MANY = 4429
 const RECHECK_MS = 1_000
+/** Refused subscribes in a row after which the socket is closed rather than answered. */
+const MAX_STRIKES = 20
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -37,14 +42,24 @@ declare module 'fastify' {
  */
 export const liveRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { core }) => {
   await app.register(websocket, { options: { maxPayload: 64 * 1024 } })
+  const overloaded = () => (app.hasDecorator('isUnderPressure') ? app.isUnderPressure() : false)
   const hub = createLiveHub({
     warehouse: core.warehouse,
     store: core.store,
     recorder: core.rowFeed,
+    maxRefreshes: core.env.LIVE_MAX_REFRESHES,
+    underPressure: overloaded,
     log: (obj, msg) => app.log.warn(obj, msg),
   })
   app.addHook('onClose', async () => hub.close())
-  registerLiveMetrics(core, hub)
+  const subscribes = registerLiveMetrics(core, hub)
+  const quota = createLiveQuota({
+    maxSockets: core.env.LIVE_MAX_SOCKETS_PER_USER,
+    perSec: core.env.LIVE_SUBSCRIBES_PER_SEC,
+    burst: core.env.LIVE_SUBSCRIBE_BURST,
+  })
+  // The bootstrap admin token has no user: its sockets share one allowance.
+  const shareOf = (p: Principal) => p.userId || `${p.via}:${p.credentialId}`
 
   const checkFilter = (principal: Principal, raw: unknown): { parsed: ParsedFilter; scope: Scope } => {
     const parsed = parseQuery(filterSchema, raw)
@@ -68,12 +83,39 @@ export const liveRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { core
               'This Origin may not open the live socket (ALLOWED_ORIGINS).',
             )
           }
+          // Over the user's share: refused before the upgrade, the cheapest answer there is.
+          const user = shareOf(request.principal!)
+          if (quota.sockets(user) >= core.env.LIVE_MAX_SOCKETS_PER_USER) {
+            subscribes.inc({ outcome: 'too_many_sockets' })
+            throw new HttpError(
+              429,
+              'too_many_live_sockets',
+              `At most ${core.env.LIVE_MAX_SOCKETS_PER_USER} live sockets per user (LIVE_MAX_SOCKETS_PER_USER); close one first.`,
+            )
+          }
+          if (!quota.trySubscribe(user)) {
+            subscribes.inc({ outcome: 'rate_limited' })
+            throw new HttpError(429, 'rate_limited', 'Subscribing too fast; reconnect in a few seconds.')
+          }
           request.liveFilter = checkFilter(request.principal!, request.query).parsed
         },
       ],
     },
     (socket, request) => {
       const principal = request.principal!
+      const user = shareOf(principal)
+      // Handshakes that passed the pre-upgrade check together can still overshoot; this one is exact.
+      if (!quota.openSocket(user)) {
+        subscribes.inc({ outcome: 'too_many_sockets' })
+        socket.close(
+          CLOSE_TOO_MANY,
+          `at most ${core.env.LIVE_MAX_SOCKETS_PER_USER} live sockets per user (LIVE_MAX_SOCKETS_PER_USER)`,
+        )
+        return
+      }
+      socket.on('close', () => quota.closeSocket(user))
+      subscribes.inc({ outcome: 'accepted' })
+      let strikes = 0
       let scope = scopeFor(principal, core.store)
       let parsed = request.liveFilter!
       const sub = {
@@ -121,6 +163,28 @@ export const liveRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { core
           }
           const msg = liveClientMessage.safeParse(json)
           if (!msg.success) throw zodToHttp(msg.error)
+          if (overloaded()) {
+            subscribes.inc({ outcome: 'overloaded' })
+            throw new HttpError(
+              503,
+              'overloaded',
+              'The server is overloaded; your current view keeps updating. Change filters again in a few seconds.',
+            )
+          }
+          if (!quota.trySubscribe(user)) {
+            subscribes.inc({ outcome: 'rate_limited' })
+            if (++strikes >= MAX_STRIKES) {
+              socket.close(CLOSE_TOO_MANY, 'subscribing too fast')
+              return
+            }
+            throw new HttpError(
+              429,
+              'rate_limited',
+              `At most ${core.env.LIVE_SUBSCRIBES_PER_SEC} filter changes per second per user (burst ${core.env.LIVE_SUBSCRIBE_BURST}); this one was not applied, send it again shortly.`,
+            )
+          }
+          strikes = 0
+          subscribes.inc({ outcome: 'accepted' })
           const next = checkFilter(principal, msg.data.filters)
           parsed = next.parsed
           scope = next.scope
@@ -139,7 +203,7 @@ export const liveRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { core
 }
 
 /** Shared topics vs subscribers shows whether identical filters really share one computation. */
-function registerLiveMetrics(core: Core, hub: LiveHub) {
+function registerLiveMetrics(core: Core, hub: LiveHub): Counter<'outcome'> {
   const gauges = [
     ['tokenmeter_live_topics', 'Distinct live filter+scope computations', 'topics'],
     ['tokenmeter_live_subscribers', 'Open live WebSocket subscriptions', 'subscribers'],
@@ -148,10 +212,12 @@ function registerLiveMetrics(core: Core, hub: LiveHub) {
       'Recorded rows shown live but not yet confirmed in ClickHouse',
       'pendingRows',
     ],
+    ['tokenmeter_live_refreshes_running', 'Live view refreshes reading ClickHouse now', 'refreshesRunning'],
+    ['tokenmeter_live_refreshes_queued', 'Live view refreshes waiting for a slot', 'refreshesQueued'],
     [
-      'tokenmeter_live_refreshes',
-      'Live snapshots read from ClickHouse since start (all topics)',
-      'refreshes',
+      'tokenmeter_live_refreshes_started_total',
+      'Live view refreshes started since start',
+      'refreshesStarted',
     ],
     [
       'tokenmeter_live_pushes',
@@ -170,4 +236,12 @@ function registerLiveMetrics(core: Core, hub: LiveHub) {
       },
     })
   }
+  const name = 'tokenmeter_live_subscribes_total'
+  core.metrics.removeSingleMetric(name)
+  return new Counter({
+    name,
+    help: 'Live subscriptions (socket opens and filter changes) by outcome: accepted, too_many_sockets, rate_limited, overloaded',
+    labelNames: ['outcome'],
+    registers: [core.metrics],
+  })
 }

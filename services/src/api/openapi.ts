@@ -147,7 +147,7 @@ export function buildOpenApi(): Json {
     '/api/export.csv': {
       get: operation({
         summary:
-          'Cost table as CSV (default: last 30 days, one row per group; header group_id,name,email,team,requests,input_tokens,output_tokens,cached_tokens,total_tokens,cost_usd,cost_usd_exact; rows=day puts a day column first and gives one row per group and day; bom=1 adds a UTF-8 BOM)',
+          'Cost table as CSV (default: last 30 days, one row per group; header group_id,name,email,team,requests,input_tokens,output_tokens,cached_tokens,total_tokens,cost_usd,cost_usd_exact,cache_write_tokens,reasoning_tokens,unpriced_requests; rows=day puts a day column first and gives one row per group and day; bom=1 adds a UTF-8 BOM)',
         query: s.exportQuery,
         responseType: 'text/csv',
       }),

@@ -74,6 +74,12 @@ const totals = {
   outputTokens: z.number(),
   cachedTokens: z.number(),
   cacheWriteTokens: z.number(),
+  reasoningTokens: z
+    .number()
+    .describe('reasoning / thinking tokens: a part of outputTokens, billed as output, not added again'),
+  unpricedRequests: z
+    .number()
+    .describe('requests recorded at cost 0 because no facade or catalogue price was known (price_unknown)'),
   spendUsd: z.number(),
   activeUsers: z.number(),
 }
@@ -167,7 +173,10 @@ export const requestLogRow = z.object({
   inputTokens: z.number(),
   outputTokens: z.number(),
   cachedTokens: z.number(),
+  cacheWriteTokens: z.number(),
+  reasoningTokens: z.number().describe('a part of outputTokens'),
   tokensEstimated: z.boolean(),
+  priceUnknown: z.boolean().describe('no price was known for the model: spendUsd is 0 for lack of a price'),
   spendUsd: z.number(),
   latencyMs: z.number(),
   ttftMs: z.number(),
@@ -213,6 +222,8 @@ export const monthlyUsageResponse = z.object({
       requests: z.number(),
       inputTokens: z.number(),
       outputTokens: z.number(),
+      reasoningTokens: z.number().describe('a part of outputTokens'),
+      unpricedRequests: z.number().describe('requests recorded at cost 0 for lack of a price'),
     }),
   ),
 })

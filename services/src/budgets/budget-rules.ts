@@ -9,14 +9,17 @@ export const NANOS_PER_USD = 1_000_000_000
 export const usdToNanos = (usd: number) => Math.round(usd * NANOS_PER_USD)
 export const nanosToUsd = (nanos: number) => nanos / NANOS_PER_USD
 
-/** Every budget that must admit a request from this key: the key's, its user's and its team's. */
+/**
+ * Every budget that must admit a request from this key: the key's, its user's
+ * and the team the user is in now (the team the row will be recorded under,
+ * so the counter and the recorded spend it is rebuilt from agree).
+ */
 export function applicableBudgets(budgets: readonly Budget[], key: ApiKey, user: User): Budget[] {
-  const teams = new Set([key.teamId, user.teamId].filter(Boolean))
   return budgets.filter(
     (b) =>
       (b.scope === 'key' && b.scopeId === key.keyId) ||
       (b.scope === 'user' && b.scopeId === user.userId) ||
-      (b.scope === 'team' && teams.has(b.scopeId)),
+      (b.scope === 'team' && user.teamId !== '' && b.scopeId === user.teamId),
   )
 }
 

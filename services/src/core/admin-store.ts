@@ -147,6 +147,7 @@ export function createAdminStore(wh: Warehouse): AdminStore {
             outputPerM: Number(r.output_per_m),
             cachedReadPerM: Number(r.cached_read_per_m),
             cacheWritePerM: Number(r.cache_write_per_m),
+            priceFromCatalogue: Boolean(r.price_from_catalogue),
           },
         ]),
       )
@@ -201,7 +202,16 @@ export function createAdminStore(wh: Warehouse): AdminStore {
           updated_at: version(),
         },
       ])
+      const before = users.get(user.userId)
       users.set(user.userId, user)
+      // A key belongs to its owner's team: moving the user moves their keys
+      // (and, in the gateway, their future rows and team budgets).
+      if (before && before.teamId !== user.teamId) {
+        for (const k of [...keys.values()]) {
+          if (k.userId === user.userId && k.teamId !== user.teamId)
+            await writeKey({ ...k, teamId: user.teamId })
+        }
+      }
       changed()
       return user
     },
@@ -259,6 +269,7 @@ export function createAdminStore(wh: Warehouse): AdminStore {
           output_per_m: String(model.outputPerM),
           cached_read_per_m: String(model.cachedReadPerM),
           cache_write_per_m: String(model.cacheWritePerM),
+          price_from_catalogue: model.priceFromCatalogue ?? false,
           updated_at: version(),
         },
       ])

@@ -4,7 +4,16 @@ import { z } from 'zod'
 export const roleSchema = z.enum(['admin', 'lead', 'member'])
 export type Role = z.infer<typeof roleSchema>
 
-export const providerSchema = z.enum(['openai', 'anthropic', 'simulated'])
+/**
+ * Where a model is served: the built-in `openai`, `anthropic` and `simulated`
+ * upstreams, or a named OpenAI-compatible upstream from UPSTREAMS (env.ts).
+ * Open, so that a facade can name any configured upstream; the admin API
+ * checks that the name is configured.
+ */
+export const BUILTIN_PROVIDERS = ['openai', 'anthropic', 'simulated'] as const
+export const providerSchema = z
+  .string()
+  .regex(/^[a-z][a-z0-9-]{0,31}$/, 'provider names are lower-case letters, digits and -, up to 32')
 export type Provider = z.infer<typeof providerSchema>
 
 const id = z.string().min(1).max(64)
@@ -35,7 +44,12 @@ export interface ApiKey {
   kind: 'key' | 'signin'
 }
 
-/** Prices in USD per million tokens. */
+/**
+ * Prices in USD per million tokens. A facade overrides everything about a
+ * name: provider, upstream model and price. With `priceFromCatalogue` it only
+ * aliases (`sonnet` -> a current Sonnet id) and its upstream model is priced
+ * from the catalogue like a model without a facade.
+ */
 export const modelFacadeSchema = z.object({
   model: z
     .string()
@@ -48,6 +62,7 @@ export const modelFacadeSchema = z.object({
   outputPerM: z.number().nonnegative(),
   cachedReadPerM: z.number().nonnegative().default(0),
   cacheWritePerM: z.number().nonnegative().default(0),
+  priceFromCatalogue: z.boolean().optional(),
 })
 export type ModelFacade = z.infer<typeof modelFacadeSchema>
 

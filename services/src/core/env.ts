@@ -58,6 +58,37 @@ export const envSchema = z.object({
   ANTHROPIC_BASE_URL: z.url().default('https://api.anthropic.com/v1'),
   ANTHROPIC_API_KEY: z.string().optional(),
   UPSTREAM_TIMEOUT_MS: z.coerce.number().int().positive().default(120_000),
+  /**
+   * Comma-separated names of extra OpenAI-compatible upstreams (OpenRouter,
+   * Groq, Azure OpenAI, vLLM, Ollama...). Each name N is configured by
+   * UPSTREAM_<N>_* variables, read by namedUpstreams() below.
+   */
+  UPSTREAMS: z
+    .string()
+    .default('')
+    .transform((v) =>
+      v
+        .split(',')
+        .map((s) => s.trim().toLowerCase())
+        .filter(Boolean),
+    )
+    .pipe(
+      z.array(
+        z
+          .string()
+          .regex(/^[a-z][a-z0-9-]{0,31}$/, 'upstream names are lower-case letters, digits and -')
+          .refine(
+            (n) => !['openai', 'anthropic', 'simulated'].includes(n),
+            'openai, anthropic and simulated are built in',
+          ),
+      ),
+    ),
+  /**
+   * A model name without a facade is forwarded to the provider that serves it
+   * and priced from the catalogue. false: only facades are served (others get
+   * 400 unknown_model).
+   */
+  MODEL_PASSTHROUGH: bool.default(true),
   MAX_BODY_BYTES: z.coerce
     .number()
     .int()
@@ -75,8 +106,18 @@ export const envSchema = z.object({
   DEMO_TRAFFIC_RPS: z.coerce.number().nonnegative().max(1000).default(2),
   /** Budget policy when spend cannot be verified (Redis down): block or allow. */
   BUDGET_FAIL_MODE: z.enum(['closed', 'open']).default('closed'),
-  /** Reservation for a request whose client set no max_tokens, in USD. */
+  /** Reservation per choice for a request whose client set no output cap, in USD. */
   BUDGET_DEFAULT_RESERVE_USD: z.coerce.number().nonnegative().default(0.5),
+  /** Failed gateway authentications per client address per minute before 429. */
+  GATEWAY_AUTH_FAILURES_PER_MIN: z.coerce.number().int().positive().default(30),
+  /** Live WebSocket fair share, per user: open sockets, subscriptions per second (and burst). */
+  LIVE_MAX_SOCKETS_PER_USER: z.coerce.number().int().positive().default(8),
+  LIVE_SUBSCRIBES_PER_SEC: z.coerce.number().positive().default(5),
+  LIVE_SUBSCRIBE_BURST: z.coerce.number().int().positive().default(20),
+  /** ClickHouse refreshes of live views at once, across all subscribers. */
+  LIVE_MAX_REFRESHES: z.coerce.number().int().positive().default(2),
+  /** Event-loop delay (ms) above which dashboard queries and new subscriptions get 503; 0 = off. */
+  LOAD_SHED_EVENT_LOOP_DELAY_MS: z.coerce.number().int().nonnegative().default(1000),
   ALERT_WEBHOOK_URLS: z.string().default(''),
   ALERT_WEBHOOK_SECRET: z.string().default(''),
   /** How often the anomaly detector looks for spikes, runaway days and budget alerts, in ms. */
@@ -87,7 +128,74 @@ export const envSchema = z.object({
   ROLES: z.string().default('gateway,api,worker,web'),
 })
 
-export type Env = z.infer<typeof envSchema>
+/** One named OpenAI-compatible upstream, from UPSTREAM_<NAME>_* (NAME upper-cased, - as _). */
+const namedUpstreamSchema = z.object({
+  BASE_URL: z.url(),
+  /** The credential itself... */
+  API_KEY: z.string().min(1).optional(),
+  /** ...or the name of the variable that holds it (keeps secrets in the variables your platform injects). */
+  API_KEY_ENV: z
+    .string()
+    .regex(/^[A-Za-z_][A-Za-z0-9_]*$/)
+    .optional(),
+  /** Azure OpenAI: sent as the api-version query parameter; the credential then goes in the api-key header. */
+  API_VERSION: z.string().min(1).max(64).optional(),
+  /** Price catalogue provider id for this upstream's models (default: the upstream's name). */
+  CATALOGUE: z.string().min(1).max(64).optional(),
+})
+
+export interface NamedUpstream {
+  name: string
+  baseUrl: string
+  apiKey: string | undefined
+  /** Set for Azure OpenAI. */
+  apiVersion: string | undefined
+  /** Which provider of the price catalogue prices its models. */
+  catalogue: string
+}
+
+export type Env = z.infer<typeof envSchema> & { namedUpstreams: NamedUpstream[] }
+
+export function namedUpstreamPrefix(name: string): string {
+  return `UPSTREAM_${name.toUpperCase().replaceAll('-', '_')}_`
+}
+
+function namedUpstreams(
+  names: string[],
+  source: Record<string, string | undefined>,
+): NamedUpstream[] | string[] {
+  const problems: string[] = []
+  const out: NamedUpstream[] = []
+  for (const name of names) {
+    const prefix = namedUpstreamPrefix(name)
+    const vars = Object.fromEntries(
+      Object.keys(namedUpstreamSchema.shape).map((k) => [k, source[prefix + k] || undefined]),
+    )
+    const parsed = namedUpstreamSchema.safeParse(vars)
+    if (!parsed.success) {
+      for (const i of parsed.error.issues) problems.push(`  ${prefix}${i.path.join('.')}: ${i.message}`)
+      continue
+    }
+    const v = parsed.data
+    if (v.API_KEY && v.API_KEY_ENV) {
+      problems.push(`  ${prefix}API_KEY / ${prefix}API_KEY_ENV: set one of them, not both`)
+      continue
+    }
+    const apiKey = v.API_KEY ?? (v.API_KEY_ENV ? source[v.API_KEY_ENV] : undefined)
+    if (v.API_KEY_ENV && !apiKey) {
+      problems.push(`  ${prefix}API_KEY_ENV: the variable ${v.API_KEY_ENV} it names is not set`)
+      continue
+    }
+    out.push({
+      name,
+      baseUrl: v.BASE_URL,
+      apiKey: apiKey || undefined,
+      apiVersion: v.API_VERSION,
+      catalogue: v.CATALOGUE ?? name,
+    })
+  }
+  return problems.length > 0 ? problems : out
+}
 
 export function parseEnv(source: Record<string, string | undefined>): Env {
   const parsed = envSchema.safeParse(source)
@@ -95,7 +203,11 @@ export function parseEnv(source: Record<string, string | undefined>): Env {
     const lines = parsed.error.issues.map((i) => `  ${i.path.join('.')}: ${i.message}`)
     throw new Error(`Invalid configuration:\n${lines.join('\n')}`)
   }
-  return parsed.data
+  const upstreams = namedUpstreams(parsed.data.UPSTREAMS, source)
+  if (upstreams.some((u) => typeof u === 'string')) {
+    throw new Error(`Invalid configuration:\n${upstreams.join('\n')}`)
+  }
+  return { ...parsed.data, namedUpstreams: upstreams as NamedUpstream[] }
 }
 
 export function loadEnv(): Env {

@@ -70,3 +70,24 @@ describe('clusterize', () => {
     ])
   })
 })
+
+describe('clusterize ALTER', () => {
+  it('adds a column to a sharded table locally and to its Distributed table, without the codec there', () => {
+    expect(
+      clusterize(
+        'ALTER TABLE requests ADD COLUMN IF NOT EXISTS r UInt32 DEFAULT 0 CODEC(T64, ZSTD(1)) AFTER x',
+        'c1',
+      ),
+    ).toEqual([
+      'ALTER TABLE requests_local ON CLUSTER c1 ADD COLUMN IF NOT EXISTS r UInt32 DEFAULT 0 CODEC(T64, ZSTD(1)) AFTER x',
+      'ALTER TABLE requests ON CLUSTER c1 ADD COLUMN IF NOT EXISTS r UInt32 DEFAULT 0 AFTER x',
+    ])
+  })
+  it("points a view's new query at the local table", () => {
+    expect(
+      clusterize('ALTER TABLE usage_5m_mv MODIFY QUERY\nSELECT count() AS requests\nFROM requests', 'c1'),
+    ).toEqual([
+      'ALTER TABLE usage_5m_mv ON CLUSTER c1 MODIFY QUERY\nSELECT count() AS requests\nFROM requests_local',
+    ])
+  })
+})

@@ -142,7 +142,19 @@ export function clusterize(sql: string, cluster: string): string[] {
       .replace(/^(\s+(?:AS|TO) )([A-Za-z0-9_]+)/, (_m, kw: string, name: string) => kw + local(name))
       .replace(/\bFROM ([A-Za-z0-9_]+)/g, (_m, name: string) => `FROM ${local(name)}`)
   const alter = /^ALTER TABLE ([A-Za-z0-9_]+)/.exec(sql)
-  if (alter) return [sql.replace(alter[0], `ALTER TABLE ${local(alter[1]!)} ON CLUSTER ${cluster}`)]
+  if (alter) {
+    const table = alter[1]!
+    // A view's new query reads the local table, as its CREATE did.
+    const rest = sql
+      .slice(alter[0].length)
+      .replace(/\bFROM ([A-Za-z0-9_]+)/g, (_m, n: string) => `FROM ${local(n)}`)
+    const onLocal = `ALTER TABLE ${local(table)} ON CLUSTER ${cluster}${rest}`
+    if (!(table in SHARDED_TABLES) || !/^\s+ADD COLUMN\b/.test(rest)) return [onLocal]
+    // The Distributed table keeps its own column list: the column is added there
+    // too (without a codec, which only matters where data is stored).
+    const plain = rest.replace(/\s+CODEC\((?:[^()]|\([^()]*\))*\)/g, '')
+    return [onLocal, `ALTER TABLE ${table} ON CLUSTER ${cluster}${plain}`]
+  }
   const head = /^(CREATE (TABLE|MATERIALIZED VIEW) IF NOT EXISTS )([A-Za-z0-9_]+)/.exec(sql)
   if (!head) return [sql]
   const [, prefix, kind, table] = head as unknown as [string, string, string, string]

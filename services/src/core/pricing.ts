@@ -1,18 +1,32 @@
-import type { ModelFacade } from './entities.ts'
-
 export interface TokenCounts {
   input: number
   output: number
   cachedRead: number
   cacheWrite: number
+  /**
+   * Reasoning (thinking) tokens: a part of `output`, never in addition to it.
+   * OpenAI counts them in completion_tokens / output_tokens and Anthropic in
+   * output_tokens, and both bill them at the output rate.
+   */
+  reasoning?: number
+}
+
+/** USD per million tokens, as a facade or the catalogue gives them. */
+export interface Prices {
+  inputPerM: number
+  outputPerM: number
+  cachedReadPerM: number
+  cacheWritePerM: number
 }
 
 /**
  * Cost in integer nano-USD (1e-9 USD). Prices are USD per million tokens, so
  * tokens x price / 1e6 USD = tokens x price x 1e3 nano-USD. `input` counts
  * only uncached input; cached reads and cache writes are priced separately.
+ * Reasoning tokens are already inside `output` and billed with it, so they
+ * add nothing here (adding them would count them twice).
  */
-export function costNanos(tokens: TokenCounts, price: ModelFacade): number {
+export function costNanos(tokens: TokenCounts, price: Prices): number {
   const nanos =
     tokens.input * price.inputPerM * 1e3 +
     tokens.output * price.outputPerM * 1e3 +

@@ -29,7 +29,15 @@ export const usageRowSchema = z.object({
   output_tokens: z.number().int().nonnegative(),
   cached_read_tokens: z.number().int().nonnegative(),
   cache_write_tokens: z.number().int().nonnegative(),
+  /**
+   * A part of output_tokens, never in addition to it (clickhouse/0007).
+   * Optional here and 0 / false by column default, so batches spooled by an
+   * older release stay valid and rows written without them read 0.
+   */
+  reasoning_tokens: z.number().int().nonnegative().optional(),
   tokens_estimated: z.boolean(),
+  /** Forwarded without a facade and unknown to the price catalogue: cost_usd is 0 for lack of a price. */
+  price_unknown: z.boolean().optional(),
   cost_usd: z.string().regex(/^\d+\.\d{9}$/),
   latency_ms: z.number().int().nonnegative(),
   ttft_ms: z.number().int().nonnegative(),

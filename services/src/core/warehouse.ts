@@ -79,7 +79,13 @@ export function encodeRows(rows: readonly object[]): {
         uniform = false
         break
       }
-      for (let i = 0; i < columns.length; i++) values[i] = r[columns[i]!]
+      // Same count, other keys (rows with different optional fields): not one shape.
+      for (let i = 0; i < columns.length; i++) {
+        const v = r[columns[i]!]
+        if (v === undefined && !(columns[i]! in r)) uniform = false
+        values[i] = v
+      }
+      if (!uniform) break
       body += `${JSON.stringify(values)}\n`
     }
   }

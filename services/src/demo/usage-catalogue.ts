@@ -21,6 +21,8 @@ export interface CatalogueModel {
   /** Generation speed and time to first token, for latency. */
   msPerOutputToken: number
   ttftMedianMs: number
+  /** Reasoning models: the share of output tokens spent thinking (a part of output, billed with it). */
+  reasoningShare?: number
 }
 
 export interface CatalogueApp {
@@ -130,6 +132,7 @@ const MODEL_SPECS: ModelSpec[] = [
     cacheHitRate: 0.25,
     msPerOutputToken: 9,
     ttftMedianMs: 2500,
+    reasoningShare: 0.6,
   },
   {
     model: 'claude-sonnet-4',

@@ -310,6 +310,7 @@ export function* generateUsageBatches(opts: GenerateOptions): Generator<Generate
         output_tokens: output,
         cached_read_tokens: cachedRead,
         cache_write_tokens: cacheWrite,
+        reasoning_tokens: Math.floor(output * (model.reasoningShare ?? 0)),
         tokens_estimated: estimated,
         cost_usd: fastUsdString(nanos),
         latency_ms: latencyMs,

@@ -1,15 +1,34 @@
 import type { ServerResponse } from 'node:http'
+import { pipeline } from 'node:stream/promises'
+import rateLimit from '@fastify/rate-limit'
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
 import { budgetDenialResponse, type Reservation } from '../budgets/budget-enforcer.ts'
+import { worstCase, worstCaseNanos } from '../budgets/worst-case.ts'
 import { bearerToken } from '../core/auth.ts'
 import type { Core } from '../core/core.ts'
 import type { ApiKey, ModelFacade, User } from '../core/entities.ts'
-import { errorBody, HttpError } from '../core/errors.ts'
-import { costNanos, nanosToUsdString } from '../core/pricing.ts'
+import { HttpError } from '../core/errors.ts'
+import { createPriceCatalogue } from '../core/price-catalogue.ts'
+import { nanosToUsdString } from '../core/pricing.ts'
 import { normalizeTags, toClickHouseTime, type UsageRow } from '../core/usage-row.ts'
 import { createFakeUpstream, type FakeUpstream } from '../simulator/fake-upstream.ts'
-import { checkBody, maxOutputTokens } from './request-checks.ts'
-import { clientHeaders, createUpstreams, ENDPOINT, providerServes, UPSTREAM_PATH } from './upstreams.ts'
+import { authLimitedCounter, usageSanitizedCounter } from './gateway-metrics.ts'
+import { createModelResolver, modelAllowed, type ResolvedModel } from './model-resolver.ts'
+import { errorFlavor, providerErrorBody } from './provider-errors.ts'
+import { checkBody } from './request-checks.ts'
+import { createResponseOwners } from './response-owners.ts'
+import {
+  BILLED,
+  clientHeaders,
+  createUpstreams,
+  ENDPOINT,
+  isAnthropicKind,
+  providerServes,
+  UPSTREAM_PATH,
+  type UpstreamTarget,
+  withTargetQuery,
+} from './upstreams.ts'
+import { sanitizeCounts } from './usage-bounds.ts'
 import {
   type ApiKind,
   type CapturedUsage,
@@ -39,8 +58,24 @@ declare module 'fastify' {
   }
 }
 
+const COUNT_FIELDS = ['input', 'output', 'cachedRead', 'cacheWrite', 'reasoning'] as const
+
 /** Non-streamed answers bigger than this are passed on without reading their usage (then estimated). */
 const MAX_CAPTURE_BYTES = 16 * 1024 * 1024
+
+/** Response ids remembered for routing their companions (about 100 bytes each). */
+const RESPONSE_OWNERS = 50_000
+
+/** Named in the 404 for any other /v1 path. */
+const SUPPORTED_ENDPOINTS =
+  'POST /v1/chat/completions, POST /v1/completions, POST /v1/embeddings, POST /v1/responses, ' +
+  'GET|DELETE /v1/responses/{id}, POST /v1/responses/{id}/cancel, GET /v1/responses/{id}/input_items, ' +
+  'GET /v1/models, GET /v1/models/{id}, POST /v1/messages, POST /v1/messages/count_tokens'
+
+/** Endpoints that are forwarded but are not model calls: no row. */
+const UNRECORDED = new Set(
+  (Object.keys(BILLED) as ApiKind[]).filter((k) => !BILLED[k]).map((k) => ENDPOINT[k]),
+)
 
 const AUTH_ERRORS = {
   unknown: 'Unknown API key. Use a virtual key issued by an admin (POST /api/admin/keys).',
@@ -52,6 +87,28 @@ function header(request: FastifyRequest, name: string): string {
   const v = request.headers[name]
   const s = typeof v === 'string' ? v : Array.isArray(v) ? v[0] : undefined
   return s ? s.trim().slice(0, 128) : ''
+}
+
+/** A WebSocket (or any protocol) upgrade: refused, so that clients such as the Codex CLI fall back to HTTP. */
+function isUpgrade(request: FastifyRequest): boolean {
+  const connection = request.headers.connection
+  return (
+    request.headers.upgrade !== undefined && typeof connection === 'string' && /\bupgrade\b/i.test(connection)
+  )
+}
+
+/** Our own error, in the envelope of the provider whose API the client speaks (provider-errors.ts). */
+function sendError(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  status: number,
+  code: string,
+  message: string,
+  details?: unknown,
+) {
+  return reply
+    .code(status)
+    .send(providerErrorBody(errorFlavor(request.url, request.headers), status, code, message, details))
 }
 
 function errorClassFor(status: number): string {
@@ -82,6 +139,14 @@ function drained(res: ServerResponse): Promise<void> {
  */
 export const gatewayRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { core }) => {
   const upstreams = createUpstreams(core.env)
+  const models = createModelResolver({
+    facades: core.store,
+    catalogue: createPriceCatalogue(),
+    passthrough: core.env.MODEL_PASSTHROUGH,
+    namedUpstreams: core.env.namedUpstreams,
+  })
+  const sanitized = usageSanitizedCounter(core.metrics)
+  const responseOwners = createResponseOwners<UpstreamTarget>(RESPONSE_OWNERS)
   const timeoutMs = core.env.UPSTREAM_TIMEOUT_MS
   // A stack built without server.ts (tests, scripts) still gets a simulated provider.
   let ownSimulator: Promise<FakeUpstream> | undefined
@@ -106,11 +171,13 @@ export const gatewayRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { c
   // Our own JSON parser: it keeps the raw bytes, forwarded untouched when the
   // body needs no rewrite, and turns bad JSON into a 400 in the house envelope.
   app.removeContentTypeParser(['application/json'])
-  const parse = (_req: FastifyRequest, raw: Buffer, done: (err: Error | null, body?: ParsedBody) => void) => {
+  const parse = (req: FastifyRequest, raw: Buffer, done: (err: Error | null, body?: ParsedBody) => void) => {
     if (raw.length === 0) return done(null, undefined)
     try {
       done(null, { raw, json: JSON.parse(raw.toString('utf8')) })
     } catch (err) {
+      // An unsupported path answers its 404 whatever its body.
+      if (req.routeOptions.url === '/v1/*' || req.routeOptions.url === '/v1') return done(null, undefined)
       done(
         new HttpError(
           400,
@@ -123,12 +190,93 @@ export const gatewayRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { c
   app.addContentTypeParser('application/json', { parseAs: 'buffer' }, parse)
   app.addContentTypeParser('*', { parseAs: 'buffer' }, parse)
 
+  // Gateway errors in the provider's envelope on its routes (hooks included).
+  app.setErrorHandler((err, request, reply) => {
+    if (err instanceof HttpError) {
+      return sendError(request, reply, err.status, err.code, err.message, err.details)
+    }
+    const e = err as { statusCode?: number; code?: string; message: string }
+    if (e.statusCode === 413 || e.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+      return sendError(
+        request,
+        reply,
+        413,
+        'body_too_large',
+        `Request body exceeds ${core.env.MAX_BODY_BYTES} bytes (MAX_BODY_BYTES).`,
+      )
+    }
+    if (e.statusCode && e.statusCode >= 400 && e.statusCode < 500) {
+      return sendError(request, reply, e.statusCode, e.code ?? 'bad_request', e.message)
+    }
+    request.log.error({ err }, 'unhandled gateway error')
+    return sendError(
+      request,
+      reply,
+      500,
+      'internal',
+      'Internal error; see the server log for the request id.',
+    )
+  })
+
+  // A refused upgrade must also close its socket: once a WebSocket server
+  // (the API's /api/live) took the connection over, nothing else ends it, and
+  // an open socket keeps a SIGTERM'd process from exiting.
+  app.addHook('onSend', (request, reply, _payload, done) => {
+    if (isUpgrade(request)) reply.header('connection', 'close')
+    done()
+  })
+  app.addHook('onResponse', (request, _reply, done) => {
+    const socket = request.raw.socket
+    if (isUpgrade(request) && socket && !socket.destroyed) {
+      socket.once('finish', () => socket.destroy())
+      socket.end()
+    }
+    done()
+  })
+
   app.decorateRequest('gatewayCaller', null)
-  app.addHook('onRequest', (request, reply, done) => {
+  // Failed authentications per client address: past the limit, a request
+  // without a valid key is refused before its key is even looked up, until
+  // the window ends. Valid keys are never counted, so a colleague's broken
+  // client behind the same NAT cannot lock anyone else out.
+  await app.register(rateLimit, { global: false })
+  const authFailures = app.createRateLimit({
+    max: core.env.GATEWAY_AUTH_FAILURES_PER_MIN,
+    timeWindow: 60_000,
+    keyGenerator: (req) => req.ip,
+  })
+  const authLimited = authLimitedCounter(core.metrics)
+  const limitedError = (seconds: number) =>
+    new HttpError(
+      429,
+      'too_many_auth_failures',
+      `Too many requests with a missing or invalid API key from this address (more than ${core.env.GATEWAY_AUTH_FAILURES_PER_MIN} a minute). Fix the key, then retry after ${seconds} s.`,
+    )
+  const failAuth = async (request: FastifyRequest, reply: FastifyReply, error: HttpError): Promise<never> => {
+    const r = await authFailures(request)
+    if (!r.isAllowed && r.isExceeded) {
+      authLimited.inc()
+      reply.header('retry-after', String(Math.max(1, r.ttlInSeconds)))
+      throw limitedError(Math.max(1, r.ttlInSeconds))
+    }
+    throw error
+  }
+  app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id)
     const token = bearerToken(request.headers)
+    const state = await authFailures(request, { increment: false })
+    if (!state.isAllowed && state.isExceeded) {
+      const auth = token ? core.store.authenticate(token) : undefined
+      if (!auth || 'error' in auth || auth.key.kind !== 'key') {
+        authLimited.inc()
+        reply.header('retry-after', String(Math.max(1, state.ttlInSeconds)))
+        throw limitedError(Math.max(1, state.ttlInSeconds))
+      }
+    }
     if (!token) {
-      return done(
+      return failAuth(
+        request,
+        reply,
         new HttpError(
           401,
           'missing_api_key',
@@ -137,9 +285,12 @@ export const gatewayRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { c
       )
     }
     const auth = core.store.authenticate(token)
-    if ('error' in auth) return done(new HttpError(401, `${auth.error}_api_key`, AUTH_ERRORS[auth.error]))
+    if ('error' in auth)
+      return failAuth(request, reply, new HttpError(401, `${auth.error}_api_key`, AUTH_ERRORS[auth.error]))
     if (auth.key.kind !== 'key') {
-      return done(
+      return failAuth(
+        request,
+        reply,
         new HttpError(
           401,
           'unknown_api_key',
@@ -148,7 +299,13 @@ export const gatewayRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { c
       )
     }
     request.gatewayCaller = { key: auth.key, user: auth.user, startedAt: Date.now() }
-    done()
+    if (isUpgrade(request)) {
+      throw new HttpError(
+        426,
+        'websocket_not_supported',
+        'This gateway does not accept WebSocket (or other protocol) upgrades on /v1; send the same request over HTTP, e.g. POST /v1/responses with "stream": true.',
+      )
+    }
   })
 
   function newRow(request: FastifyRequest, caller: Caller, kind: ApiKind): UsageRow {
@@ -160,7 +317,8 @@ export const gatewayRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { c
       key_id: caller.key.keyId,
       key_prefix: caller.key.keyPrefix,
       user_id: caller.user.userId,
-      team_id: caller.key.teamId || caller.user.teamId,
+      // The user's team now, not the key's when it was made: moving a user moves their future rows.
+      team_id: caller.user.teamId,
       project: header(request, 'x-project'),
       client_app: header(request, 'x-client-app'),
       tags: normalizeTags(header(request, 'x-tags') || undefined),
@@ -175,7 +333,9 @@ export const gatewayRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { c
       output_tokens: 0,
       cached_read_tokens: 0,
       cache_write_tokens: 0,
+      reasoning_tokens: 0,
       tokens_estimated: false,
+      price_unknown: false,
       cost_usd: '0.000000000',
       latency_ms: 0,
       ttft_ms: 0,
@@ -184,6 +344,7 @@ export const gatewayRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { c
   }
 
   function finishRow(row: UsageRow, caller: Caller, status: number, errorClass: string) {
+    if (UNRECORDED.has(row.endpoint)) return
     const end = Date.now()
     row.ended_at = toClickHouseTime(end)
     row.latency_ms = Math.max(0, end - caller.startedAt)
@@ -200,11 +361,9 @@ export const gatewayRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { c
 
   // Bodies that could not be read never reach a handler; record them here so
   // that every authenticated request still leaves exactly one row.
-  const KIND_BY_URL: Record<string, ApiKind> = {
-    '/v1/chat/completions': 'chat',
-    '/v1/embeddings': 'embeddings',
-    '/v1/messages': 'messages',
-  }
+  const KIND_BY_URL: Record<string, ApiKind> = Object.fromEntries(
+    (Object.keys(ENDPOINT) as ApiKind[]).map((k) => [ENDPOINT[k], k]),
+  )
   app.addHook('onError', (request, _reply, error, done) => {
     const caller = request.gatewayCaller
     const kind = KIND_BY_URL[request.routeOptions.url ?? '']
@@ -220,23 +379,40 @@ export const gatewayRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { c
     done()
   })
 
+  /** A model in the list / retrieve shape of the API the client speaks. */
+  const modelEntry = (m: Pick<ModelFacade, 'model' | 'provider'>, anthropic: boolean) =>
+    anthropic
+      ? { type: 'model', id: m.model, display_name: m.model, created_at: '1970-01-01T00:00:00Z' }
+      : { id: m.model, object: 'model', created: 0, owned_by: m.provider }
+
   app.get('/v1/models', async (request) => {
     const allowed = request.gatewayCaller!.key.allowedModels
-    const models = core.store.models().filter((m) => allowed.length === 0 || allowed.includes(m.model))
-    models.sort((a, b) => a.model.localeCompare(b.model))
+    const facades = core.store.models().filter((m) => modelAllowed(allowed, m.model))
+    facades.sort((a, b) => a.model.localeCompare(b.model))
     if (request.headers['anthropic-version']) {
-      const data = models.map((m) => ({
-        type: 'model',
-        id: m.model,
-        display_name: m.model,
-        created_at: '1970-01-01T00:00:00Z',
-      }))
+      const data = facades.map((m) => modelEntry(m, true))
       return { data, has_more: false, first_id: data[0]?.id ?? null, last_id: data.at(-1)?.id ?? null }
     }
-    return {
-      object: 'list',
-      data: models.map((m) => ({ id: m.model, object: 'model', created: 0, owned_by: m.provider })),
+    return { object: 'list', data: facades.map((m) => modelEntry(m, false)) }
+  })
+
+  app.get('/v1/models/:id', async (request) => {
+    const { id } = request.params as { id: string }
+    const anthropic = Boolean(request.headers['anthropic-version'])
+    // A facade, or (with passthrough) a model the catalogue knows: what a POST with this name would reach.
+    const { model: m, error } = models.resolve(
+      id,
+      anthropic ? 'messages' : 'chat',
+      request.gatewayCaller!.key,
+    )
+    if (!m || error || (m.via !== 'facade' && m.priceUnknown)) {
+      throw new HttpError(
+        404,
+        'model_not_found',
+        `No model "${id.slice(0, 128)}" for this key; GET /v1/models lists the models it may use.`,
+      )
     }
+    return modelEntry(m, anthropic)
   })
 
   async function proxy(kind: ApiKind, request: FastifyRequest, reply: FastifyReply): Promise<void> {
@@ -247,42 +423,25 @@ export const gatewayRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { c
       refuse(row, caller, new HttpError(400, 'invalid_request', 'A JSON request body is required.'))
     const problem = checkBody(kind, parsed.json)
     const body = parsed.json as Json
-    const facade = typeof body?.model === 'string' ? core.store.model(body.model) : undefined
+    // Facade, alias or passthrough, and its price (gateway/model-resolver.ts).
+    const resolution =
+      typeof body?.model === 'string' ? models.resolve(body.model, kind, caller.key) : undefined
     if (typeof body?.model === 'string') row.model = body.model.slice(0, 128)
-    if (facade) {
-      row.provider = facade.provider
-      row.upstream_model = facade.upstreamModel
+    if (resolution?.model) {
+      row.provider = resolution.model.provider
+      row.upstream_model = resolution.model.upstreamModel.slice(0, 128)
+      row.price_unknown = resolution.model.priceUnknown
     }
     if (problem) refuse(row, caller, new HttpError(400, 'invalid_request', problem))
-    if (!facade) {
-      const available = core.store.models().map((m) => m.model)
-      refuse(
-        row,
-        caller,
-        new HttpError(
-          400,
-          'unknown_model',
-          `Unknown model "${row.model}". Available: ${available.join(', ') || 'none yet'}. ` +
-            `An admin adds a model with PUT /api/admin/models/${encodeURIComponent(row.model)} ` +
-            '{ "provider", "upstreamModel", "inputPerM", "outputPerM" }.',
-          { available },
-        ),
-      )
-    }
-    const allowed = caller.key.allowedModels
-    if (allowed.length > 0 && !allowed.includes(facade.model)) {
-      refuse(
-        row,
-        caller,
-        new HttpError(
-          403,
-          'model_not_allowed',
-          `This key may not use "${facade.model}"; it is limited to: ${allowed.join(', ')}.`,
-        ),
-      )
-    }
+    if (!resolution)
+      refuse(row, caller, new HttpError(400, 'invalid_request', 'A string "model" is required.'))
+    if (resolution.error) refuse(row, caller, resolution.error)
+    const facade = resolution.model
     if (!providerServes(facade.provider, kind)) {
-      const use = facade.provider === 'anthropic' ? '/v1/messages' : '/v1/chat/completions'
+      const use =
+        facade.provider === 'anthropic'
+          ? '/v1/messages'
+          : '/v1/chat/completions, /v1/responses, /v1/completions or /v1/embeddings'
       refuse(
         row,
         caller,
@@ -294,25 +453,37 @@ export const gatewayRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { c
       )
     }
 
-    const maxOut = maxOutputTokens(kind, body)
-    // Upper bound on input: every ~4 bytes of the body as one token.
-    const worstCaseNanos =
-      maxOut === undefined
-        ? Number.NaN
-        : Math.ceil(parsed.raw.length / 4) * facade.inputPerM * 1e3 + maxOut * facade.outputPerM * 1e3
     const decision = await core.budgets.reserve({
       key: caller.key,
       user: caller.user,
       model: facade.model,
-      worstCaseNanos,
+      // Unbilled kinds (count_tokens) cost nothing but are still refused once a budget is spent.
+      worstCaseNanos: BILLED[kind]
+        ? worstCaseNanos(
+            worstCase(kind, body, parsed.raw.length),
+            // The resolved prices: a facade's, or the catalogue's highest tier.
+            facade.prices,
+            core.env.BUDGET_DEFAULT_RESERVE_USD,
+          )
+        : 0,
     })
     if (!decision.ok) {
       const denial = budgetDenialResponse(decision)
       finishRow(row, caller, denial.status, denial.body.error.code)
-      reply.code(denial.status).headers(denial.headers).send(denial.body)
+      const { code, message, details } = denial.body.error
+      reply.headers(denial.headers)
+      sendError(request, reply, denial.status, code, message, details)
       return
     }
-    await forward(kind, request, reply, caller, row, body, parsed.raw, facade, decision.reservation)
+    try {
+      await forward(kind, request, reply, caller, row, body, parsed.raw, facade, decision.reservation)
+    } catch (err) {
+      // A failure before forward settled or released: hold nothing until the TTL sweep (a second release is a no-op).
+      void core.budgets
+        .release(decision.reservation)
+        .catch((e) => request.log.error({ err: e, requestId: request.id }, 'budget release failed'))
+      throw err
+    }
   }
 
   async function forward(
@@ -323,18 +494,22 @@ export const gatewayRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { c
     row: UsageRow,
     body: Json,
     raw: Buffer,
-    facade: ModelFacade,
+    facade: ResolvedModel,
     reservation: Reservation,
   ): Promise<void> {
     const target = upstreams.target(
       facade.provider,
       facade.provider === 'simulated' ? await simulatedBaseUrl() : undefined,
     )!
-    const streamed = kind !== 'embeddings' && body.stream === true
+    const billed = BILLED[kind]
+    const streamed = kind !== 'embeddings' && kind !== 'count_tokens' && body.stream === true
     row.streamed = streamed
-    // OpenAI reports stream usage only when asked; ask, and hide the answer's traces from the client.
+    // OpenAI chat and completions report stream usage only when asked; ask, and
+    // hide the answer's traces from the client. (Responses always report it.)
     const injectUsage =
-      streamed && kind === 'chat' && (body.stream_options as Json | null | undefined)?.include_usage !== true
+      streamed &&
+      (kind === 'chat' || kind === 'completions') &&
+      (body.stream_options as Json | null | undefined)?.include_usage !== true
     let payload: Buffer | string = raw
     if (injectUsage) {
       payload = JSON.stringify({
@@ -348,7 +523,7 @@ export const gatewayRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { c
     const headers: Record<string, string> = { 'content-type': 'application/json', ...target.auth }
     const accept = request.headers.accept
     if (accept) headers.accept = accept
-    if (kind === 'messages') {
+    if (isAnthropicKind(kind)) {
       headers['anthropic-version'] = header(request, 'anthropic-version') || '2023-06-01'
       const beta = header(request, 'anthropic-beta')
       if (beta) headers['anthropic-beta'] = beta
@@ -374,7 +549,7 @@ export const gatewayRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { c
     try {
       up = await upstreams.agent.request({
         origin: target.origin,
-        path: target.basePath + UPSTREAM_PATH[kind],
+        path: withTargetQuery(target, target.basePath + UPSTREAM_PATH[kind]),
         method: 'POST',
         headers,
         body: payload,
@@ -390,25 +565,11 @@ export const gatewayRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { c
       }
       if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') {
         finishRow(row, caller, 504, 'upstream_timeout')
-        reply
-          .code(504)
-          .send(
-            errorBody(
-              'upstream_timeout',
-              `The upstream provider (${facade.provider}) did not answer within ${timeoutMs} ms (UPSTREAM_TIMEOUT_MS). Retry later, or raise the limit.`,
-            ),
-          )
+        sendError(request, reply, 504, 'upstream_timeout', timeoutMessage(facade.provider))
         return
       }
       finishRow(row, caller, 502, 'upstream_unreachable')
-      reply
-        .code(502)
-        .send(
-          errorBody(
-            'upstream_unreachable',
-            `Could not reach the upstream provider (${facade.provider}): ${code ?? 'connection failed'}.`,
-          ),
-        )
+      sendError(request, reply, 502, 'upstream_unreachable', unreachableMessage(facade.provider, code))
       return
     }
 
@@ -459,34 +620,62 @@ export const gatewayRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { c
     if (collected && collectedBytes > 0 && collectedBytes <= MAX_CAPTURE_BYTES) {
       usageFromBody(kind, Buffer.concat(collected, collectedBytes), usage)
     }
+    // Companion calls on this response go back to the upstream that holds it.
+    if (ok && usage.responseId && body.store !== false) {
+      responseOwners.remember(usage.responseId, { target, userId: caller.user.userId })
+    }
     // The provider bills what it produced; where it did not say, estimate.
-    let nanos = 0
-    if (ok) {
-      if (!usage.sawInput) {
-        usage.input = estimateTokens(requestChars(kind, body))
-        row.tokens_estimated = true
+    // Whatever happens here, the reservation ends in exactly one settle or release.
+    let settled = false
+    try {
+      if (ok && billed) {
+        if (!usage.sawInput) {
+          usage.input = estimateTokens(requestChars(kind, body))
+          row.tokens_estimated = true
+        }
+        if (!usage.sawOutput && kind !== 'embeddings') {
+          usage.output = Math.max(usage.output, estimateTokens(usage.textChars))
+          row.tokens_estimated = true
+        }
+        const clamps = [...usage.clamps, ...sanitizeCounts(usage, COUNT_FIELDS)]
+        if (clamps.length > 0) {
+          // The counts are now ours, not the provider's: flagged like an estimate, and counted.
+          row.tokens_estimated = true
+          for (const c of clamps) sanitized.inc({ field: c.field, reason: c.reason })
+          request.log.warn(
+            {
+              requestId: request.id,
+              keyPrefix: caller.key.keyPrefix,
+              provider: facade.provider,
+              model: facade.model,
+              clamps,
+            },
+            'upstream usage out of range; counts clamped',
+          )
+        }
+        row.input_tokens = usage.input
+        row.output_tokens = usage.output
+        row.cached_read_tokens = usage.cachedRead
+        row.cache_write_tokens = usage.cacheWrite
+        row.reasoning_tokens = usage.reasoning
+        // Reasoning is a part of output (both providers bill it as output and
+        // count it in output_tokens): passed as a part, it is not billed twice.
+        const nanos = facade.cost(usage)
+        row.cost_usd = nanosToUsdString(nanos)
+        settled = true
+        // Settle adds the actual cost at once, overshoot above the reservation included.
+        void core.budgets
+          .settle(reservation, nanos)
+          .catch((err) => request.log.error({ err, requestId: request.id }, 'budget settle failed'))
       }
-      if (!usage.sawOutput && kind !== 'embeddings') {
-        usage.output = Math.max(usage.output, estimateTokens(usage.textChars))
-        row.tokens_estimated = true
+    } catch (err) {
+      request.log.error({ err, requestId: request.id }, 'usage accounting failed; reservation released')
+    } finally {
+      if (!settled) {
+        void core.budgets
+          .release(reservation)
+          .catch((err) => request.log.error({ err, requestId: request.id }, 'budget release failed'))
       }
-      row.input_tokens = usage.input
-      row.output_tokens = usage.output
-      row.cached_read_tokens = usage.cachedRead
-      row.cache_write_tokens = usage.cacheWrite
-      nanos = costNanos(
-        {
-          input: usage.input,
-          output: usage.output,
-          cachedRead: usage.cachedRead,
-          cacheWrite: usage.cacheWrite,
-        },
-        facade,
-      )
-      row.cost_usd = nanosToUsdString(nanos)
-      void core.budgets.settle(reservation, nanos).catch(() => {})
-    } else {
-      void core.budgets.release(reservation).catch(() => {})
     }
     if (streamed && firstByteAt > 0) row.ttft_ms = firstByteAt - caller.startedAt
     const finalStatus =
@@ -494,7 +683,107 @@ export const gatewayRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { c
     finishRow(row, caller, finalStatus, failure || errorClassFor(status))
   }
 
+  const timeoutMessage = (provider: string) =>
+    `The upstream provider (${provider}) did not answer within ${timeoutMs} ms (UPSTREAM_TIMEOUT_MS). Retry later, or raise the limit.`
+  const unreachableMessage = (provider: string, code: string | undefined) =>
+    `Could not reach the upstream provider (${provider}): ${code ?? 'connection failed'}.`
+
+  /**
+   * A Responses API companion (retrieve, delete, cancel, input items): relayed
+   * as is to the upstream that created the response. Not a model call, so no
+   * row and no budget; the provider's answer and errors pass through.
+   */
+  async function companion(request: FastifyRequest, reply: FastifyReply, suffix: string): Promise<void> {
+    const caller = request.gatewayCaller!
+    const { id } = request.params as { id: string }
+    const owner = responseOwners.lookup(id)
+    if (owner && owner.userId !== caller.user.userId) {
+      throw new HttpError(
+        404,
+        'response_not_found',
+        `No response "${id.slice(0, 128)}" for this key; responses are reachable only by the user who created them.`,
+      )
+    }
+    const target = owner?.target ?? upstreams.target('openai', undefined)!
+    const query = request.url.includes('?') ? request.url.slice(request.url.indexOf('?')) : ''
+    const headers: Record<string, string> = { ...target.auth }
+    const accept = request.headers.accept
+    if (accept) headers.accept = accept
+    const parsed = request.body as ParsedBody | undefined
+    if (parsed) headers['content-type'] = 'application/json'
+    const abort = new AbortController()
+    const onClose = () => abort.abort()
+    reply.raw.on('close', onClose)
+    let up: Awaited<ReturnType<typeof upstreams.agent.request>>
+    try {
+      up = await upstreams.agent.request({
+        origin: target.origin,
+        path: withTargetQuery(
+          target,
+          `${target.basePath}/responses/${encodeURIComponent(id)}${suffix}${query}`,
+        ),
+        method: request.method as 'GET' | 'POST' | 'DELETE',
+        headers,
+        body: parsed?.raw,
+        signal: abort.signal,
+      })
+    } catch (err) {
+      reply.raw.off('close', onClose)
+      const code = (err as { code?: string }).code
+      if (abort.signal.aborted) {
+        // The client went away before the upstream answered: nobody to answer.
+        request.log.debug({ requestId: request.id }, 'response companion: client gone')
+        reply.hijack()
+        return
+      }
+      if (code === 'UND_ERR_HEADERS_TIMEOUT') {
+        return void sendError(request, reply, 504, 'upstream_timeout', timeoutMessage('openai'))
+      }
+      request.log.warn({ err, requestId: request.id }, 'response companion: upstream unreachable')
+      return void sendError(request, reply, 502, 'upstream_unreachable', unreachableMessage('openai', code))
+    }
+    reply.hijack()
+    const outHeaders = clientHeaders(up.headers, request.id, true)
+    if (closing) outHeaders.connection = 'close'
+    reply.raw.writeHead(up.statusCode, outHeaders)
+    try {
+      await pipeline(up.body, reply.raw)
+    } catch (err) {
+      // The client went away or the upstream broke off; either way both ends are closed now.
+      request.log.debug({ err, requestId: request.id }, 'response companion relay ended early')
+    } finally {
+      reply.raw.off('close', onClose)
+    }
+  }
+
   app.post('/v1/chat/completions', (request, reply) => proxy('chat', request, reply))
+  app.post('/v1/completions', (request, reply) => proxy('completions', request, reply))
   app.post('/v1/embeddings', (request, reply) => proxy('embeddings', request, reply))
+  app.post('/v1/responses', (request, reply) => proxy('responses', request, reply))
+  app.get('/v1/responses/:id', (request, reply) => companion(request, reply, ''))
+  app.delete('/v1/responses/:id', (request, reply) => companion(request, reply, ''))
+  app.post('/v1/responses/:id/cancel', (request, reply) => companion(request, reply, '/cancel'))
+  app.get('/v1/responses/:id/input_items', (request, reply) => companion(request, reply, '/input_items'))
   app.post('/v1/messages', (request, reply) => proxy('messages', request, reply))
+  app.post('/v1/messages/count_tokens', (request, reply) => proxy('count_tokens', request, reply))
+
+  // Any other /v1 path, after authentication: a 404 naming what is served,
+  // recorded as a refusal so admins can see which clients call what.
+  const unknownEndpoint = async (request: FastifyRequest) => {
+    const caller = request.gatewayCaller!
+    const path = request.url.split('?')[0]!
+    const row = newRow(request, caller, 'chat')
+    row.endpoint = path.slice(0, 128)
+    refuse(
+      row,
+      caller,
+      new HttpError(
+        404,
+        'unknown_endpoint',
+        `${request.method} ${path.slice(0, 128)} is not served by this gateway. Supported: ${SUPPORTED_ENDPOINTS}.`,
+      ),
+    )
+  }
+  app.all('/v1', unknownEndpoint)
+  app.all('/v1/*', unknownEndpoint)
 }

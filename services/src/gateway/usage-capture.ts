@@ -1,22 +1,39 @@
 import { StringDecoder } from 'node:string_decoder'
+import { type Clamp, sanitizeUsageBlock } from './usage-bounds.ts'
 
-export type ApiKind = 'chat' | 'embeddings' | 'messages'
+/**
+ * The APIs the gateway forwards. `count_tokens` is forwarded like the others
+ * but is not a model call: it is never billed or recorded.
+ */
+export type ApiKind = 'chat' | 'completions' | 'embeddings' | 'messages' | 'responses' | 'count_tokens'
 
 /**
  * Token counts as the row stores them: `input` is uncached input only (OpenAI's
- * prompt_tokens minus cached_tokens; Anthropic's input_tokens as is), so that
- * input + cachedRead + cacheWrite is the whole prompt and each kind has its price.
+ * prompt_tokens / input_tokens minus cached_tokens; Anthropic's input_tokens as
+ * is), so that input + cachedRead + cacheWrite is the whole prompt and each kind
+ * has its price.
  */
 export interface CapturedUsage {
   input: number
   output: number
   cachedRead: number
   cacheWrite: number
+  /**
+   * Reasoning (thinking) tokens as the provider reported them: OpenAI's
+   * `*_tokens_details.reasoning_tokens`, Anthropic's
+   * `output_tokens_details.thinking_tokens` where sent. A part of `output`
+   * (providers already count and bill them there), kept apart for reporting.
+   */
+  reasoning: number
+  /** The Responses API's response id (`resp_...`), to route its companions back to the same upstream. */
+  responseId: string
   /** Some usage block was seen (input side / output side). */
   sawInput: boolean
   sawOutput: boolean
   /** Characters of generated text seen, for estimating output when there is no usage. */
   textChars: number
+  /** Counts in the provider's usage blocks that were out of range and clamped (usage-bounds.ts). */
+  clamps: Clamp[]
 }
 
 export function emptyUsage(): CapturedUsage {
@@ -25,27 +42,44 @@ export function emptyUsage(): CapturedUsage {
     output: 0,
     cachedRead: 0,
     cacheWrite: 0,
+    reasoning: 0,
+    responseId: '',
     sawInput: false,
     sawOutput: false,
     textChars: 0,
+    clamps: [],
   }
 }
 
 type Json = Record<string, unknown>
 const num = (v: unknown): number => (typeof v === 'number' && Number.isFinite(v) && v > 0 ? Math.floor(v) : 0)
 
+/**
+ * OpenAI usage in either naming: chat, completions and embeddings say
+ * prompt/completion_tokens, the Responses API input/output_tokens. Both count
+ * cached tokens inside the prompt figure, and reasoning inside the output one.
+ */
 function openaiUsage(u: Json, into: CapturedUsage) {
-  const prompt = num(u.prompt_tokens)
-  const cached = num((u.prompt_tokens_details as Json | undefined)?.cached_tokens)
-  into.input = Math.max(0, prompt - cached)
+  into.clamps.push(...sanitizeUsageBlock(u))
+  const responses = u.input_tokens !== undefined || u.output_tokens !== undefined
+  const prompt = num(responses ? u.input_tokens : u.prompt_tokens)
+  const inDetails = (responses ? u.input_tokens_details : u.prompt_tokens_details) as Json | null | undefined
+  const outDetails = (responses ? u.output_tokens_details : u.completion_tokens_details) as
+    | Json
+    | null
+    | undefined
+  const cached = Math.min(prompt, num(inDetails?.cached_tokens))
+  into.input = prompt - cached
   into.cachedRead = cached
-  into.output = num(u.completion_tokens)
+  into.output = num(responses ? u.output_tokens : u.completion_tokens)
+  into.reasoning = num(outDetails?.reasoning_tokens)
   into.sawInput = true
   into.sawOutput = true
 }
 
 /** Anthropic usage blocks are cumulative; a later block overrides the fields it carries. */
 function anthropicUsage(u: Json, into: CapturedUsage) {
+  into.clamps.push(...sanitizeUsageBlock(u))
   if (u.input_tokens !== undefined) {
     into.input = num(u.input_tokens)
     into.sawInput = true
@@ -56,6 +90,20 @@ function anthropicUsage(u: Json, into: CapturedUsage) {
     into.output = num(u.output_tokens)
     into.sawOutput = true
   }
+  const details = u.output_tokens_details as Json | null | undefined
+  if (details?.thinking_tokens !== undefined) into.reasoning = num(details.thinking_tokens)
+}
+
+/** Characters of generated text in Responses API output items (message text, tool-call arguments, reasoning summaries). */
+function responseOutputChars(output: unknown): number {
+  if (!Array.isArray(output)) return 0
+  let n = 0
+  for (const item of output as Json[]) {
+    if (!item || typeof item !== 'object') continue
+    if (typeof item.arguments === 'string') n += item.arguments.length
+    n += contentChars(item.content) + contentChars(item.summary)
+  }
+  return n
 }
 
 function contentChars(content: unknown): number {
@@ -66,6 +114,7 @@ function contentChars(content: unknown): number {
     if (part && typeof part === 'object') {
       const p = part as Json
       if (typeof p.text === 'string') n += p.text.length
+      else if (typeof p.thinking === 'string') n += p.thinking.length
       else if (p.input !== undefined) n += JSON.stringify(p.input).length
     }
   }
@@ -82,6 +131,12 @@ export function usageFromBody(kind: ApiKind, body: Buffer, into: CapturedUsage):
   }
   if (!json || typeof json !== 'object') return
   const u = json.usage as Json | undefined
+  if (kind === 'responses') {
+    if (typeof json.id === 'string') into.responseId = json.id
+    if (u && typeof u === 'object') openaiUsage(u, into)
+    into.textChars += responseOutputChars(json.output)
+    return
+  }
   if (kind === 'messages') {
     if (u && typeof u === 'object') anthropicUsage(u, into)
     into.textChars += contentChars(json.content)
@@ -97,6 +152,9 @@ export function usageFromBody(kind: ApiKind, body: Buffer, into: CapturedUsage):
       if (typeof m?.content === 'string') into.textChars += m.content.length
       if (Array.isArray(m?.tool_calls)) into.textChars += JSON.stringify(m.tool_calls).length
     }
+  }
+  if (kind === 'completions' && Array.isArray(json.choices)) {
+    for (const c of json.choices as Json[]) if (typeof c?.text === 'string') into.textChars += c.text.length
   }
 }
 
@@ -152,9 +210,29 @@ export function createSseTap(kind: ApiKind, usage: CapturedUsage, stripInjectedU
       }
       return false
     }
+    if (kind === 'responses') {
+      const type = obj.type
+      if (typeof type !== 'string') return false
+      if (type.endsWith('.delta')) {
+        // output_text, function_call_arguments, reasoning_summary_text, refusal ... deltas
+        if (typeof obj.delta === 'string') usage.textChars += obj.delta.length
+      } else if (type === 'response.created') {
+        const id = (obj.response as Json | undefined)?.id
+        if (typeof id === 'string') usage.responseId = id
+      } else if (
+        type === 'response.completed' ||
+        type === 'response.incomplete' ||
+        type === 'response.failed'
+      ) {
+        const u = (obj.response as Json | undefined)?.usage as Json | null | undefined
+        if (u && typeof u === 'object') openaiUsage(u, usage)
+      }
+      return false
+    }
     const choices = obj.choices as Json[] | undefined
     if (Array.isArray(choices)) {
       for (const c of choices) {
+        if (typeof c?.text === 'string') usage.textChars += c.text.length
         const d = c?.delta as Json | undefined
         if (typeof d?.content === 'string') usage.textChars += d.content.length
         if (Array.isArray(d?.tool_calls)) {
@@ -242,8 +320,40 @@ export function createSseTap(kind: ApiKind, usage: CapturedUsage, stripInjectedU
   }
 }
 
+/** Characters of a Responses API `input`: a string, or items (messages, tool calls and their outputs). */
+function responseInputChars(input: unknown): number {
+  if (typeof input === 'string') return input.length
+  if (!Array.isArray(input)) return 0
+  let n = 0
+  for (const item of input as Json[]) {
+    if (!item || typeof item !== 'object') continue
+    n += contentChars(item.content)
+    if (typeof item.arguments === 'string') n += item.arguments.length
+    if (typeof item.output === 'string') n += item.output.length
+  }
+  return n
+}
+
 /** Prompt characters of a request, for the estimate when the upstream reports no usage. */
 export function requestChars(kind: ApiKind, body: Json): number {
+  if (kind === 'responses') {
+    let n = responseInputChars(body.input)
+    if (typeof body.instructions === 'string') n += body.instructions.length
+    if (Array.isArray(body.tools)) n += JSON.stringify(body.tools).length
+    return n
+  }
+  if (kind === 'completions') {
+    const p = body.prompt
+    if (typeof p === 'string') return p.length
+    if (Array.isArray(p)) {
+      let n = 0
+      for (const i of p)
+        n +=
+          typeof i === 'string' ? i.length : typeof i === 'number' ? 4 : Array.isArray(i) ? i.length * 4 : 0
+      return n
+    }
+    return 0
+  }
   if (kind === 'embeddings') {
     const input = body.input
     if (typeof input === 'string') return input.length

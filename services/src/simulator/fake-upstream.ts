@@ -1,11 +1,28 @@
-import { createHash } from 'node:crypto'
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import { createFakeResponses } from './fake-responses.ts'
+import {
+  digest,
+  jsonTokens,
+  messageTexts,
+  pieces,
+  replyWords,
+  simulatedInputTokens,
+  toolArguments,
+} from './fake-text.ts'
+
+export { simulatedInputTokens } from './fake-text.ts'
 
 /**
  * A small OpenAI- and Anthropic-compatible upstream. It is the product's
  * built-in "simulated" provider (demo traffic goes through the real gateway to
- * it) and the stand-in for the real providers in tests.
+ * it) and the stand-in for the real providers in tests. It speaks, in the real
+ * APIs' shapes: Chat Completions, legacy Completions, the Responses API (with
+ * its retrieve / delete / cancel / input_items companions, fake-responses.ts),
+ * Embeddings, Models (list and retrieve, both providers' shapes), Anthropic
+ * Messages and count_tokens. Given function tools, the reply is a call of the
+ * first one (unless the conversation already ends with a tool result); asked
+ * for reasoning or thinking, it reasons and reports the tokens.
  *
  * Everything it answers is a pure function of the request (and of `now`), so
  * tests can predict tokens and compare bytes. Behaviours are chosen per
@@ -15,8 +32,15 @@ import type { AddressInfo } from 'node:net'
  * - `slow`: streamed chunks `slowChunkMs` apart
  * - `no-usage`: no usage block anywhere (non-stream and stream)
  * - `cache`: part of the prompt is served from / written to the prompt cache
+ *   (also set by an OpenAI `prompt_cache_key` or an Anthropic `cache_control`)
  * - `hang`: never answers (tests upstream timeouts)
  * - `stall`: streams the first chunks, then never finishes
+ * - `no-tools`: answers in text even when function tools are given
+ * - `reasoning`: OpenAI APIs report reasoning tokens even when the request did not ask
+ * - `absurd-usage`: a usage block with out-of-range counts (1e308, negative)
+ * - `over-report`: usage says ten times the tokens the answer has (an upstream
+ *   billing past the client's cap)
+ * Chat honours `n`: n identical choices, completion_tokens counts all of them.
  */
 export interface FakeUpstreamOptions {
   host?: string
@@ -35,60 +59,43 @@ export interface FakeUpstream {
   /** Origin, e.g. http://127.0.0.1:34567; the APIs live under `${url}/v1`. */
   url: string
   /** Requests received so far when `record` is set (for tests that check what was forwarded). */
-  received: { path: string; headers: IncomingMessage['headers']; body: Record<string, unknown> | undefined }[]
+  received: {
+    path: string
+    /** The query string without `?` ('' when none). */
+    query: string
+    headers: IncomingMessage['headers']
+    body: Record<string, unknown> | undefined
+  }[]
   close(): Promise<void>
 }
 
-type Behaviors = Set<string>
+export type Behaviors = Set<string>
 type Json = Record<string, unknown>
 
-const VOCAB =
-  'the of metrics token stream cache budget latency request gateway cluster shard replica query merge part rollup bucket window batch insert model prompt answer cost team user key tag project'.split(
-    ' ',
+/** A function tool in any of the three APIs' shapes, reduced to name and JSON schema. */
+interface FunctionTool {
+  name: string
+  schema: unknown
+}
+
+function chatTool(body: Json): FunctionTool | undefined {
+  if (body.tool_choice === 'none' || !Array.isArray(body.tools)) return undefined
+  const t = (body.tools as Json[]).find(
+    (x) => x?.type === 'function' && (x.function as Json | undefined)?.name,
   )
-
-/** Deterministic prompt size: about four characters per token, plus a small per-message overhead. */
-export function simulatedInputTokens(texts: string[]): number {
-  let n = 3
-  for (const t of texts) n += 4 + Math.ceil(t.length / 4)
-  return n
+  const f = t?.function as Json | undefined
+  return f ? { name: String(f.name), schema: f.parameters } : undefined
 }
 
-function textOf(content: unknown): string {
-  if (typeof content === 'string') return content
-  if (Array.isArray(content)) {
-    let s = ''
-    for (const part of content) {
-      if (part && typeof part === 'object' && typeof (part as Json).text === 'string')
-        s += (part as Json).text
-    }
-    return s
-  }
-  return ''
+function messagesTool(body: Json): FunctionTool | undefined {
+  const choice = body.tool_choice as Json | undefined
+  if (choice?.type === 'none' || !Array.isArray(body.tools)) return undefined
+  // Client tools carry an input_schema; server tools (web search, ...) do not.
+  const t = (body.tools as Json[]).find((x) => typeof x?.name === 'string' && x.input_schema)
+  return t ? { name: String(t.name), schema: t.input_schema } : undefined
 }
 
-function messageTexts(body: Json): string[] {
-  const out: string[] = []
-  if (body.system !== undefined) out.push(textOf(body.system))
-  if (Array.isArray(body.messages)) for (const m of body.messages) out.push(textOf((m as Json)?.content))
-  return out
-}
-
-function digest(...parts: string[]): string {
-  return createHash('sha256').update(parts.join('\u0000')).digest('hex')
-}
-
-/** The reply: 8..48 words picked from the prompt's hash, cut at max_tokens; one word is one token. */
-function replyWords(seed: string, maxTokens: number | undefined): { words: string[]; truncated: boolean } {
-  const h = Buffer.from(seed.slice(0, 32), 'hex')
-  const natural = 8 + (h[0]! % 41)
-  const n = maxTokens !== undefined ? Math.min(natural, Math.max(1, maxTokens)) : natural
-  const words: string[] = []
-  for (let i = 0; i < n; i++) words.push(VOCAB[h[(i + 1) % h.length]! % VOCAB.length]!)
-  return { words, truncated: n < natural }
-}
-
-function behaviorsOf(req: IncomingMessage, model: string): { behaviors: Behaviors; model: string } {
+export function behaviorsOf(req: IncomingMessage, model: string): { behaviors: Behaviors; model: string } {
   const behaviors: Behaviors = new Set()
   const header = req.headers['x-fake-behavior']
   if (typeof header === 'string') for (const b of header.split(/[,@]/)) if (b.trim()) behaviors.add(b.trim())
@@ -176,6 +183,22 @@ export async function createFakeUpstream(opts: FakeUpstreamOptions = {}): Promis
     res.end()
   }
 
+  /** Usage in the Chat Completions / Completions shape; reasoning is part of completion_tokens, cached of prompt_tokens. */
+  function chatUsage(promptTokens: number, cached: number, completion: number, reasoning: number) {
+    return {
+      prompt_tokens: promptTokens,
+      completion_tokens: completion,
+      total_tokens: promptTokens + completion,
+      prompt_tokens_details: { cached_tokens: cached, audio_tokens: 0 },
+      completion_tokens_details: {
+        reasoning_tokens: reasoning,
+        audio_tokens: 0,
+        accepted_prediction_tokens: 0,
+        rejected_prediction_tokens: 0,
+      },
+    }
+  }
+
   async function chatCompletions(req: IncomingMessage, res: ServerResponse, body: Json) {
     if (typeof body.model !== 'string' || !Array.isArray(body.messages)) {
       return send(res, 400, {
@@ -188,6 +211,8 @@ export async function createFakeUpstream(opts: FakeUpstreamOptions = {}): Promis
       })
     }
     const { behaviors: b, model } = behaviorsOf(req, body.model)
+    // As the real API: a prompt_cache_key makes cache hits likely.
+    if (body.prompt_cache_key !== undefined) b.add('cache')
     if (b.has('hang')) return void hanging.add(res)
     if (b.has('error-429')) return openaiError(res, 429)
     if (b.has('error-500')) return openaiError(res, 500)
@@ -195,40 +220,56 @@ export async function createFakeUpstream(opts: FakeUpstreamOptions = {}): Promis
     const seed = digest(body.model, JSON.stringify(body.messages))
     const maxTokens = (body.max_completion_tokens ?? body.max_tokens) as number | undefined
     const { words, truncated } = replyWords(seed, maxTokens)
-    const promptTokens = simulatedInputTokens(texts)
+    const toolsText = Array.isArray(body.tools) ? JSON.stringify(body.tools) : ''
+    const promptTokens = simulatedInputTokens(texts) + jsonTokens(toolsText)
     const cached = b.has('cache') ? Math.floor(promptTokens / 2) : 0
-    const usage = {
-      prompt_tokens: promptTokens,
-      completion_tokens: words.length,
-      total_tokens: promptTokens + words.length,
-      prompt_tokens_details: { cached_tokens: cached, audio_tokens: 0 },
-      completion_tokens_details: {
-        reasoning_tokens: 0,
-        audio_tokens: 0,
-        accepted_prediction_tokens: 0,
-        rejected_prediction_tokens: 0,
-      },
-    }
+    // A tool call unless the conversation already ends with the tool's result.
+    const last = (body.messages as Json[]).at(-1)
+    const tool = last?.role === 'tool' || b.has('no-tools') ? undefined : chatTool(body)
+    const toolCall = tool
+      ? { id: `call_${seed.slice(0, 24)}`, name: tool.name, args: toolArguments(tool.schema, seed) }
+      : undefined
+    const reasoning = body.reasoning_effort !== undefined || b.has('reasoning') ? words.length * 2 : 0
+    const visible = toolCall ? jsonTokens(toolCall.args) : words.length
+    const usage = chatUsage(promptTokens, cached, visible + reasoning, reasoning)
+    // Chat honours n (every choice billed); absurd-usage and over-report are for budget tests.
+    const choiceCount = typeof body.n === 'number' && body.n > 1 ? Math.floor(body.n) : 1
+    usage.completion_tokens *= choiceCount * (b.has('over-report') ? 10 : 1)
+    usage.total_tokens = usage.prompt_tokens + usage.completion_tokens
+    if (b.has('absurd-usage')) Object.assign(usage, { prompt_tokens: 1e308, completion_tokens: -7 })
     const id = `chatcmpl-${seed.slice(0, 29)}`
     const created = Math.floor(now() / 1000)
     const fingerprint = `fp_${seed.slice(32, 42)}`
-    const finish = truncated ? 'length' : 'stop'
+    const finish = toolCall ? 'tool_calls' : truncated ? 'length' : 'stop'
     const withUsage = !b.has('no-usage')
 
     if (body.stream !== true) {
+      const message: Json = toolCall
+        ? {
+            role: 'assistant',
+            content: null,
+            tool_calls: [
+              {
+                id: toolCall.id,
+                type: 'function',
+                function: { name: toolCall.name, arguments: toolCall.args },
+              },
+            ],
+            refusal: null,
+            annotations: [],
+          }
+        : { role: 'assistant', content: words.join(' '), refusal: null, annotations: [] }
       const out: Json = {
         id,
         object: 'chat.completion',
         created,
         model,
-        choices: [
-          {
-            index: 0,
-            message: { role: 'assistant', content: words.join(' '), refusal: null, annotations: [] },
-            logprobs: null,
-            finish_reason: finish,
-          },
-        ],
+        choices: Array.from({ length: choiceCount }, (_, index) => ({
+          index,
+          message,
+          logprobs: null,
+          finish_reason: finish,
+        })),
       }
       if (withUsage) out.usage = usage
       out.service_tier = 'default'
@@ -252,22 +293,93 @@ export async function createFakeUpstream(opts: FakeUpstreamOptions = {}): Promis
       if (includeUsage) c.usage = u ?? null
       return `data: ${JSON.stringify(c)}\n\n`
     }
-    const events = [
-      chunk([
-        {
-          index: 0,
-          delta: { role: 'assistant', content: '', refusal: null },
-          logprobs: null,
-          finish_reason: null,
-        },
-      ]),
-    ]
-    words.forEach((w, i) => {
+    const delta = (d: Json) => chunk([{ index: 0, delta: d, logprobs: null, finish_reason: null }])
+    const events: string[] = []
+    if (toolCall) {
       events.push(
-        chunk([{ index: 0, delta: { content: i === 0 ? w : ` ${w}` }, logprobs: null, finish_reason: null }]),
+        delta({
+          role: 'assistant',
+          content: null,
+          tool_calls: [
+            { index: 0, id: toolCall.id, type: 'function', function: { name: toolCall.name, arguments: '' } },
+          ],
+          refusal: null,
+        }),
       )
-    })
+      for (const piece of pieces(toolCall.args)) {
+        events.push(delta({ tool_calls: [{ index: 0, function: { arguments: piece } }] }))
+      }
+    } else {
+      events.push(delta({ role: 'assistant', content: '', refusal: null }))
+      words.forEach((w, i) => {
+        events.push(delta({ content: i === 0 ? w : ` ${w}` }))
+      })
+    }
     events.push(chunk([{ index: 0, delta: {}, logprobs: null, finish_reason: finish }]))
+    if (includeUsage && withUsage) events.push(chunk([], usage))
+    events.push('data: [DONE]\n\n')
+    await streamEvents(res, events, b)
+  }
+
+  /** Legacy Completions: `prompt` in, `choices[].text` out; streamed like chat, include_usage included. */
+  async function completions(req: IncomingMessage, res: ServerResponse, body: Json) {
+    const prompt = body.prompt
+    if (typeof body.model !== 'string' || (typeof prompt !== 'string' && !Array.isArray(prompt))) {
+      return send(res, 400, {
+        error: {
+          message: "'model' and 'prompt' are required",
+          type: 'invalid_request_error',
+          param: null,
+          code: null,
+        },
+      })
+    }
+    const { behaviors: b, model } = behaviorsOf(req, body.model)
+    if (b.has('hang')) return void hanging.add(res)
+    if (b.has('error-429')) return openaiError(res, 429)
+    if (b.has('error-500')) return openaiError(res, 500)
+    const texts =
+      typeof prompt === 'string'
+        ? [prompt]
+        : prompt.map((p) => (typeof p === 'string' ? p : JSON.stringify(p)))
+    const seed = digest(body.model, JSON.stringify(prompt))
+    // The legacy API's default max_tokens is 16.
+    const { words, truncated } = replyWords(seed, (body.max_tokens as number | undefined) ?? 16)
+    const promptTokens = simulatedInputTokens(texts)
+    const cached = b.has('cache') ? Math.floor(promptTokens / 2) : 0
+    const usage = {
+      prompt_tokens: promptTokens,
+      completion_tokens: words.length,
+      total_tokens: promptTokens + words.length,
+      ...(cached > 0 ? { prompt_tokens_details: { cached_tokens: cached, audio_tokens: 0 } } : {}),
+    }
+    const id = `cmpl-${seed.slice(0, 29)}`
+    const created = Math.floor(now() / 1000)
+    const finish = truncated ? 'length' : 'stop'
+    const withUsage = !b.has('no-usage')
+    const text = ` ${words.join(' ')}`
+    if (body.stream !== true) {
+      const out: Json = {
+        id,
+        object: 'text_completion',
+        created,
+        model,
+        choices: [{ text, index: 0, logprobs: null, finish_reason: finish }],
+      }
+      if (withUsage) out.usage = usage
+      return send(res, 200, out)
+    }
+    const includeUsage = (body.stream_options as Json | undefined)?.include_usage === true
+    const chunk = (choices: unknown[], u?: unknown) => {
+      const c: Json = { id, object: 'text_completion', created, choices, model, system_fingerprint: null }
+      if (includeUsage) c.usage = u ?? null
+      return `data: ${JSON.stringify(c)}\n\n`
+    }
+    const events = words.map((w, i) =>
+      chunk([
+        { text: ` ${w}`, index: 0, logprobs: null, finish_reason: i === words.length - 1 ? finish : null },
+      ]),
+    )
     if (includeUsage && withUsage) events.push(chunk([], usage))
     events.push('data: [DONE]\n\n')
     await streamEvents(res, events, b)
@@ -307,31 +419,64 @@ export async function createFakeUpstream(opts: FakeUpstreamOptions = {}): Promis
     send(res, 200, out)
   }
 
+  /** Prompt tokens as Anthropic counts them: system, messages (tool results included) and tool definitions. */
+  function anthropicPromptTokens(body: Json): number {
+    const tools = Array.isArray(body.tools) ? JSON.stringify(body.tools) : ''
+    return simulatedInputTokens(messageTexts(body)) + jsonTokens(tools)
+  }
+
+  function anthropicInvalid(res: ServerResponse, message: string) {
+    send(res, 400, { type: 'error', error: { type: 'invalid_request_error', message } })
+  }
+
   async function messages(req: IncomingMessage, res: ServerResponse, body: Json) {
     if (
       typeof body.model !== 'string' ||
       !Array.isArray(body.messages) ||
       typeof body.max_tokens !== 'number'
     ) {
-      return send(res, 400, {
-        type: 'error',
-        error: { type: 'invalid_request_error', message: 'model, messages and max_tokens are required' },
-      })
+      return anthropicInvalid(res, 'model, messages and max_tokens are required')
     }
     const { behaviors: b, model } = behaviorsOf(req, body.model)
+    // As the real API: a cache_control breakpoint makes the prompt cached.
+    if (JSON.stringify([body.system, body.messages]).includes('"cache_control"')) b.add('cache')
     if (b.has('hang')) return void hanging.add(res)
     if (b.has('error-429')) return anthropicError(res, 429)
     if (b.has('error-500')) return anthropicError(res, 500)
     const seed = digest(body.model, JSON.stringify(body.system ?? ''), JSON.stringify(body.messages))
     const { words, truncated } = replyWords(seed, body.max_tokens)
-    const total = simulatedInputTokens(messageTexts(body))
+    const total = anthropicPromptTokens(body)
     // Anthropic counts the three kinds apart: input_tokens excludes cache reads and writes.
     const cacheRead = b.has('cache') ? Math.floor(total / 2) : 0
     const cacheWrite = b.has('cache') ? Math.floor(total / 4) : 0
     const input = total - cacheRead - cacheWrite
     const id = `msg_${Buffer.from(seed.slice(0, 36), 'hex').toString('base64url')}`
-    const stop = truncated ? 'max_tokens' : 'end_turn'
+    // Thinking when asked (its tokens are output tokens), then text, then a
+    // tool call unless the last user turn already carries a tool result.
+    const thinkingMode = (body.thinking as Json | undefined)?.type
+    const thinking =
+      thinkingMode === 'enabled' || thinkingMode === 'adaptive'
+        ? {
+            text: `Thinking about ${[...words].reverse().join(' ')}.`,
+            signature: Buffer.from(seed, 'hex').toString('base64'),
+          }
+        : undefined
+    const lastContent = (body.messages as Json[]).at(-1)?.content
+    const answeredTool =
+      Array.isArray(lastContent) && lastContent.some((c) => (c as Json | undefined)?.type === 'tool_result')
+    const tool = answeredTool || b.has('no-tools') ? undefined : messagesTool(body)
+    const toolUse = tool
+      ? { id: `toolu_${seed.slice(0, 24)}`, name: tool.name, args: toolArguments(tool.schema, seed) }
+      : undefined
+    const thinkingTokens = thinking ? jsonTokens(thinking.text) : 0
+    const outputTokens = words.length + thinkingTokens + (toolUse ? jsonTokens(toolUse.args) : 0)
+    const stop = toolUse ? 'tool_use' : truncated ? 'max_tokens' : 'end_turn'
     const withUsage = !b.has('no-usage')
+    const blocks: Json[] = []
+    if (thinking) blocks.push({ type: 'thinking', thinking: thinking.text, signature: thinking.signature })
+    blocks.push({ type: 'text', text: words.join(' ') })
+    if (toolUse)
+      blocks.push({ type: 'tool_use', id: toolUse.id, name: toolUse.name, input: JSON.parse(toolUse.args) })
 
     if (body.stream !== true) {
       const out: Json = {
@@ -339,7 +484,7 @@ export async function createFakeUpstream(opts: FakeUpstreamOptions = {}): Promis
         type: 'message',
         role: 'assistant',
         model,
-        content: [{ type: 'text', text: words.join(' ') }],
+        content: blocks,
         stop_reason: stop,
         stop_sequence: null,
       }
@@ -348,7 +493,7 @@ export async function createFakeUpstream(opts: FakeUpstreamOptions = {}): Promis
           input_tokens: input,
           cache_creation_input_tokens: cacheWrite,
           cache_read_input_tokens: cacheRead,
-          output_tokens: words.length,
+          output_tokens: outputTokens,
           service_tier: 'standard',
         }
       }
@@ -374,37 +519,115 @@ export async function createFakeUpstream(opts: FakeUpstreamOptions = {}): Promis
         service_tier: 'standard',
       }
     }
-    const events = [
-      ev('message_start', { message: startMessage }),
-      ev('content_block_start', { index: 0, content_block: { type: 'text', text: '' } }),
+    const events = [ev('message_start', { message: startMessage })]
+    let index = 0
+    if (thinking) {
+      events.push(
+        ev('content_block_start', {
+          index,
+          content_block: { type: 'thinking', thinking: '', signature: '' },
+        }),
+      )
+      for (const piece of pieces(thinking.text, 16)) {
+        events.push(ev('content_block_delta', { index, delta: { type: 'thinking_delta', thinking: piece } }))
+      }
+      events.push(
+        ev('content_block_delta', {
+          index,
+          delta: { type: 'signature_delta', signature: thinking.signature },
+        }),
+      )
+      events.push(ev('content_block_stop', { index }))
+      index++
+    }
+    events.push(
+      ev('content_block_start', { index, content_block: { type: 'text', text: '' } }),
       ev('ping', {}),
-    ]
+    )
     words.forEach((w, i) => {
       events.push(
-        ev('content_block_delta', { index: 0, delta: { type: 'text_delta', text: i === 0 ? w : ` ${w}` } }),
+        ev('content_block_delta', { index, delta: { type: 'text_delta', text: i === 0 ? w : ` ${w}` } }),
       )
     })
-    events.push(ev('content_block_stop', { index: 0 }))
+    events.push(ev('content_block_stop', { index }))
+    if (toolUse) {
+      index++
+      events.push(
+        ev('content_block_start', {
+          index,
+          content_block: { type: 'tool_use', id: toolUse.id, name: toolUse.name, input: {} },
+        }),
+      )
+      for (const piece of pieces(toolUse.args)) {
+        events.push(
+          ev('content_block_delta', { index, delta: { type: 'input_json_delta', partial_json: piece } }),
+        )
+      }
+      events.push(ev('content_block_stop', { index }))
+    }
     const delta: Json = { delta: { stop_reason: stop, stop_sequence: null } }
-    if (withUsage) delta.usage = { output_tokens: words.length }
+    if (withUsage) delta.usage = { output_tokens: outputTokens }
     events.push(ev('message_delta', delta))
     events.push(ev('message_stop', {}))
     await streamEvents(res, events, b)
   }
 
+  function countTokens(res: ServerResponse, body: Json) {
+    if (typeof body.model !== 'string' || !Array.isArray(body.messages)) {
+      return anthropicInvalid(res, 'model and messages are required')
+    }
+    send(res, 200, { input_tokens: anthropicPromptTokens(body) })
+  }
+
+  const MODEL_IDS = [
+    'gpt-4o',
+    'gpt-4o-mini',
+    'text-embedding-3-small',
+    'claude-sonnet-4-5',
+    'claude-haiku-4-5',
+  ]
+  const anthropicModel = (id: string) => ({
+    type: 'model',
+    id,
+    display_name: id,
+    created_at: '2025-01-01T00:00:00Z',
+  })
+  const openaiModel = (id: string) => ({ id, object: 'model', created: 1_700_000_000, owned_by: 'simulated' })
+
   function models(req: IncomingMessage, res: ServerResponse) {
-    const ids = ['gpt-4o', 'gpt-4o-mini', 'text-embedding-3-small', 'claude-sonnet-4-5', 'claude-haiku-4-5']
     if (req.headers['anthropic-version']) {
-      const data = ids
-        .filter((m) => m.startsWith('claude'))
-        .map((id) => ({ type: 'model', id, display_name: id, created_at: '2025-01-01T00:00:00Z' }))
+      const data = MODEL_IDS.filter((m) => m.startsWith('claude')).map(anthropicModel)
       return send(res, 200, { data, has_more: false, first_id: data[0]?.id, last_id: data.at(-1)?.id })
     }
-    send(res, 200, {
-      object: 'list',
-      data: ids.map((id) => ({ id, object: 'model', created: 1_700_000_000, owned_by: 'simulated' })),
-    })
+    send(res, 200, { object: 'list', data: MODEL_IDS.map(openaiModel) })
   }
+
+  function model(req: IncomingMessage, res: ServerResponse, id: string) {
+    const anthropic = Boolean(req.headers['anthropic-version'])
+    if (!MODEL_IDS.includes(id)) {
+      if (anthropic) {
+        return send(res, 404, { type: 'error', error: { type: 'not_found_error', message: `model: ${id}` } })
+      }
+      return send(res, 404, {
+        error: {
+          message: `The model '${id}' does not exist`,
+          type: 'invalid_request_error',
+          param: 'model',
+          code: 'model_not_found',
+        },
+      })
+    }
+    send(res, 200, anthropic ? anthropicModel(id) : openaiModel(id))
+  }
+
+  const responsesApi = createFakeResponses({
+    now,
+    send,
+    streamEvents,
+    openaiError,
+    behaviorsOf,
+    hang: (res) => void hanging.add(res),
+  })
 
   const server = createServer((req, res) => {
     const chunks: Buffer[] = []
@@ -419,14 +642,25 @@ export async function createFakeUpstream(opts: FakeUpstreamOptions = {}): Promis
           return send(res, 400, { error: { message: 'invalid JSON body', type: 'invalid_request_error' } })
         }
       }
-      if (opts.record) received.push({ path, headers: req.headers, body })
+      if (opts.record) {
+        received.push({ path, query: (req.url ?? '').split('?')[1] ?? '', headers: req.headers, body })
+      }
       res.on('close', () => hanging.delete(res))
       const route = `${req.method} ${path}`
       const run = async () => {
         if (route === 'POST /v1/chat/completions') return chatCompletions(req, res, body ?? {})
+        if (route === 'POST /v1/completions') return completions(req, res, body ?? {})
         if (route === 'POST /v1/embeddings') return embeddings(req, res, body ?? {})
         if (route === 'POST /v1/messages') return messages(req, res, body ?? {})
+        if (route === 'POST /v1/messages/count_tokens') return countTokens(res, body ?? {})
         if (route === 'GET /v1/models') return models(req, res)
+        if (req.method === 'GET' && path.startsWith('/v1/models/')) {
+          return model(req, res, decodeURIComponent(path.slice('/v1/models/'.length)))
+        }
+        if (path === '/v1/responses' || path.startsWith('/v1/responses/')) {
+          const url = new URL(req.url ?? '/', 'http://fake')
+          if (await responsesApi.route(req, res, path, url.searchParams, body)) return
+        }
         send(res, 404, { error: { message: `no route ${route}`, type: 'invalid_request_error' } })
       }
       run().catch(() => res.destroy())

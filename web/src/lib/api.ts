@@ -34,6 +34,10 @@ export interface Kpis {
   outputTokens: number
   cachedTokens: number
   cacheWriteTokens: number
+  /** A part of outputTokens (billed as output). */
+  reasoningTokens: number
+  /** Requests recorded at cost 0 because no price was known for their model. */
+  unpricedRequests: number
   totalTokens: number
   activeUsers: number
   avgRequestsPerUser: number
@@ -52,6 +56,8 @@ export interface Point {
   inputTokens: number
   outputTokens: number
   cachedTokens: number
+  reasoningTokens: number
+  unpricedRequests: number
   activeUsers: number
 }
 
@@ -71,6 +77,8 @@ export interface BreakdownRow {
   inputTokens: number
   outputTokens: number
   cachedTokens: number
+  reasoningTokens: number
+  unpricedRequests: number
   spendUsd: number
   models: string[]
   trend: number[]
@@ -113,7 +121,11 @@ export interface RequestRow {
   inputTokens: number
   outputTokens: number
   cachedTokens: number
+  cacheWriteTokens: number
+  reasoningTokens: number
   tokensEstimated: boolean
+  /** No price was known for the model: spendUsd is 0 for lack of a price, not free. */
+  priceUnknown: boolean
   spendUsd: number
   latencyMs: number
   ttftMs: number

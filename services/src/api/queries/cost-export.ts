@@ -29,6 +29,9 @@ export const EXPORT_COLUMNS = [
   'total_tokens',
   'cost_usd',
   'cost_usd_exact',
+  'cache_write_tokens',
+  'reasoning_tokens',
+  'unpriced_requests',
 ]
 
 export function exportHeader(rows: ExportRows): string[] {
@@ -109,6 +112,9 @@ export async function* exportCostCsv(
       input + output,
       roundUsdToCents(exact),
       exact,
+      Number(r.m_cache_write),
+      Number(r.m_reasoning),
+      Number(r.m_unpriced),
     ])
   }
 }

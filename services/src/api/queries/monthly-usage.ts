@@ -78,11 +78,15 @@ export async function queryMonthlyUsage(
       requests: 0,
       inputTokens: 0,
       outputTokens: 0,
+      reasoningTokens: 0,
+      unpricedRequests: 0,
     }
     m.cost += c
     m.requests += n
     m.inputTokens += Number(r.m_input)
     m.outputTokens += Number(r.m_output)
+    m.reasoningTokens += Number(r.m_reasoning)
+    m.unpricedRequests += Number(r.m_unpriced)
     models.set(mk, m)
   }
   const desc = <T extends { costCents: number }>(a: T, b: T) => b.costCents - a.costCents

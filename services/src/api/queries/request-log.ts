@@ -41,7 +41,10 @@ type Row = {
   input_tokens: number
   output_tokens: number
   cached_read_tokens: number
+  cache_write_tokens: number
+  reasoning_tokens: number
   tokens_estimated: boolean | number
+  price_unknown: boolean | number
   cost_s: string
   latency_ms: number
   ttft_ms: number
@@ -70,7 +73,7 @@ export async function queryRequestLog(
   const rows = await wh.query<Row>(
     `SELECT toString(request_id) AS id_s, toString(started_at) AS started_s, key_id, key_prefix, user_id, team_id,
        model, provider, endpoint, status_code, error_class, streamed, input_tokens, output_tokens, cached_read_tokens,
-       tokens_estimated, toString(cost_usd) AS cost_s, latency_ms, ttft_ms, tags, project, client_app
+       cache_write_tokens, reasoning_tokens, tokens_estimated, price_unknown, toString(cost_usd) AS cost_s, latency_ms, ttft_ms, tags, project, client_app
      FROM requests WHERE ${sql} ORDER BY started_at DESC, request_id DESC LIMIT {limit:UInt32}`,
     params,
   )
@@ -93,7 +96,10 @@ export async function queryRequestLog(
       inputTokens: Number(r.input_tokens),
       outputTokens: Number(r.output_tokens),
       cachedTokens: Number(r.cached_read_tokens),
+      cacheWriteTokens: Number(r.cache_write_tokens),
+      reasoningTokens: Number(r.reasoning_tokens),
       tokensEstimated: Boolean(r.tokens_estimated),
+      priceUnknown: Boolean(r.price_unknown),
       spendUsd: Number(r.cost_s),
       latencyMs: Number(r.latency_ms),
       ttftMs: Number(r.ttft_ms),

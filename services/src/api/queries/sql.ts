@@ -10,6 +10,8 @@ type Fragments = {
   time: 'bucket' | 'started_at'
   requests: string
   errors: string
+  /** Requests whose model had no price (clickhouse/0007). */
+  unpriced: string
   /** p50 and p95 from one t-digest merge (two merges cost twice as much). */
   latencyQuantiles: string
 }
@@ -18,12 +20,14 @@ const ROLLUP: Fragments = {
   time: 'bucket',
   requests: 'sum(requests)',
   errors: 'sum(errors)',
+  unpriced: 'sum(unpriced)',
   latencyQuantiles: 'quantilesTDigestMerge(0.5, 0.95)(latency)',
 }
 const RAW: Fragments = {
   time: 'started_at',
   requests: 'count()',
   errors: "countIf(status_code >= 400 OR error_class != '')",
+  unpriced: 'countIf(price_unknown)',
   latencyQuantiles: 'quantilesTDigest(0.5, 0.95)(latency_ms)',
 }
 
@@ -41,6 +45,8 @@ export function metricsSelect(source: Source): string {
     'sum(output_tokens) AS m_output',
     'sum(cached_read_tokens) AS m_cached',
     'sum(cache_write_tokens) AS m_cache_write',
+    'sum(reasoning_tokens) AS m_reasoning',
+    `${f.unpriced} AS m_unpriced`,
     // Decimal as text: exact to the nano-dollar, whatever the JSON settings.
     'toString(sum(cost_usd)) AS m_cost',
     'uniqExact(user_id) AS m_users',
@@ -69,6 +75,8 @@ export function tagSetSql(
     'sum(output_tokens) AS s_output',
     'sum(cached_read_tokens) AS s_cached',
     'sum(cache_write_tokens) AS s_cache_write',
+    'sum(reasoning_tokens) AS s_reasoning',
+    `${f.unpriced} AS s_unpriced`,
     'sum(cost_usd) AS s_cost',
     'uniqExactState(user_id) AS s_users',
     ...(o.models ? ['groupUniqArrayState(100)(model) AS s_models'] : []),
@@ -81,6 +89,8 @@ export function tagSetSql(
     'sum(s_output) AS m_output',
     'sum(s_cached) AS m_cached',
     'sum(s_cache_write) AS m_cache_write',
+    'sum(s_reasoning) AS m_reasoning',
+    'sum(s_unpriced) AS m_unpriced',
     'toString(sum(s_cost)) AS m_cost',
     'uniqExactMerge(s_users) AS m_users',
     ...(o.models ? ['arraySort(groupUniqArrayMerge(100)(s_models)) AS models_used'] : []),
@@ -134,6 +144,10 @@ export interface Totals {
   outputTokens: number
   cachedTokens: number
   cacheWriteTokens: number
+  /** A part of outputTokens (billed as output), shown on its own. */
+  reasoningTokens: number
+  /** Requests recorded at cost 0 because no price was known for their model. */
+  unpricedRequests: number
   spendUsd: number
   activeUsers: number
 }
@@ -146,6 +160,8 @@ export type MetricRow = {
   m_output: string | number
   m_cached: string | number
   m_cache_write: string | number
+  m_reasoning: string | number
+  m_unpriced: string | number
   m_cost: string
   m_users: string | number
 }
@@ -158,6 +174,8 @@ export function readTotals(r: MetricRow | undefined): Totals {
     outputTokens: Number(r?.m_output ?? 0),
     cachedTokens: Number(r?.m_cached ?? 0),
     cacheWriteTokens: Number(r?.m_cache_write ?? 0),
+    reasoningTokens: Number(r?.m_reasoning ?? 0),
+    unpricedRequests: Number(r?.m_unpriced ?? 0),
     spendUsd: Number(r?.m_cost ?? 0),
     activeUsers: Number(r?.m_users ?? 0),
   }

@@ -1,0 +1,59 @@
+import { describe, expect, it } from 'vitest'
+import { parseEnv } from './env.ts'
+
+describe('named upstreams (UPSTREAMS)', () => {
+  it('reads each name from UPSTREAM_<NAME>_*, the credential itself or by the variable that holds it', () => {
+    const env = parseEnv({
+      UPSTREAMS: 'openrouter, Azure,my-vllm',
+      UPSTREAM_OPENROUTER_BASE_URL: 'https://openrouter.ai/api/v1',
+      UPSTREAM_OPENROUTER_API_KEY_ENV: 'OR_KEY',
+      OR_KEY: 'sk-or',
+      UPSTREAM_AZURE_BASE_URL: 'https://r.openai.azure.com/openai/v1',
+      UPSTREAM_AZURE_API_KEY: 'az',
+      UPSTREAM_AZURE_API_VERSION: '2024-10-21',
+      UPSTREAM_MY_VLLM_BASE_URL: 'http://10.0.0.5:8000/v1',
+      UPSTREAM_MY_VLLM_CATALOGUE: 'none',
+    })
+    expect(env.namedUpstreams).toEqual([
+      {
+        name: 'openrouter',
+        baseUrl: 'https://openrouter.ai/api/v1',
+        apiKey: 'sk-or',
+        apiVersion: undefined,
+        catalogue: 'openrouter',
+      },
+      {
+        name: 'azure',
+        baseUrl: 'https://r.openai.azure.com/openai/v1',
+        apiKey: 'az',
+        apiVersion: '2024-10-21',
+        catalogue: 'azure',
+      },
+      {
+        name: 'my-vllm',
+        baseUrl: 'http://10.0.0.5:8000/v1',
+        apiKey: undefined,
+        apiVersion: undefined,
+        catalogue: 'none',
+      },
+    ])
+    expect(parseEnv({}).namedUpstreams).toEqual([])
+  })
+
+  it('refuses to start with a message naming the variable', () => {
+    expect(() => parseEnv({ UPSTREAMS: 'groq' })).toThrow(/UPSTREAM_GROQ_BASE_URL/)
+    expect(() => parseEnv({ UPSTREAMS: 'groq', UPSTREAM_GROQ_BASE_URL: 'not a url' })).toThrow(
+      /UPSTREAM_GROQ_BASE_URL/,
+    )
+    expect(() =>
+      parseEnv({
+        UPSTREAMS: 'groq',
+        UPSTREAM_GROQ_BASE_URL: 'https://g/v1',
+        UPSTREAM_GROQ_API_KEY_ENV: 'NOPE',
+      }),
+    ).toThrow(/UPSTREAM_GROQ_API_KEY_ENV: the variable NOPE it names is not set/)
+    expect(() => parseEnv({ UPSTREAMS: 'openai' })).toThrow(/UPSTREAMS.*built in/)
+    expect(() => parseEnv({ UPSTREAMS: 'bad_name!' })).toThrow(/UPSTREAMS/)
+    expect(() => parseEnv({ MODEL_PASSTHROUGH: 'maybe' })).toThrow(/MODEL_PASSTHROUGH/)
+  })
+})
