@@ -172,7 +172,9 @@ describe('injection', () => {
     const byTeam = await stack.app.inject({ url: '/api/export.csv?by=team&range=7d', headers: admin })
     const names = parseCsv(byTeam.body).map((l) => l[1])
     expect(names).toContain(`'=cmd|"/c calc"!A1, "quoted"\nline`)
-    // Every data row has the header's 11 columns despite commas, quotes and newlines in names.
-    expect(parseCsv(byTeam.body).every((l) => l.length === 11)).toBe(true)
+    // Every data row has the header's columns despite commas, quotes and newlines in names.
+    const [header, ...rows] = parseCsv(byTeam.body)
+    expect(rows.length).toBeGreaterThan(0)
+    expect(rows.every((l) => l.length === header!.length)).toBe(true)
   })
 })

@@ -200,9 +200,17 @@ describe('dashboard insights in a real browser', () => {
   })
 
   it('keys & spend takes any date range by picker, kept in the URL', async () => {
-    await page.goto(`${stack.url}/keys`)
-    await page.click('[data-control="keys-range"] button[data-value="custom"]')
+    // A shared link with dates opens on them, the picker showing them.
+    const weekAgo = new Date(Date.now() - 7 * 86_400_000).toISOString().slice(0, 10)
+    const tomorrow = new Date(Date.now() + 86_400_000).toISOString().slice(0, 10)
+    await page.goto(`${stack.url}/keys?from=${weekAgo}&to=${tomorrow}`)
     await page.locator('[data-control="from"]').waitFor()
+    expect(
+      await page
+        .locator('[data-control="keys-range"] button[data-value="custom"]')
+        .getAttribute('aria-checked'),
+    ).toBe('true')
+    expect(await page.inputValue('[data-control="from"]')).toBe(weekAgo)
     const from = new Date(Date.now() - 5 * 86_400_000).toISOString().slice(0, 10)
     await page.fill('[data-control="from"]', from)
     await page.waitForURL((u) => u.searchParams.get('from') === from && !u.searchParams.has('month'))
