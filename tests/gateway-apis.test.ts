@@ -133,6 +133,8 @@ beforeAll(async () => {
       OPENAI_API_KEY: 'sk-upstream-openai',
       ANTHROPIC_BASE_URL: `${fake.url}/v1`,
       ANTHROPIC_API_KEY: 'sk-ant-upstream',
+      // Facades only, so unknown names are refused: passthrough is tested in gateway-models.test.ts.
+      MODEL_PASSTHROUGH: 'false',
     },
   })
   stack.core.simulatedBaseUrl = `${simFake.url}/v1`
@@ -659,14 +661,17 @@ describe("gateway errors in each provider's envelope, so each SDK raises its own
       errorClass: 'model_not_allowed',
     })
 
-    const unknown = await openai.completions.create({ model: 'nope', prompt: 'x' }).catch((e) => e)
-    expect(unknown).toBeInstanceOf(OpenAI.BadRequestError)
-    expect(unknown.error).toMatchObject({ type: 'invalid_request_error', code: 'unknown_model' })
-    expectRow(unknown.headers.get('x-request-id'), {
-      model: 'nope',
+    const invalidMax = await openai.completions
+      .create({ model: 'gpt-test', prompt: 'x', max_tokens: -1 })
+      .catch((e) => e)
+    expect(invalidMax).toBeInstanceOf(OpenAI.BadRequestError)
+    expect(invalidMax.error).toMatchObject({ type: 'invalid_request_error', code: 'invalid_request' })
+    expect(invalidMax.message).toContain('max_tokens')
+    expectRow(invalidMax.headers.get('x-request-id'), {
+      model: 'gpt-test',
       endpoint: '/v1/completions',
       status: 400,
-      errorClass: 'unknown_model',
+      errorClass: 'invalid_request',
     })
 
     const wrong = await openai.responses.create({ model: 'claude-test', input: 'x' }).catch((e) => e)

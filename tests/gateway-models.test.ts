@@ -43,6 +43,7 @@ async function adminOk(method: 'GET' | 'POST' | 'PUT', url: string, payload?: ob
 
 interface Row {
   model: string
+  endpoint: string
   provider: string
   upstream_model: string
   status_code: number
@@ -217,6 +218,40 @@ describe('models without a facade pass through, priced from the catalogue', () =
     expect(streamed.reasoning_tokens).toBeGreaterThan(0)
     expect(streamed.reasoning_tokens).toBeLessThan(streamed.output_tokens)
     expectCost(streamed, o3)
+  })
+
+  it('the Responses API: o4-mini with reasoning passes through, reasoning recorded and billed as output once', async () => {
+    const res = await openai.responses
+      .create({ model: 'o4-mini', input: 'Think, then answer in one line.', reasoning: { effort: 'low' } })
+      .withResponse()
+    const sent = lastReceived(main)
+    expect(sent.path).toBe('/v1/responses')
+    expect(sent.body?.model).toBe('o4-mini')
+    const u = res.data.usage!
+    expect(u.output_tokens_details.reasoning_tokens).toBeGreaterThan(0)
+    const row = await waitForRow(res.response.headers.get('x-request-id'))
+    expect(row).toMatchObject({
+      provider: 'openai',
+      endpoint: '/v1/responses',
+      output_tokens: u.output_tokens,
+      reasoning_tokens: u.output_tokens_details.reasoning_tokens,
+    })
+    expectCost(row, rates('openai', 'o4-mini'))
+  })
+
+  it('GET /v1/models/{id} answers for a passthrough model the catalogue knows, 404 otherwise', async () => {
+    expect(await openai.models.retrieve('gpt-4o-2024-08-06')).toMatchObject({
+      id: 'gpt-4o-2024-08-06',
+      owned_by: 'openai',
+    })
+    expect(await anthropic.models.retrieve('claude-haiku-4-5')).toMatchObject({ id: 'claude-haiku-4-5' })
+    for (const [client, id] of [
+      [openai, 'gpt-imaginary-9'],
+      [limited, 'o3'],
+    ] as const) {
+      const err = (await client.models.retrieve(id).catch((e) => e)) as APIError
+      expect(err.status, id).toBe(404)
+    }
   })
 
   it('a dated claude id goes to Anthropic; cache reads and writes at their own rates', async () => {

@@ -155,62 +155,78 @@ describe('SIGTERM under load', () => {
 })
 
 describe('SIGTERM after a WebSocket upgrade on /v1/responses', () => {
-  let service: ServiceProcess | undefined
-  const wsDataDir = mkdtempSync(join(tmpdir(), 'tokenmeter-sigterm-ws-'))
+  const services: ServiceProcess[] = []
+  const wsDataDirs: string[] = []
   afterAll(async () => {
-    await service?.kill()
-    rmSync(wsDataDir, { recursive: true, force: true })
+    for (const service of services) await service.kill()
+    for (const d of wsDataDirs) rmSync(d, { recursive: true, force: true })
   })
 
-  it('refuses the upgrade with 426, closes that socket, and exits within 10 s', async () => {
-    service = await startService('gateway', {
-      DATA_DIR: wsDataDir,
-      HOST: '127.0.0.1',
-      PORT: String(await freePort()),
-      DEMO: 'false',
-      ADMIN_TOKEN: ADMIN,
-      // The API role brings the WebSocket server of /api/live, which takes every upgrade over.
-      ROLES: 'gateway,api',
-      LOG_LEVEL: 'warn',
-    })
-    const admin = async (path: string, body: object) => {
-      const res = await fetch(`${service!.url}/api/admin${path}`, {
-        method: 'POST',
-        headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' },
-        body: JSON.stringify(body),
+  // With the API role, the WebSocket server of /api/live takes every upgrade
+  // over and nothing else would end a refused one; a gateway-only process has
+  // no upgrade listener, so Node hands the request over as a plain one. A
+  // gateway-only process has no admin API to make a key: its refusal is the 401.
+  it.each([
+    { roles: 'gateway,api', status: 426 },
+    { roles: 'gateway', status: 401 },
+  ])(
+    '$roles: refuses the upgrade ($status), closes that socket, and exits within 10 s',
+    async ({ roles, status }) => {
+      const wsDataDir = mkdtempSync(join(tmpdir(), 'tokenmeter-sigterm-ws-'))
+      wsDataDirs.push(wsDataDir)
+      const service = await startService('gateway', {
+        DATA_DIR: wsDataDir,
+        HOST: '127.0.0.1',
+        PORT: String(await freePort()),
+        DEMO: 'false',
+        ADMIN_TOKEN: ADMIN,
+        ROLES: roles,
+        LOG_LEVEL: 'warn',
       })
-      expect(res.status, await res.clone().text()).toBeLessThan(300)
-      return res.json()
-    }
-    await admin('/teams', { teamId: 'core', name: 'Core' })
-    await admin('/users', { userId: 'cody', email: 'cody@example.com', name: 'Cody', teamId: 'core' })
-    const { plaintext } = await admin('/keys', { userId: 'cody', name: 'codex' })
+      services.push(service)
+      const admin = async (path: string, body: object) => {
+        const res = await fetch(`${service.url}/api/admin${path}`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' },
+          body: JSON.stringify(body),
+        })
+        expect(res.status, await res.clone().text()).toBeLessThan(300)
+        return res.json()
+      }
+      let plaintext = 'tm_not-a-key'
+      if (status === 426) {
+        await admin('/teams', { teamId: 'core', name: 'Core' })
+        await admin('/users', { userId: 'cody', email: 'cody@example.com', name: 'Cody', teamId: 'core' })
+        plaintext = (await admin('/keys', { userId: 'cody', name: 'codex' })).plaintext
+      }
 
-    // As the Codex CLI does first; this client never closes its side.
-    const { port } = new URL(service.url)
-    const socket = connect(Number(port), '127.0.0.1')
-    let answer = ''
-    let answered!: () => void
-    const gotAnswer = new Promise<void>((resolve) => {
-      answered = resolve
-    })
-    let ended = false
-    socket.once('end', () => {
-      ended = true
-    })
-    socket.on('data', (d) => {
-      answer += d
-      if (answer.includes('\r\n\r\n')) answered()
-    })
-    socket.write(
-      'GET /v1/responses HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n' +
-        'Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n' +
-        `Authorization: Bearer ${plaintext}\r\n\r\n`,
-    )
-    await gotAnswer
-    expect(answer).toMatch(/^HTTP\/1\.1 426 /)
-    expect(await service.terminate(10_000)).toBe(0)
-    expect(ended).toBe(true)
-    socket.destroy()
-  })
+      // As the Codex CLI does first; this client never closes its side.
+      const { port } = new URL(service.url)
+      const socket = connect(Number(port), '127.0.0.1')
+      let answer = ''
+      let answered!: () => void
+      const gotAnswer = new Promise<void>((resolve) => {
+        answered = resolve
+      })
+      let ended = false
+      socket.once('end', () => {
+        ended = true
+      })
+      socket.on('data', (d) => {
+        answer += d
+        if (answer.includes('\r\n\r\n')) answered()
+      })
+      socket.write(
+        'GET /v1/responses HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n' +
+          'Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n' +
+          `Authorization: Bearer ${plaintext}\r\n\r\n`,
+      )
+      await gotAnswer
+      expect(answer).toMatch(new RegExp(`^HTTP/1\\.1 ${status} `))
+      expect(answer.toLowerCase()).toContain('connection: close')
+      expect(await service.terminate(10_000)).toBe(0)
+      expect(ended).toBe(true)
+      socket.destroy()
+    },
+  )
 })

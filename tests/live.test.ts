@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createLiveHub } from '../services/src/api/live-hub.ts'
 import type { UsageRow } from '../services/src/core/usage-row.ts'
 import { insertHistory, makeRow, type Org, rng, seedOrg } from './api-fixtures.ts'
-import { startTestStack, type TestStack } from './helpers/test-core.ts'
+import { startTestStack, TEST_ADMIN_TOKEN, type TestStack } from './helpers/test-core.ts'
 import { type LiveClient, openLive } from './live-client.ts'
 
 /**
@@ -44,7 +44,9 @@ type Snap = {
   series: { series: { points: Record<string, number>[] }[] }
 }
 const metric = async (name: string) => {
-  const text = (await stack.app.inject({ url: '/metrics' })).body
+  const text = (
+    await stack.app.inject({ url: '/metrics', headers: { authorization: `Bearer ${TEST_ADMIN_TOKEN}` } })
+  ).body
   return Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1])
 }
 

@@ -376,8 +376,8 @@ describe('dashboard insights in a real browser', () => {
       model: 'sim-pricey',
       provider: 'simulated',
       upstreamModel: 'sim-small',
-      inputPerM: 200_000,
-      outputPerM: 200_000,
+      inputPerM: 100_000,
+      outputPerM: 100_000,
       cachedReadPerM: 0,
       cacheWritePerM: 0,
     })

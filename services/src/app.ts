@@ -1,6 +1,10 @@
+import helmet from '@fastify/helmet'
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
+import { bearerToken, safeEqual } from './core/auth.ts'
 import type { Core } from './core/core.ts'
 import { errorBody, HttpError } from './core/errors.ts'
+import { securityHeaders } from './security-headers.ts'
+import { WEB_BUILD_DIR } from './web.routes.ts'
 
 export type Role = 'gateway' | 'api' | 'worker' | 'web'
 
@@ -23,7 +27,17 @@ export async function buildApp(core: Core, opts: AppOptions = {}): Promise<Fasti
     // Request ids are ours (UUIDs) and go back to the client in x-request-id.
     genReqId: () => crypto.randomUUID(),
     requestIdHeader: false,
+    // Behind a TLS proxy: client address and https from X-Forwarded-* (TRUST_PROXY).
+    // A hop count n trusts the n proxies nearest to us (Fastify's numeric form).
+    trustProxy:
+      typeof core.env.TRUST_PROXY === 'number'
+        ? (
+            (hops: number) => (_address: string, hop: number) =>
+              hop < hops
+          )(core.env.TRUST_PROXY)
+        : core.env.TRUST_PROXY,
   })
+  await app.register(helmet, securityHeaders(WEB_BUILD_DIR))
 
   app.setErrorHandler((err, request, reply) => {
     if (err instanceof HttpError) {
@@ -67,7 +81,20 @@ export async function buildApp(core: Core, opts: AppOptions = {}): Promise<Fasti
       .status(ready ? 200 : 503)
       .send({ ok: ready, clickhouse, ...(ready ? {} : { reason: 'ClickHouse is unreachable' }) })
   })
-  app.get('/metrics', async (_req, reply) => {
+  // Metrics name keys, teams and volumes: a scraper sends METRICS_TOKEN (or ADMIN_TOKEN).
+  app.get('/metrics', async (request, reply) => {
+    const token = bearerToken(request.headers)
+    const allowed =
+      token !== undefined &&
+      (safeEqual(token, core.adminToken) ||
+        (!!core.env.METRICS_TOKEN && safeEqual(token, core.env.METRICS_TOKEN)))
+    if (!allowed) {
+      throw new HttpError(
+        401,
+        'unauthenticated',
+        'GET /metrics needs Authorization: Bearer <METRICS_TOKEN> (set METRICS_TOKEN for your scraper).',
+      )
+    }
     reply.header('content-type', core.metrics.contentType)
     return core.metrics.metrics()
   })

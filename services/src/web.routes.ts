@@ -4,6 +4,19 @@ import { fileURLToPath } from 'node:url'
 import fastifyStatic from '@fastify/static'
 import type { FastifyPluginAsync, FastifyReply } from 'fastify'
 import type { Core } from './core/core.ts'
+import { HttpError } from './core/errors.ts'
+
+/** A NUL or control character can name no file (the filesystem call would throw: a 500). */
+function refuseControlCharacters(path: string): void {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: exactly what is refused
+  if (/[\u0000-\u001f\u007f]/.test(path)) {
+    throw new HttpError(
+      400,
+      'invalid_path',
+      'The path contains a control character (such as %00); remove it.',
+    )
+  }
+}
 
 /** Where `npm run build:web` writes the static dashboard (adapter-static). */
 export const WEB_BUILD_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '../../web/build')
@@ -41,6 +54,7 @@ export const webRoutes: FastifyPluginAsync<{ core: Core; root?: string }> = asyn
   if (!built) {
     app.get('/*', async (request, reply) => {
       if (RESERVED.test(request.url)) return reply.callNotFound()
+      refuseControlCharacters(safeDecode(request.url.split('?')[0] ?? '/'))
       return reply.type('text/html; charset=utf-8').send(NOT_BUILT_PAGE)
     })
     return
@@ -55,6 +69,7 @@ export const webRoutes: FastifyPluginAsync<{ core: Core; root?: string }> = asyn
   app.get('/*', async (request, reply) => {
     const path = safeDecode(request.url.split('?')[0] ?? '/')
     if (RESERVED.test(path)) return reply.callNotFound()
+    refuseControlCharacters(path)
     const rel = normalize(path).replace(/^[/\\]+/, '')
     const abs = join(root, rel)
     const isFile =

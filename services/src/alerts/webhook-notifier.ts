@@ -1,4 +1,4 @@
-import { createHmac } from 'node:crypto'
+import { createHmac, timingSafeEqual } from 'node:crypto'
 import type { Alert } from './alert.ts'
 
 export const SIGNATURE_HEADER = 'x-tokenmeter-signature'
@@ -14,9 +14,34 @@ export function signPayload(secret: string, body: string, timestamp: number): st
   return `t=${timestamp},v1=${mac}`
 }
 
-export function verifySignature(secret: string, body: string, header: string): boolean {
-  const t = /t=(\d+)/.exec(header)?.[1]
-  return t !== undefined && signPayload(secret, body, Number(t)) === header
+/** How far a delivery's timestamp may be from the receiver's clock (replay window). */
+export const SIGNATURE_TOLERANCE_S = 300
+
+/**
+ * For receivers: true when `header` carries a v1 HMAC of `${t}.${body}` under
+ * `secret` and `t` is within `toleranceS` of now. The MAC is compared in
+ * constant time; an old (replayed) delivery fails even with a good MAC.
+ * `body` must be the raw request body, byte for byte, before any JSON parsing.
+ */
+export function verifySignature(
+  secret: string,
+  body: string,
+  header: string,
+  { toleranceS = SIGNATURE_TOLERANCE_S, nowS = Math.floor(Date.now() / 1000) } = {},
+): boolean {
+  const parts = new Map<string, string[]>()
+  for (const item of header.split(',')) {
+    const [k, v] = item.trim().split('=', 2)
+    if (k && v) parts.set(k, [...(parts.get(k) ?? []), v])
+  }
+  const t = parts.get('t')?.[0]
+  if (!t || !/^\d+$/.test(t) || Math.abs(nowS - Number(t)) > toleranceS) return false
+  const expected = Buffer.from(createHmac('sha256', secret).update(`${t}.${body}`).digest('hex'))
+  // Several v1 values are allowed (secret rotation); any one matching is enough.
+  return (parts.get('v1') ?? []).some((v) => {
+    const given = Buffer.from(v)
+    return given.length === expected.length && timingSafeEqual(given, expected)
+  })
 }
 
 export interface WebhookNotifier {
@@ -53,6 +78,7 @@ export function createWebhookNotifier(opts: WebhookNotifierOptions): WebhookNoti
 
   async function post(url: string, alert: Alert): Promise<boolean> {
     const body = JSON.stringify({ type: 'tokenmeter.alert', alert })
+    let lastError = ''
     for (let attempt = 0; attempt < attempts; attempt++) {
       if (attempt > 0) await new Promise((r) => setTimeout(r, base * 2 ** (attempt - 1)))
       try {
@@ -69,16 +95,26 @@ export function createWebhookNotifier(opts: WebhookNotifierOptions): WebhookNoti
           body,
           signal: AbortSignal.timeout(opts.timeoutMs ?? 10_000),
         })
-        await res.body?.cancel().catch(() => {})
+        // The answer's body is not needed; failing to discard it changes nothing for the delivery.
+        await res.body?.cancel().catch((err) => {
+          lastError = `discarding the answer: ${(err as Error).message}`
+        })
         if (res.ok) return true
+        lastError = `HTTP ${res.status}`
         // A 4xx other than 408/429 will not get better by retrying.
         if (res.status >= 400 && res.status < 500 && res.status !== 408 && res.status !== 429) break
-      } catch {
-        // network error or timeout: retry
+      } catch (err) {
+        // network error or timeout: retry; the last cause goes into the warning below
+        lastError = (err as Error).message
       }
     }
     // The URL is configuration, not a secret, but may carry a token in its query: log the origin only.
-    opts.warn?.('alert webhook delivery failed', { alertId: alert.alertId, origin: new URL(url).origin })
+    opts.warn?.('alert webhook delivery failed', {
+      alertId: alert.alertId,
+      origin: new URL(url).origin,
+      attempts,
+      lastError,
+    })
     return false
   }
 

@@ -1,9 +1,16 @@
 import type { FastifyPluginAsync } from 'fastify'
 import { z } from 'zod'
 import type { Core } from '../core/core.ts'
-import { type ApiKey, BUILTIN_PROVIDERS, modelFacadeSchema, roleSchema } from '../core/entities.ts'
+import {
+  type ApiKey,
+  BUILTIN_PROVIDERS,
+  modelFacadeSchema,
+  roleSchema,
+  type Session,
+} from '../core/entities.ts'
 import { HttpError } from '../core/errors.ts'
 import { newId } from '../core/keys.ts'
+import { sessionStatus } from '../core/session-validity.ts'
 import { requireRole } from './auth.plugin.ts'
 
 /** How long a one-time web sign-in token stays valid. */
@@ -89,6 +96,25 @@ function publicKey(k: ApiKey, now = new Date()) {
     expiresAt: k.expiresAt?.toISOString() ?? null,
     revokedAt: k.revokedAt?.toISOString() ?? null,
     status,
+  }
+}
+
+/** A session as the admin list shows it; `status` is the same rule every request is checked with. */
+function publicSession(s: Session, status: ReturnType<typeof sessionStatus>, who: string) {
+  return {
+    sessionId: s.sessionId,
+    userId: s.userId,
+    who,
+    teamId: s.teamId,
+    role: s.role,
+    source: s.source,
+    // The admin-token fingerprint is not shown: it would help nobody and is derived from a secret.
+    sourceId: s.source === 'admin-token' ? '' : s.sourceId,
+    createdAt: s.createdAt.toISOString(),
+    expiresAt: s.expiresAt.toISOString(),
+    endedAt: s.endedAt?.toISOString() ?? null,
+    status: status.ok ? 'active' : 'ended',
+    endReason: status.ok ? '' : status.reason,
   }
 }
 
@@ -219,5 +245,35 @@ export const adminRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { cor
       expiresAt,
     })
     return reply.code(201).send({ token: plaintext, expiresAt: expiresAt.toISOString() })
+  })
+
+  app.get('/sessions', async () => ({
+    sessions: store
+      .sessions()
+      .sort((a, b) => b.createdAt.getTime() - a.createdAt.getTime())
+      .map((s) =>
+        publicSession(
+          s,
+          sessionStatus(s, store, core.adminToken),
+          s.userId ? (store.user(s.userId)?.name ?? s.userId) : 'Admin token',
+        ),
+      ),
+  }))
+  app.delete<{ Params: { sessionId: string } }>('/sessions/:sessionId', async (request) => {
+    const ended = await store.endSession(request.params.sessionId, 'ended by an admin')
+    if (!ended) {
+      throw new HttpError(
+        404,
+        'not_found',
+        `No session ${request.params.sessionId}; see GET /api/admin/sessions.`,
+      )
+    }
+    return {
+      session: publicSession(
+        ended,
+        sessionStatus(ended, store, core.adminToken),
+        ended.userId || 'Admin token',
+      ),
+    }
   })
 }

@@ -1,5 +1,7 @@
+import rateLimit from '@fastify/rate-limit'
 import type { FastifyPluginAsync } from 'fastify'
 import type { Core } from '../core/core.ts'
+import { HttpError } from '../core/errors.ts'
 import { adminRoutes } from './admin.routes.ts'
 import { authPlugin } from './auth.plugin.ts'
 import { budgetsRoutes } from './budgets.routes.ts'
@@ -11,6 +13,17 @@ import { usageRoutes } from './usage.routes.ts'
 
 /** Everything under /api: auth first, then each area in its own plugin. */
 export const apiRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { core }) => {
+  // Limits per client address (request.ip, which follows TRUST_PROXY): only
+  // routes that ask for one (POST /session) and failed authentication (auth.plugin.ts).
+  await app.register(rateLimit, {
+    global: false,
+    errorResponseBuilder: (_request, context) =>
+      new HttpError(
+        429,
+        'rate_limited',
+        `Too many attempts from this address; wait ${Math.ceil(Number(context.ttl) / 1000)} s and try again.`,
+      ),
+  })
   await app.register(loadShedPlugin, { core })
   await app.register(authPlugin, { core })
   await app.register(sessionRoutes, { core })

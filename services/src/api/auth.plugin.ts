@@ -2,10 +2,11 @@ import { createHmac, randomBytes } from 'node:crypto'
 import cookie from '@fastify/cookie'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
-import { bearerToken, type Principal, principalFromBearer, safeEqual } from '../core/auth.ts'
+import { adminCredential, bearerToken, type Principal, principalFromBearer, safeEqual } from '../core/auth.ts'
 import type { Core } from '../core/core.ts'
 import type { Role } from '../core/entities.ts'
 import { HttpError } from '../core/errors.ts'
+import { sessionStatus } from '../core/session-validity.ts'
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -14,28 +15,22 @@ declare module 'fastify' {
 }
 
 export const SESSION_COOKIE = 'tm_session'
-const SESSION_TTL_MS = 12 * 60 * 60 * 1000
 
 /**
- * Sessions are signed cookies (HMAC-SHA256 with SESSION_SECRET), so any
- * instance can check them without shared state. The cookie names a credential
- * (a key id, or the admin token marker), never the secret itself, and the
- * credential is re-validated on every request: revoking the key ends the session.
+ * The cookie is `<sessionId>.<HMAC-SHA256 with SESSION_SECRET>`: the signature
+ * keeps forged or guessed ids from ever reaching the store; the session record
+ * (admin store, shared by every instance) decides whether it still works.
  */
 export function createSessionCodec(secret: string) {
   const sign = (payload: string) => createHmac('sha256', secret).update(payload).digest('base64url')
   return {
-    encode(credentialId: string, now = Date.now()): string {
-      const payload = Buffer.from(JSON.stringify({ c: credentialId, e: now + SESSION_TTL_MS })).toString(
-        'base64url',
-      )
-      return `${payload}.${sign(payload)}`
+    encode(sessionId: string): string {
+      return `${sessionId}.${sign(sessionId)}`
     },
-    decode(value: string, now = Date.now()): string | undefined {
-      const [payload, mac] = value.split('.')
-      if (!payload || !mac || !safeEqual(mac, sign(payload))) return undefined
-      const { c, e } = JSON.parse(Buffer.from(payload, 'base64url').toString()) as { c: string; e: number }
-      return e > now ? c : undefined
+    decode(value: string): string | undefined {
+      const [id, mac, extra] = value.split('.')
+      if (!id || !mac || extra !== undefined || !safeEqual(mac, sign(id))) return undefined
+      return id
     },
   }
 }
@@ -43,47 +38,49 @@ export function createSessionCodec(secret: string) {
 export type SessionCodec = ReturnType<typeof createSessionCodec>
 
 /** Resolves who is calling from a bearer credential or the session cookie; undefined if nobody valid. */
-export function resolvePrincipal(
+export async function resolvePrincipal(
   core: Core,
   sessions: SessionCodec,
   headers: Record<string, string | string[] | undefined>,
   cookies: Record<string, string | undefined>,
-): Principal | undefined {
+): Promise<Principal | undefined> {
   const token = bearerToken(headers)
   if (token) return principalFromBearer(token, core.store, core.adminToken)
   const raw = cookies[SESSION_COOKIE]
-  let credentialId: string | undefined
-  try {
-    credentialId = raw ? sessions.decode(raw) : undefined
-  } catch {
-    credentialId = undefined
-  }
-  return credentialId ? principalFromCredential(core, credentialId, 'session') : undefined
+  const sessionId = raw ? sessions.decode(raw) : undefined
+  if (!sessionId) return undefined
+  // A session made on another instance since the last refresh is read once.
+  await core.store.loadSession(sessionId)
+  return principalFromCredential(core, sessionId, 'session')
 }
 
 /**
- * A session credential back to a principal, re-validated against the store
- * every time (the WebSocket re-runs it while open). Credentials: 'admin-token',
- * a virtual key id, or `signin:<keyId>:<consumedAtMs>` for an exchanged
- * one-time sign-in token: exchanging revokes the token at consumedAtMs, and
- * revoking it again (a new revokedAt) ends every session made from it.
+ * A credential back to a principal, re-validated against the store every time
+ * (the WebSocket re-runs it while open): `admin-token:<fingerprint>` holds
+ * while ADMIN_TOKEN is unchanged, a key id while the key is live, a session id
+ * while the session is (session-validity.ts).
  */
 export function principalFromCredential(
   core: Core,
   credentialId: string,
   via: Principal['via'],
 ): Principal | undefined {
-  if (credentialId === 'admin-token') {
-    return { role: 'admin', userId: '', teamId: '', via, credentialId }
+  if (via === 'admin-token') {
+    return credentialId === adminCredential(core.adminToken)
+      ? { role: 'admin', userId: '', teamId: '', via, credentialId }
+      : undefined
+  }
+  if (via === 'session') {
+    const session = core.store.session(credentialId)
+    if (!session || !sessionStatus(session, core.store, core.adminToken).ok) return undefined
+    return { role: session.role, userId: session.userId, teamId: session.teamId, via, credentialId }
   }
   const now = new Date()
-  const signin = /^signin:(.+):(\d+)$/.exec(credentialId)
-  const key = core.store.key(signin ? signin[1]! : credentialId)
+  const key = core.store.key(credentialId)
   const user = key && core.store.user(key.userId)
-  if (!key || !user) return undefined
-  if (signin) {
-    if (key.kind !== 'signin' || key.revokedAt?.getTime() !== Number(signin[2])) return undefined
-  } else if (
+  if (
+    !key ||
+    !user ||
     key.kind !== 'key' ||
     (key.revokedAt && key.revokedAt <= now) ||
     (key.expiresAt && key.expiresAt <= now)
@@ -118,8 +115,22 @@ export const authPlugin = fp<{ core: Core }>(
     const sessions = createSessionCodec(core.env.SESSION_SECRET ?? randomBytes(32).toString('hex'))
     await app.register(cookie)
     app.decorate('sessions', sessions)
+    // Failed authentications (any 401 under /api) count per address; past the
+    // limit every /api call from it is refused for the rest of the minute.
+    const failures = app.createRateLimit({ max: core.env.AUTH_FAILURE_RATE_LIMIT, timeWindow: 60_000 })
     app.addHook('onRequest', async (request) => {
-      request.principal = resolvePrincipal(core, sessions, request.headers, request.cookies)
+      const seen = await failures(request, { increment: false })
+      if (!seen.isAllowed && seen.remaining <= 0) {
+        throw new HttpError(
+          429,
+          'rate_limited',
+          `Too many failed sign-ins from this address; wait ${seen.ttlInSeconds} s and check your token.`,
+        )
+      }
+      request.principal = await resolvePrincipal(core, sessions, request.headers, request.cookies)
+    })
+    app.addHook('onResponse', async (request, reply) => {
+      if (reply.statusCode === 401) await failures(request)
     })
   },
   { name: 'tokenmeter-auth' },

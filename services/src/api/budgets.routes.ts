@@ -4,7 +4,7 @@ import type { AlertKind } from '../alerts/alert.ts'
 import { createAlertsService } from '../alerts/alerts.service.ts'
 import type { BudgetStatus } from '../budgets/budget-enforcer.ts'
 import type { Core } from '../core/core.ts'
-import type { Budget } from '../core/entities.ts'
+import { type Budget, budgetSchema } from '../core/entities.ts'
 import { HttpError } from '../core/errors.ts'
 import { newId } from '../core/keys.ts'
 import { isTimeZone } from '../core/time-zone.ts'
@@ -21,7 +21,7 @@ const budgetBody = z.strictObject({
   scope: z.enum(['key', 'user', 'team']),
   scopeId: id,
   period: z.enum(['day', 'week', 'month']),
-  capUsd: z.number().positive().max(1e9),
+  capUsd: budgetSchema.shape.capUsd,
   timezone: z
     .string()
     .max(64)

@@ -144,6 +144,31 @@ export function parseInstant(s: string, tz: string): number {
   return guess - (offsetMs(tz, guess) - offsetMs(tz, midnight))
 }
 
+/**
+ * Dates ClickHouse can hold in every table we query: rollups use DateTime
+ * (1970 to 2106), so anything outside 1970-2099 is refused up front as a 400
+ * instead of failing inside the query as a 500.
+ */
+export const MIN_DATE_MS = 0
+export const MAX_DATE_MS = Date.UTC(2100, 0, 1)
+
+/** A calendar-valid date and time (2025-02-30 or 24:00 are refused, not rolled over). */
+function calendarValid(s: string): boolean {
+  const m = /^(\d{4})-(\d\d)-(\d\d)(?:T(\d\d):(\d\d)(?::(\d\d))?)?/.exec(s)
+  if (!m) return false
+  const [y, mo, d, hh = 0, mi = 0, ss = 0] = m.slice(1).map((v) => (v === undefined ? 0 : Number(v)))
+  const day = new Date(Date.UTC(y!, mo! - 1, d!))
+  return (
+    mo! >= 1 &&
+    mo! <= 12 &&
+    day.getUTCFullYear() === y &&
+    day.getUTCDate() === d &&
+    hh! < 24 &&
+    mi! < 60 &&
+    ss! < 60
+  )
+}
+
 export function resolveFilter(
   p: ParsedFilter,
   nowMs = Date.now(),
@@ -158,6 +183,8 @@ export function resolveFilter(
     spec = { kind: 'month', year: y!, month: m! }
   } else if (p.from || p.to) {
     if (!p.from) throw bad('from', 'from is required when to is given')
+    if (!calendarValid(p.from)) throw bad('from', `${p.from} is not a calendar date and time`)
+    if (p.to && !calendarValid(p.to)) throw bad('to', `${p.to} is not a calendar date and time`)
     const fromMs = parseInstant(p.from, tz)
     const toMs = p.to ? parseInstant(p.to, tz) : nowMs
     if (!Number.isFinite(fromMs)) throw bad('from', 'not a valid date')
@@ -170,6 +197,9 @@ export function resolveFilter(
     spec = { kind: 'preset', preset: p.range ?? defaultPreset }
   }
   const range = resolveRange(spec, tz, nowMs, p.granularity as Granularity | undefined)
+  if (range.fromMs < MIN_DATE_MS || range.toMs > MAX_DATE_MS) {
+    throw bad(p.month ? 'month' : 'from', 'dates must fall between 1970-01-01 and 2099-12-31')
+  }
   if (range.buckets.length > 2_000)
     throw bad('granularity', 'too many buckets for this range; use a coarser one')
   return {

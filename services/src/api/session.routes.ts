@@ -1,7 +1,10 @@
+import { randomBytes } from 'node:crypto'
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify'
 import { safeEqual } from '../core/auth.ts'
 import type { Core } from '../core/core.ts'
+import type { Session } from '../core/entities.ts'
 import { HttpError } from '../core/errors.ts'
+import { adminTokenFingerprint } from '../core/session-validity.ts'
 import { SESSION_COOKIE } from './auth.plugin.ts'
 import { parseQuery } from './filters.ts'
 import { sessionBody } from './schemas.ts'
@@ -31,57 +34,83 @@ export function describePrincipal(core: Core, request: FastifyRequest) {
 
 /**
  * Web sign-in: a virtual key, an admin-issued one-time sign-in token or
- * ADMIN_TOKEN is exchanged for a signed, httpOnly, SameSite=Lax cookie that
- * names the credential (never the secret), so revoking the credential ends
- * the session.
+ * ADMIN_TOKEN is exchanged for a server-side session (admin store, shared by
+ * every instance) and a signed, httpOnly, SameSite=Lax cookie naming only the
+ * session id. Sign-out ends the session itself, not just the cookie.
  */
 export const sessionRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { core }) => {
-  // A sign-in token is exchanged once; this guards the window before the revocation lands.
+  // A sign-in token is exchanged once; this guards this instance's window
+  // before its revocation lands (other instances: exchangeSignin).
   const exchanging = new Set<string>()
 
-  app.post('/session', async (request, reply) => {
+  // Guessing tokens is slow: a few sign-ins per address per minute.
+  const signinLimit = { rateLimit: { max: core.env.SIGNIN_RATE_LIMIT, timeWindow: 60_000 } }
+  app.post('/session', { config: signinLimit }, async (request, reply) => {
     const { token } = parseQuery(sessionBody, request.body)
-    let credentialId: string
-    let who: { role: 'admin' | 'lead' | 'member'; userId: string; teamId: string } = {
-      role: 'admin',
-      userId: '',
-      teamId: '',
-    }
+    const createdAt = new Date()
+    const expiresAt = new Date(createdAt.getTime() + SESSION_MAX_AGE_S * 1000)
+    // 192 random bits: the id is the bearer secret of the cookie (signed on top).
+    const sessionId = `sess_${randomBytes(24).toString('base64url')}`
+    let session: Session | undefined
     if (safeEqual(token, core.adminToken)) {
-      credentialId = 'admin-token'
+      session = await core.store.createSession({
+        sessionId,
+        userId: '',
+        teamId: '',
+        role: 'admin',
+        source: 'admin-token',
+        sourceId: adminTokenFingerprint(core.adminToken),
+        createdAt,
+        expiresAt,
+      })
     } else {
       const auth = core.store.authenticate(token)
       if ('error' in auth) {
         throw new HttpError(401, 'invalid_token', `That token is ${auth.error}; ask an admin for a new one.`)
       }
-      who = { role: auth.user.role, userId: auth.user.userId, teamId: auth.user.teamId }
+      const who = { sessionId, userId: auth.user.userId, teamId: auth.user.teamId, role: auth.user.role }
       if (auth.key.kind === 'signin') {
         if (exchanging.has(auth.key.keyId))
-          throw new HttpError(401, 'invalid_token', 'That token is already used.')
+          throw new HttpError(401, 'invalid_token', 'That token is already used; ask an admin for a new one.')
         exchanging.add(auth.key.keyId)
         try {
-          const consumedAt = new Date()
-          await core.store.revokeKey(auth.key.keyId, consumedAt)
-          credentialId = `signin:${auth.key.keyId}:${consumedAt.getTime()}`
+          session = await core.store.exchangeSignin(auth.key.keyId, { ...who, createdAt, expiresAt })
         } finally {
           exchanging.delete(auth.key.keyId)
         }
+        if (!session)
+          throw new HttpError(401, 'invalid_token', 'That token is already used; ask an admin for a new one.')
       } else {
-        credentialId = auth.key.keyId
+        session = await core.store.createSession({
+          ...who,
+          source: 'key',
+          sourceId: auth.key.keyId,
+          createdAt,
+          expiresAt,
+        })
       }
     }
-    reply.setCookie(SESSION_COOKIE, app.sessions.encode(credentialId), {
+    reply.setCookie(SESSION_COOKIE, app.sessions.encode(session.sessionId), {
       httpOnly: true,
       sameSite: 'lax',
+      // With TRUST_PROXY set, request.protocol follows X-Forwarded-Proto from the TLS proxy.
       secure: request.protocol === 'https',
       path: '/',
       maxAge: SESSION_MAX_AGE_S,
     })
-    request.principal = { ...who, via: 'session', credentialId }
+    request.principal = {
+      role: session.role,
+      userId: session.userId,
+      teamId: session.teamId,
+      via: 'session',
+      credentialId: session.sessionId,
+    }
     return describePrincipal(core, request)
   })
 
-  app.delete('/session', async (_request, reply) => {
+  app.delete('/session', async (request, reply) => {
+    const p = request.principal
+    if (p?.via === 'session') await core.store.endSession(p.credentialId, 'signed out')
     reply.clearCookie(SESSION_COOKIE, { path: '/' })
     return { ok: true }
   })

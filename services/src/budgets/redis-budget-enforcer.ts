@@ -162,7 +162,9 @@ export function createRedisBudgetEnforcer(deps: RedisBudgetEnforcerDeps): Budget
       try {
         await settleInRedis(s.id, s.keys, s.actual)
         unsettled.shift()
-      } catch {
+      } catch (err) {
+        // Redis still away: the next sweep retries; reported so it is seen.
+        report(err, 'settle retry')
         return
       }
     }

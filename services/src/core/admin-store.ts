@@ -1,4 +1,4 @@
-import type { ApiKey, Budget, ModelFacade, Role, Team, User } from './entities.ts'
+import type { ApiKey, Budget, ModelFacade, Role, Session, Team, User } from './entities.ts'
 import { generateKeyPlaintext, hashKey, keyPrefix, newId } from './keys.ts'
 import { toClickHouseTime } from './usage-row.ts'
 import type { Warehouse } from './warehouse.ts'
@@ -42,6 +42,28 @@ export interface AdminStore {
   deleteModel(model: string): Promise<void>
   upsertBudget(budget: Budget): Promise<Budget>
   deleteBudget(budgetId: string): Promise<void>
+  /** Sessions not yet past their expiry plus a day (ended ones included, for the admin list). */
+  sessions(): Session[]
+  session(sessionId: string): Session | undefined
+  /**
+   * A session by id: from memory, else read from ClickHouse once (made by
+   * another instance since the last refresh), so a fresh cookie works at once everywhere.
+   */
+  loadSession(sessionId: string): Promise<Session | undefined>
+  createSession(session: Omit<Session, 'endedAt' | 'endReason'>): Promise<Session>
+  /** Ends the session (idempotent); returns it, or undefined if unknown. */
+  endSession(sessionId: string, reason: string, at?: Date): Promise<Session | undefined>
+  /** Ends every live session matching; returns how many ended. */
+  endSessionsWhere(match: (s: Session) => boolean, reason: string): Promise<number>
+  /**
+   * Exchanges a one-time sign-in token for a session: the token is revoked and
+   * the session recorded; when two instances race on one token, at most one
+   * session survives (see the body).
+   */
+  exchangeSignin(
+    keyId: string,
+    session: Omit<Session, 'endedAt' | 'endReason' | 'source' | 'sourceId'>,
+  ): Promise<Session | undefined>
   onChange(listener: () => void): () => void
 }
 
@@ -56,6 +78,7 @@ export function createAdminStore(wh: Warehouse): AdminStore {
   let keysByHash = new Map<string, ApiKey>()
   let models = new Map<string, ModelFacade>()
   let budgets = new Map<string, Budget>()
+  let sessions = new Map<string, Session>()
   const listeners = new Set<() => void>()
   // Monotonic version so two writes in one millisecond still order correctly.
   let lastVersion = 0
@@ -97,15 +120,54 @@ export function createAdminStore(wh: Warehouse): AdminStore {
     changed()
   }
 
+  const toSession = (r: Row): Session => ({
+    sessionId: String(r.session_id),
+    userId: String(r.user_id),
+    teamId: String(r.team_id),
+    role: r.role as Role,
+    source: r.source as Session['source'],
+    sourceId: String(r.source_id),
+    createdAt: date(r.created_at) ?? new Date(0),
+    expiresAt: date(r.expires_at) ?? new Date(0),
+    endedAt: date(r.ended_at),
+    endReason: String(r.end_reason ?? ''),
+  })
+  // Ended and expired rows stay listed for a day so admins see what ended and why.
+  const readSessions = () =>
+    wh.query<Row>('SELECT * FROM sessions FINAL WHERE NOT deleted AND expires_at > now64(3) - INTERVAL 1 DAY')
+
+  async function writeSession(session: Session) {
+    await wh.insertRows('sessions', [
+      {
+        session_id: session.sessionId,
+        user_id: session.userId,
+        team_id: session.teamId,
+        role: session.role,
+        source: session.source,
+        source_id: session.sourceId,
+        created_at: chTime(session.createdAt),
+        expires_at: chTime(session.expiresAt),
+        ended_at: chTime(session.endedAt),
+        end_reason: session.endReason,
+        updated_at: version(),
+      },
+    ])
+    sessions.set(session.sessionId, session)
+    changed()
+    return session
+  }
+
   const store: AdminStore = {
     async refresh() {
-      const [t, u, k, m, b] = await Promise.all([
+      const [t, u, k, m, b, s] = await Promise.all([
         read('teams'),
         read('users'),
         read('api_keys'),
         read('model_facades'),
         read('budgets'),
+        readSessions(),
       ])
+      sessions = new Map(s.map((r) => [String(r.session_id), toSession(r)]))
       teams = new Map(t.map((r) => [String(r.team_id), { teamId: String(r.team_id), name: String(r.name) }]))
       users = new Map(
         u.map((r) => [
@@ -213,6 +275,11 @@ export function createAdminStore(wh: Warehouse): AdminStore {
         }
       }
       changed()
+      // A session carries the role and team it was made with; a change ends it
+      // (validation refuses it too, so this only makes the admin list say why).
+      if (before && (before.role !== user.role || before.teamId !== user.teamId)) {
+        await store.endSessionsWhere((s) => s.userId === user.userId, 'role or team changed')
+      }
       return user
     },
     async createKey({ userId, name, allowedModels = [], expiresAt = null, kind = 'key' }) {
@@ -240,6 +307,7 @@ export function createAdminStore(wh: Warehouse): AdminStore {
       if (!key) throw new Error(`unknown key ${keyId}`)
       const revoked = { ...key, revokedAt: at }
       await writeKey(revoked)
+      await store.endSessionsWhere((s) => s.source !== 'admin-token' && s.sourceId === keyId, 'key revoked')
       return revoked
     },
     async rotateKey(keyId, graceMs) {
@@ -331,6 +399,57 @@ export function createAdminStore(wh: Warehouse): AdminStore {
       ])
       budgets.delete(budgetId)
       changed()
+    },
+    sessions: () => [...sessions.values()],
+    session: (id) => sessions.get(id),
+    async loadSession(sessionId) {
+      const cached = sessions.get(sessionId)
+      if (cached) return cached
+      const [row] = await wh.query<Row>(
+        'SELECT * FROM sessions FINAL WHERE session_id = {id:String} AND NOT deleted',
+        { id: sessionId },
+      )
+      if (!row) return undefined
+      const session = toSession(row)
+      sessions.set(sessionId, session)
+      return session
+    },
+    createSession: (session) => writeSession({ ...session, endedAt: null, endReason: '' }),
+    async endSession(sessionId, reason, at = new Date()) {
+      const s = await store.loadSession(sessionId)
+      if (!s || s.endedAt) return s
+      return writeSession({ ...s, endedAt: at, endReason: reason })
+    },
+    async endSessionsWhere(match, reason) {
+      const live = [...sessions.values()].filter((s) => !s.endedAt && match(s))
+      for (const s of live) await writeSession({ ...s, endedAt: new Date(), endReason: reason })
+      return live.length
+    },
+    async exchangeSignin(keyId, input) {
+      const key = keys.get(keyId)
+      if (key?.kind !== 'signin') throw new Error(`no sign-in token ${keyId}`)
+      const now = new Date()
+      await writeKey({ ...key, revokedAt: now })
+      const session = await writeSession({
+        ...input,
+        source: 'signin',
+        sourceId: keyId,
+        endedAt: null,
+        endReason: '',
+      })
+      // Instances race without a lock: each writes its session, then reads all
+      // sessions of the token. Reads follow writes, so of two racers at least
+      // one sees both; a racer that sees any other session gives up. At most
+      // one session survives (both may lose: the user asks for a new token).
+      const rows = await wh.query<{ n: string }>(
+        'SELECT count() AS n FROM (SELECT DISTINCT session_id FROM sessions WHERE source_id = {id:String})',
+        { id: keyId },
+      )
+      if (Number(rows[0]?.n ?? 0) > 1) {
+        await store.endSession(session.sessionId, 'sign-in token used twice')
+        return undefined
+      }
+      return session
     },
     onChange(listener) {
       listeners.add(listener)

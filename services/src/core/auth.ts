@@ -1,6 +1,7 @@
 import { timingSafeEqual } from 'node:crypto'
 import type { AdminStore } from './admin-store.ts'
 import type { Role } from './entities.ts'
+import { adminTokenFingerprint } from './session-validity.ts'
 
 /**
  * Who is calling the API. Scoping is derived from this on the server for every
@@ -13,7 +14,7 @@ export interface Principal {
   teamId: string
   /** How the caller proved who they are; the WebSocket re-checks it while open. */
   via: 'admin-token' | 'api-key' | 'session'
-  /** For api-key/session: the credential to re-validate (key id or session id). */
+  /** The credential to re-validate: `admin-token:<fingerprint>`, a key id or a session id. */
   credentialId: string
 }
 
@@ -30,17 +31,30 @@ export function bearerToken(headers: Record<string, string | string[] | undefine
   return typeof xKey === 'string' ? xKey.trim() : undefined
 }
 
-/** Resolves a bearer credential: the bootstrap ADMIN_TOKEN or a virtual key. */
+/** The credential id of a caller holding ADMIN_TOKEN: re-checked while a WebSocket stays open. */
+export const adminCredential = (adminToken: string) => `admin-token:${adminTokenFingerprint(adminToken)}`
+
+/**
+ * Resolves a bearer credential: the bootstrap ADMIN_TOKEN or a virtual key.
+ * A web sign-in token is not a bearer credential: it is only exchanged once
+ * for a session (POST /api/session).
+ */
 export function principalFromBearer(
   token: string,
   store: AdminStore,
   adminToken: string,
 ): Principal | undefined {
   if (safeEqual(token, adminToken)) {
-    return { role: 'admin', userId: '', teamId: '', via: 'admin-token', credentialId: 'admin-token' }
+    return {
+      role: 'admin',
+      userId: '',
+      teamId: '',
+      via: 'admin-token',
+      credentialId: adminCredential(adminToken),
+    }
   }
   const auth = store.authenticate(token)
-  if ('error' in auth) return undefined
+  if ('error' in auth || auth.key.kind !== 'key') return undefined
   return {
     role: auth.user.role,
     userId: auth.user.userId,

@@ -6,6 +6,7 @@ import type { BudgetEnforcer } from '../budgets/budget-enforcer.ts'
 import { createOutageKit, type OutageKit } from '../worker/outage-kit.ts'
 import { registerOutageMetrics } from '../worker/outage-metrics.ts'
 import { type AdminStore, createAdminStore } from './admin-store.ts'
+import { type BackgroundErrors, createBackgroundErrors } from './background-errors.ts'
 import type { Env } from './env.ts'
 import { registerRecorderMetrics } from './metrics.ts'
 import { migrate } from './migrations.ts'
@@ -35,6 +36,8 @@ export interface Core {
   outage: OutageKit
   /** Prometheus registry of this process; each module registers its own metrics here. */
   metrics: Registry
+  /** Where un-awaited work reports its failures (logged and counted, never swallowed). */
+  backgroundErrors: BackgroundErrors
   /** The bootstrap admin token in force (generated when ADMIN_TOKEN is unset). */
   adminToken: string
   /**
@@ -69,17 +72,24 @@ export async function createCore(env: Env, overrides: CoreOverrides = {}): Promi
       insertNice: env.EMBEDDED_INSERT_NICE,
     })
   await migrate(warehouse, { retentionDays: env.RAW_RETENTION_DAYS, cluster: env.CLICKHOUSE_CLUSTER })
+  const metrics = new Registry()
+  const log = overrides.logger ?? consoleLogger
+  const backgroundErrors = createBackgroundErrors({ log, registry: metrics })
   const store = createAdminStore(warehouse)
   await store.refresh()
   // Other instances' admin writes (revocations above all) must hold here within a second.
   const refresher =
     warehouse.mode === 'server'
-      ? setInterval(() => void store.refresh().catch(() => {}), 1_000).unref()
+      ? setInterval(
+          () => void store.refresh().catch(backgroundErrors.catcher('admin_refresh')),
+          1_000,
+        ).unref()
       : undefined
   const outage = await createOutageKit({
     env,
     warehouse,
     logger: overrides.logger ?? consoleLogger,
+    onBackgroundError: backgroundErrors.report,
     runWorker: env.ROLES.split(',').some((r) => r.trim() === 'worker'),
   })
   const recorder = createUsageRecorder({
@@ -93,7 +103,6 @@ export async function createCore(env: Env, overrides: CoreOverrides = {}): Promi
   })
   const budgets = overrides.budgets ?? createBudgetEnforcer({ env, store, warehouse })
   const rowFeed = createRowFeed({ recorder, redisUrl: env.REDIS_URL })
-  const metrics = new Registry()
   registerRecorderMetrics(metrics, recorder)
   registerOutageMetrics(metrics, outage)
   return {
@@ -105,6 +114,7 @@ export async function createCore(env: Env, overrides: CoreOverrides = {}): Promi
     budgets,
     outage,
     metrics,
+    backgroundErrors,
     adminToken: env.ADMIN_TOKEN ?? `tma_${randomBytes(24).toString('base64url')}`,
     async close() {
       if (refresher) clearInterval(refresher)

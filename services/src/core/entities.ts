@@ -45,6 +45,17 @@ export interface ApiKey {
 }
 
 /**
+ * Bounds that keep every amount inside the Decimal(18, 9) columns and far
+ * above any real price or budget; beyond them the admin API answers 400.
+ */
+export const MAX_PRICE_PER_M_USD = 100_000
+export const MAX_BUDGET_CAP_USD = 100_000_000
+const price = z
+  .number()
+  .nonnegative()
+  .max(MAX_PRICE_PER_M_USD, `at most ${MAX_PRICE_PER_M_USD} USD per million tokens`)
+
+/**
  * Prices in USD per million tokens. A facade overrides everything about a
  * name: provider, upstream model and price. With `priceFromCatalogue` it only
  * aliases (`sonnet` -> a current Sonnet id) and its upstream model is priced
@@ -58,10 +69,10 @@ export const modelFacadeSchema = z.object({
     .regex(/^[A-Za-z0-9._:/-]+$/, 'model names use letters, digits and . _ : / -'),
   provider: providerSchema,
   upstreamModel: z.string().min(1).max(128),
-  inputPerM: z.number().nonnegative(),
-  outputPerM: z.number().nonnegative(),
-  cachedReadPerM: z.number().nonnegative().default(0),
-  cacheWritePerM: z.number().nonnegative().default(0),
+  inputPerM: price,
+  outputPerM: price,
+  cachedReadPerM: price.default(0),
+  cacheWritePerM: price.default(0),
   priceFromCatalogue: z.boolean().optional(),
 })
 export type ModelFacade = z.infer<typeof modelFacadeSchema>
@@ -71,8 +82,27 @@ export const budgetSchema = z.object({
   scope: z.enum(['key', 'user', 'team']),
   scopeId: id,
   period: z.enum(['day', 'week', 'month']),
-  capUsd: z.number().positive(),
+  capUsd: z.number().positive().max(MAX_BUDGET_CAP_USD, `at most ${MAX_BUDGET_CAP_USD} USD`),
   timezone: z.string().default('UTC'),
   thresholds: z.array(z.number().int().min(1).max(100)).default([50, 80, 100]),
 })
 export type Budget = z.infer<typeof budgetSchema>
+
+/**
+ * A web session: the cookie names only `sessionId`. It ends on sign-out, when
+ * an admin ends it, or when what it came from is revoked, rotated or changed.
+ */
+export interface Session {
+  sessionId: string
+  /** Empty for a session made with ADMIN_TOKEN. */
+  userId: string
+  teamId: string
+  role: Role
+  source: 'admin-token' | 'key' | 'signin'
+  /** The key or sign-in token id; for 'admin-token' a fingerprint of the token (never the token). */
+  sourceId: string
+  createdAt: Date
+  expiresAt: Date
+  endedAt: Date | null
+  endReason: string
+}

@@ -7,6 +7,9 @@ const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'])
   .transform((v) => v === 'true' || v === '1' || v === 'yes')
 
+/** The parts a process can run (ROLES). */
+export const PROCESS_ROLES = ['gateway', 'api', 'worker', 'web'] as const
+
 export const envSchema = z.object({
   HOST: z.string().default('127.0.0.1'),
   PORT: z.coerce.number().int().min(0).max(65535).default(8787),
@@ -124,8 +127,41 @@ export const envSchema = z.object({
   ALERT_CHECK_MS: z.coerce.number().int().min(200).max(3_600_000).default(60_000),
   /** Comma-separated origins allowed to open the live WebSocket besides our own. */
   ALLOWED_ORIGINS: z.string().default(''),
-  /** Which parts this process runs; the embedded default runs them all. */
-  ROLES: z.string().default('gateway,api,worker,web'),
+  /** Which parts this process runs; the embedded default runs them all. A typo stops the process. */
+  ROLES: z
+    .string()
+    .default('gateway,api,worker,web')
+    .superRefine((v, ctx) => {
+      const entries = v.split(',').map((r) => r.trim())
+      const bad = entries.filter((r) => !(PROCESS_ROLES as readonly string[]).includes(r))
+      if (bad.length > 0 || entries.length === 0) {
+        ctx.addIssue({
+          code: 'custom',
+          message: `unknown role ${bad.map((b) => `"${b}"`).join(', ')}; use a comma-separated list of ${PROCESS_ROLES.join(', ')}`,
+        })
+      }
+    }),
+  /**
+   * Fastify trustProxy behind a TLS-terminating proxy: 'true' (trust all),
+   * a hop count, or comma-separated proxy addresses/CIDRs. Then the client
+   * address and protocol come from X-Forwarded-*, so the session cookie is
+   * Secure and rate limits count the real client. Empty: trust nobody.
+   */
+  TRUST_PROXY: z
+    .string()
+    .default('')
+    .transform((v): boolean | number | string => {
+      const t = v.trim()
+      if (t === '' || t === 'false') return false
+      if (t === 'true') return true
+      return /^\d+$/.test(t) ? Number(t) : t
+    }),
+  /** Bearer token for GET /metrics (Prometheus scrape). Unset: only ADMIN_TOKEN may read it. */
+  METRICS_TOKEN: z.string().min(16, 'METRICS_TOKEN must be at least 16 characters').optional(),
+  /** Sign-in attempts (POST /api/session) per client address per minute. */
+  SIGNIN_RATE_LIMIT: z.coerce.number().int().positive().default(20),
+  /** Failed authentications on /api per client address per minute; beyond it every /api call is 429. */
+  AUTH_FAILURE_RATE_LIMIT: z.coerce.number().int().positive().default(100),
 })
 
 /** One named OpenAI-compatible upstream, from UPSTREAM_<NAME>_* (NAME upper-cased, - as _). */

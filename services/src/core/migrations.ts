@@ -30,9 +30,12 @@ export async function loadMigrations(dir = MIGRATIONS_DIR): Promise<Migration[]>
   const migrations = await Promise.all(
     files.map(async (f) => parseMigration(f, await readFile(join(dir, f), 'utf8'))),
   )
+  // Numbers are reserved per change and may land out of order (0008 before
+  // 0007); each is applied once by number, so only a duplicate is an error.
   migrations.forEach((m, i) => {
-    if (m.version !== i + 1)
-      throw new Error(`migrations must be numbered 0001.. without gaps; found ${m.version}`)
+    const prev = migrations[i - 1]
+    if (prev && prev.version === m.version)
+      throw new Error(`two migrations are numbered ${m.version}: ${prev.name} and ${m.name}; renumber one`)
   })
   return migrations
 }

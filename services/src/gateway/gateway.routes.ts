@@ -13,6 +13,7 @@ import { nanosToUsdString } from '../core/pricing.ts'
 import { normalizeTags, toClickHouseTime, type UsageRow } from '../core/usage-row.ts'
 import { createFakeUpstream, type FakeUpstream } from '../simulator/fake-upstream.ts'
 import { authLimitedCounter, usageSanitizedCounter } from './gateway-metrics.ts'
+import { headerText } from './header-text.ts'
 import { createModelResolver, modelAllowed, type ResolvedModel } from './model-resolver.ts'
 import { errorFlavor, providerErrorBody } from './provider-errors.ts'
 import { checkBody } from './request-checks.ts'
@@ -86,7 +87,7 @@ const AUTH_ERRORS = {
 function header(request: FastifyRequest, name: string): string {
   const v = request.headers[name]
   const s = typeof v === 'string' ? v : Array.isArray(v) ? v[0] : undefined
-  return s ? s.trim().slice(0, 128) : ''
+  return s ? headerText(s).trim().slice(0, 128) : ''
 }
 
 /** A WebSocket (or any protocol) upgrade: refused, so that clients such as the Codex CLI fall back to HTTP. */
@@ -557,7 +558,7 @@ export const gatewayRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { c
       })
     } catch (err) {
       res.off('close', onClose)
-      void core.budgets.release(reservation).catch(() => {})
+      void core.budgets.release(reservation).catch(core.backgroundErrors.catcher('budget_release'))
       const code = (err as { code?: string }).code
       if (clientGone) {
         finishRow(row, caller, 499, 'client_disconnected')
@@ -666,7 +667,7 @@ export const gatewayRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { c
         // Settle adds the actual cost at once, overshoot above the reservation included.
         void core.budgets
           .settle(reservation, nanos)
-          .catch((err) => request.log.error({ err, requestId: request.id }, 'budget settle failed'))
+          .catch((err) => core.backgroundErrors.report('budget_settle', err, { requestId: request.id }))
       }
     } catch (err) {
       request.log.error({ err, requestId: request.id }, 'usage accounting failed; reservation released')
@@ -674,7 +675,7 @@ export const gatewayRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { c
       if (!settled) {
         void core.budgets
           .release(reservation)
-          .catch((err) => request.log.error({ err, requestId: request.id }, 'budget release failed'))
+          .catch((err) => core.backgroundErrors.report('budget_release', err, { requestId: request.id }))
       }
     }
     if (streamed && firstByteAt > 0) row.ttft_ms = firstByteAt - caller.startedAt

@@ -150,8 +150,18 @@ export function createDiskSpool(opts: DiskSpoolOptions): DiskSpool {
           await a.fh.datasync()
         } catch (err) {
           // Leave no torn record behind, then start a fresh segment next time.
-          await a.fh.truncate(before).catch(() => {})
-          await sealActive().catch(() => {})
+          // The write's error is rethrown; a cleanup failure is logged beside it, not lost.
+          await a.fh
+            .truncate(before)
+            .catch((e) =>
+              opts.logger?.warn(
+                { err: String(e), segment: a.name },
+                'spool: truncating a torn record failed',
+              ),
+            )
+          await sealActive().catch((e) =>
+            opts.logger?.warn({ err: String(e) }, 'spool: sealing the segment failed'),
+          )
           throw err
         }
         a.bytes += data.length
@@ -179,6 +189,7 @@ export function createDiskSpool(opts: DiskSpoolOptions): DiskSpool {
 
   function serialize(fn: () => Promise<void>): Promise<void> {
     const p = chain.then(fn)
+    // The caller gets p's error; the chain only must not stay rejected for the next write.
     chain = p.catch(() => {})
     return p
   }

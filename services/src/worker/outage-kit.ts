@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import type { ReportError } from '../core/background-errors.ts'
 import type { Env } from '../core/env.ts'
 import type { SpillSink } from '../core/usage-recorder.ts'
 import type { Warehouse } from '../core/warehouse.ts'
@@ -80,13 +81,21 @@ export async function createOutageKit(deps: {
   env: Env
   warehouse: Warehouse
   logger: OutageLogger
+  /** Failures of background housekeeping (Redis spill/replay): logged and counted. */
+  onBackgroundError?: ReportError
   runWorker: boolean
 }): Promise<OutageKit> {
   const { env, warehouse, logger } = deps
   const quarantine = await createQuarantineStore(join(env.DATA_DIR, 'quarantine'))
   const spool = createDiskSpool({ dir: join(env.DATA_DIR, 'spool'), maxBytes: env.SPOOL_MAX_BYTES, logger })
   const redis = env.REDIS_URL
-    ? createRedisSpill({ url: env.REDIS_URL, maxBytes: env.REDIS_SPILL_MAX_BYTES, fallback: spool, logger })
+    ? createRedisSpill({
+        url: env.REDIS_URL,
+        maxBytes: env.REDIS_SPILL_MAX_BYTES,
+        fallback: spool,
+        logger,
+        onError: deps.onBackgroundError,
+      })
     : undefined
   if (redis) {
     // Warn, don't refuse: a dev Redis without AOF still beats no spill path.
@@ -115,6 +124,7 @@ export async function createOutageKit(deps: {
         redisUrl: env.REDIS_URL,
         insertTimeoutMs: env.CLICKHOUSE_INSERT_TIMEOUT_MS,
         logger,
+        onError: deps.onBackgroundError,
         probe: () => warehouse.ping(),
         maxGroupRows: env.RECORDER_MAX_ROWS,
       })

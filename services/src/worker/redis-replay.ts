@@ -1,5 +1,6 @@
 import { type Job, Queue, Worker } from 'bullmq'
 import { Redis } from 'ioredis'
+import type { ReportError } from '../core/background-errors.ts'
 import { type DecodedBatch, decodeBatch, UndecodableBatchError } from './batch-codec.ts'
 import type { QuarantineStore } from './quarantine-store.ts'
 import { SPILL_BYTES_KEY, SPILL_QUEUE, type SpillJobData } from './redis-spill.ts'
@@ -25,6 +26,8 @@ export interface RedisReplayOptions {
   quarantine: QuarantineStore
   maxGroupRows: number
   lockDuration: number
+  /** Worker connection and close failures: logged and counted (core/background-errors.ts). */
+  onError?: ReportError
   /**
    * Inserts the members as one insert (their merged rows and group token),
    * waiting out ClickHouse outages; throws to give the jobs back (on stop).
@@ -190,14 +193,14 @@ export function startRedisReplay(opts: RedisReplayOptions) {
       drainDelay: 1,
     },
   )
-  worker.on('error', () => {})
+  worker.on('error', (err) => opts.onError?.('redis_replay', err))
 
   return {
     queue,
     async close() {
-      await worker.close().catch(() => {})
+      await worker.close().catch((e) => opts.onError?.('redis_replay_close', e))
       clearTimeout(collectTimer)
-      await queue.close().catch(() => {})
+      await queue.close().catch((e) => opts.onError?.('redis_replay_close', e))
       redis.disconnect()
       blocking.disconnect()
     },

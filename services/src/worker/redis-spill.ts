@@ -1,5 +1,6 @@
 import { Queue } from 'bullmq'
 import { Redis } from 'ioredis'
+import type { ReportError } from '../core/background-errors.ts'
 import type { SpillSink } from '../core/usage-recorder.ts'
 import type { UsageBatch } from '../core/usage-row.ts'
 import { encodeBatch } from './batch-codec.ts'
@@ -77,10 +78,14 @@ export function createRedisSpill(opts: {
   maxBytes: number
   fallback: DiskSpool
   logger: { warn(obj: object, msg: string): void }
+  onError?: ReportError
 }): RedisSpill {
+  const report: ReportError =
+    opts.onError ?? ((where, err) => opts.logger.warn({ where, err: String(err) }, 'redis spill error'))
   const redis = failFastRedis(opts.url)
   const queue = new Queue(SPILL_QUEUE, { connection: redis })
-  queue.on('error', () => {})
+  // Connection errors also surface as failed spills (counted there); this keeps their cause visible.
+  queue.on('error', (err) => report('redis_spill_queue', err))
   let overBudgetSpills = 0
   let failedSpills = 0
   let lastError: string | undefined
@@ -142,8 +147,11 @@ export function createRedisSpill(opts: {
         // to Redis, where the same job id makes a repeated add a no-op, or to
         // disk once Redis refuses outright.
         if (reserved && !NOT_SENT.test((err as Error).message)) throw err
-        // Best effort; a leaked reservation only overstates usage until the queue drains.
-        if (reserved) await redis.decrby(SPILL_BYTES_KEY, payload.length).catch(() => {})
+        // A leaked reservation only overstates usage until the queue drains; still reported.
+        if (reserved)
+          await redis
+            .decrby(SPILL_BYTES_KEY, payload.length)
+            .catch((e) => report('redis_spill_reservation', e, { batchId: batch.batchId }))
       }
       await opts.fallback.spill(batch, cause)
     },
@@ -194,7 +202,7 @@ export function createRedisSpill(opts: {
       }
     },
     async close() {
-      await queue.close().catch(() => {})
+      await queue.close().catch((e) => report('redis_spill_close', e))
       redis.disconnect()
     },
   }

@@ -1,6 +1,7 @@
 import { readFile, rm } from 'node:fs/promises'
 import { setImmediate as yieldToLoop } from 'node:timers/promises'
 import { type Queue, Worker } from 'bullmq'
+import type { ReportError } from '../core/background-errors.ts'
 import { type DecodedBatch, decodeBatch, UndecodableBatchError } from './batch-codec.ts'
 import { type BatchInserter, TransientInsertError } from './batch-inserter.ts'
 import {
@@ -68,6 +69,8 @@ export interface ReplayWorkerOptions {
   redisUrl?: string
   insertTimeoutMs: number
   logger: { warn(obj: object, msg: string): void; error(obj: object, msg: string): void }
+  /** Redis replay connection failures: logged and counted (core/background-errors.ts). */
+  onError?: ReportError
   /** Whether ClickHouse answers; lets a backoff end as soon as it is back. */
   probe: () => Promise<boolean>
   pollMs?: number
@@ -330,6 +333,7 @@ export function createReplayWorker(opts: ReplayWorkerOptions): ReplayWorker {
           quarantine: opts.quarantine,
           maxGroupRows,
           lockDuration,
+          onError: opts.onError,
           insert: insertPatiently,
         })
       }

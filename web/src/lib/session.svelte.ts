@@ -20,8 +20,9 @@ export async function signIn(token: string): Promise<Me> {
   return me
 }
 
+/** Ends the session on the server (the cookie alone would keep working elsewhere); throws if it could not. */
 export async function signOut(): Promise<void> {
-  await send('DELETE', '/api/session').catch(() => {})
+  await send('DELETE', '/api/session')
   session.me = null
 }
 
