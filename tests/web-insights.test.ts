@@ -472,7 +472,9 @@ describe('dashboard insights in a real browser', () => {
       if (path === '/api/series' || path === '/api/breakdown') asked.push(path)
     }
     const liveRefreshes = async () => {
-      const text = await (await stack.app.inject({ url: '/metrics' })).body
+      const text = (
+        await stack.app.inject({ url: '/metrics', headers: { authorization: `Bearer ${TEST_ADMIN_TOKEN}` } })
+      ).body
       return Number(/^tokenmeter_live_refreshes_started_total (\d+)/m.exec(text)?.[1] ?? Number.NaN)
     }
     page.on('request', onRequest)
