@@ -34,7 +34,10 @@ const models = (remoteAddress: string, key?: string) =>
   })
 const metric = async (name: string) =>
   Number(
-    new RegExp(`^${name} (\\S+)$`, 'm').exec((await stack.app.inject({ url: '/metrics' })).body)?.[1] ?? 0,
+    new RegExp(`^${name} (\\S+)$`, 'm').exec(
+      (await stack.app.inject({ url: '/metrics', headers: { authorization: `Bearer ${TEST_ADMIN_TOKEN}` } }))
+        .body,
+    )?.[1] ?? 0,
   )
 
 describe('failed authentication at the gateway', () => {

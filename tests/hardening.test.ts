@@ -14,7 +14,7 @@ beforeAll(async () => {
   stack = await startTestStack({
     listen: true,
     roles: ['gateway', 'api', 'web'],
-    env: { METRICS_TOKEN, SIGNIN_RATE_LIMIT: '1000' },
+    env: { METRICS_TOKEN, SIGNIN_ATTEMPTS_PER_MIN: '1000' },
   })
   const s = stack.core.store
   await s.upsertTeam({ teamId: 'team_a', name: 'Team A' })
@@ -128,7 +128,7 @@ describe('TRUST_PROXY', () => {
     })
     // Not trusted by default: a client could claim https itself.
     expect(String(direct.headers['set-cookie'])).not.toMatch(/Secure/i)
-    const app = await appWith({ TRUST_PROXY: true, AUTH_FAILURE_RATE_LIMIT: 2 })
+    const app = await appWith({ TRUST_PROXY: true, API_AUTH_FAILURES_PER_MIN: 2 })
     try {
       const res = await app.inject({
         method: 'POST',
@@ -215,7 +215,7 @@ describe('security headers', () => {
 
 describe('rate limits', () => {
   it('POST /api/session is limited per address; so are failed authentications on /api', async () => {
-    const app = await appWith({ SIGNIN_RATE_LIMIT: 3, AUTH_FAILURE_RATE_LIMIT: 1000 })
+    const app = await appWith({ SIGNIN_ATTEMPTS_PER_MIN: 3, API_AUTH_FAILURES_PER_MIN: 1000 })
     try {
       const signIn = () => app.inject({ method: 'POST', url: '/api/session', payload: { token: 'tm_guess' } })
       for (let i = 0; i < 3; i++) expect((await signIn()).statusCode).toBe(401)
@@ -226,16 +226,23 @@ describe('rate limits', () => {
     } finally {
       await app.close()
     }
-    const strict = await appWith({ AUTH_FAILURE_RATE_LIMIT: 3 })
+    const strict = await appWith({ API_AUTH_FAILURES_PER_MIN: 3 })
     try {
       for (let i = 0; i < 3; i++)
         expect(
           (await strict.inject({ url: '/api/kpis', headers: { cookie: 'tm_session=x.y' } })).statusCode,
         ).toBe(401)
-      // Past the limit even a good credential from that address waits: guessing costs the guesser.
-      const blocked = await strict.inject({ url: '/api/me', headers: admin })
+      // Past the limit, guesses and sign-in attempts from that address wait; a valid credential does not.
+      const blocked = await strict.inject({ url: '/api/me', headers: { authorization: 'Bearer tm_guess' } })
       expect(blocked.statusCode).toBe(429)
       expect(blocked.json().error.message).toMatch(/Too many failed sign-ins/)
+      const signIn = await strict.inject({
+        method: 'POST',
+        url: '/api/session',
+        payload: { token: TEST_ADMIN_TOKEN },
+      })
+      expect(signIn.statusCode).toBe(429)
+      expect((await strict.inject({ url: '/api/me', headers: admin })).statusCode).toBe(200)
     } finally {
       await strict.close()
     }

@@ -1,8 +1,9 @@
-import { spawn } from 'node:child_process'
+import { type ChildProcess, spawn } from 'node:child_process'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { CLOSE_TOO_MANY } from '../services/src/api/live.routes.ts'
 import { insertHistory, type Org, seedOrg } from './api-fixtures.ts'
-import { startTestStack, type TestStack } from './helpers/test-core.ts'
+import { startTestStack, TEST_ADMIN_TOKEN, type TestStack } from './helpers/test-core.ts'
+import { openLive, upgradeStatus } from './live-client.ts'
 
 /**
  * One member abusing live mode must not slow the gateway for the others. The
@@ -22,10 +23,11 @@ const PER_SEC = 2
 const BURST = 20
 const MAX_REFRESHES = 2
 const ABUSER_SOCKETS = 10
-const REQUESTS = 60
+const REQUESTS = 40
 
 let stack: TestStack
 let org: Org
+let abuser: ChildProcess | undefined
 
 beforeAll(async () => {
   stack = await startTestStack({
@@ -49,13 +51,18 @@ beforeAll(async () => {
     cacheWritePerM: 0,
   })
 })
-afterAll(async () => stack?.close())
+afterAll(async () => {
+  // A failed assertion must not leave the abuser running.
+  if (abuser && abuser.exitCode === null) abuser.kill('SIGKILL')
+  await stack?.close()
+})
 
 const keyOf = (userId: string) => {
   const key = org.keys.find((k) => k.userId === userId)!
   return org.plaintext.get(key.keyId)!
 }
-const metrics = async () => (await stack.app.inject({ url: '/metrics' })).body
+const metrics = async () =>
+  (await stack.app.inject({ url: '/metrics', headers: { authorization: `Bearer ${TEST_ADMIN_TOKEN}` } })).body
 const metric = (text: string, series: string) =>
   Number(new RegExp(`^${series.replace(/[{}]/g, '\\$&')} (\\S+)$`, 'm').exec(text)?.[1] ?? 0)
 
@@ -91,28 +98,42 @@ const summary = (runs: { ms: number }[]) => {
 
 describe('live-socket abuse by one member', () => {
   it('throttles the abuser and every other user request succeeds', async () => {
+    // The socket cap, exactly: SOCKETS_CAP sockets open, the next upgrades refused with 429.
+    const liveUrl = `${stack.url.replace('http', 'ws')}/api/live?range=24h`
+    const abuserAuth = { authorization: `Bearer ${keyOf('u_team_a_lead')}` }
+    const held = Array.from({ length: SOCKETS_CAP }, () => openLive(liveUrl, abuserAuth))
+    for (const c of held) await c.next((m) => m.type === 'snapshot', 30_000)
+    expect(await upgradeStatus(liveUrl, abuserAuth)).toBe(429)
+    expect(await upgradeStatus(liveUrl, abuserAuth)).toBe(429)
+    for (const c of held) c.close()
+    await vi.waitFor(async () => expect(metric(await metrics(), 'tokenmeter_live_subscribers')).toBe(0), {
+      timeout: 30_000,
+    })
+
     const baseline = await gatewayRun(REQUESTS)
     expect(baseline.every((r) => r.status === 200)).toBe(true)
 
     const startedAt = performance.now()
     const before = await metrics()
     const url = `${stack.url.replace('http', 'ws')}/api/live?range=24h`
-    const abuser = spawn(
+    const child = spawn(
       process.execPath,
       ['tests/helpers/live-abuser.ts', url, keyOf('u_team_a_lead'), String(ABUSER_SOCKETS), '25'],
       { stdio: ['pipe', 'pipe', 'inherit'] },
     )
     let out = ''
-    abuser.stdout!.on('data', (d) => {
+    abuser = child
+    child.stdout!.on('data', (d) => {
       out += d
     })
     await vi.waitFor(() => expect(out).toContain('started'), { timeout: 30_000 })
-    // Wait until the abuse is under way: the socket cap has refused the sockets over it.
+    // Wait until the abuse is under way: the per-user rate is refusing it.
     await vi.waitFor(
       async () =>
         expect(
-          metric(await metrics(), 'tokenmeter_live_subscribes_total{outcome="too_many_sockets"}'),
-        ).toBeGreaterThanOrEqual(ABUSER_SOCKETS - SOCKETS_CAP),
+          metric(await metrics(), 'tokenmeter_live_subscribes_total{outcome="rate_limited"}') -
+            metric(before, 'tokenmeter_live_subscribes_total{outcome="rate_limited"}'),
+        ).toBeGreaterThan(0),
       { timeout: 30_000, interval: 50 },
     )
     // The hub's concurrent refreshes, sampled while the abuse runs.
@@ -129,8 +150,8 @@ describe('live-socket abuse by one member', () => {
     clearInterval(probe)
     const after = await metrics()
     const elapsedSec = (performance.now() - startedAt) / 1000
-    const exited = new Promise((r) => abuser.on('exit', r))
-    abuser.stdin!.end()
+    const exited = new Promise((r) => child.on('exit', r))
+    child.stdin!.end()
     await exited
     const { sent, closeCodes } = JSON.parse(out.trim().split('\n').at(-1)!) as {
       sent: number
@@ -150,11 +171,12 @@ describe('live-socket abuse by one member', () => {
       ].join('\n'),
     )
 
+    const failed = underAbuse.filter((r) => r.status !== 200)
+    if (failed.length > 0) console.log('other user requests that failed:', JSON.stringify(failed))
     // The other user: every request answered.
     expect(underAbuse.map((r) => r.status)).toEqual(Array(REQUESTS).fill(200))
     expect(health.status).toBe(200)
     // The abuser: throttled, by count, not by clock.
-    expect(delta('too_many_sockets')).toBeGreaterThanOrEqual(ABUSER_SOCKETS - SOCKETS_CAP)
     expect(delta('rate_limited')).toBeGreaterThan(0)
     // Sockets that keep sending refused subscribes are closed with 4429 (sockets over
     // the cap and reconnects over the rate are refused before the upgrade, with HTTP 429).
@@ -164,5 +186,5 @@ describe('live-socket abuse by one member', () => {
     expect(accepted).toBeLessThan(sent)
     expect(refreshSamples.length).toBeGreaterThan(0)
     expect(Math.max(...refreshSamples)).toBeLessThanOrEqual(MAX_REFRESHES)
-  })
+  }, 240_000) // two runs of sequential requests on a machine that may be shared: a ceiling, not a measure
 })

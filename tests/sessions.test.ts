@@ -8,7 +8,7 @@ let stack: TestStack
 const admin = { authorization: `Bearer ${TEST_ADMIN_TOKEN}` }
 
 beforeAll(async () => {
-  stack = await startTestStack({ listen: true, env: { SIGNIN_RATE_LIMIT: '1000' } })
+  stack = await startTestStack({ listen: true, env: { SIGNIN_ATTEMPTS_PER_MIN: '1000' } })
   const s = stack.core.store
   await s.upsertTeam({ teamId: 'team_a', name: 'Team A' })
   await s.upsertTeam({ teamId: 'team_b', name: 'Team B' })
@@ -127,8 +127,13 @@ describe('sign-in tokens', () => {
     const second = await signIn(plaintext)
     expect(second.res.statusCode).toBe(401)
     expect(second.res.json().error.message).toMatch(/ask an admin for a new one/)
-    // Revoking the token (again) ends the session made from it.
-    await stack.core.store.revokeKey(key.keyId)
+    // Revoking the token (again, through the admin API) ends the session made from it.
+    const revoke = await stack.app.inject({
+      method: 'POST',
+      url: `/api/admin/keys/${key.keyId}/revoke`,
+      headers: admin,
+    })
+    expect(revoke.statusCode).toBe(200)
     expect((await me(first.cookie)).statusCode).toBe(401)
   })
 

@@ -48,7 +48,9 @@ const rowOf = async (requestId: string) => {
   return row
 }
 const metric = async (labels: string) => {
-  const text = (await stack.app.inject({ url: '/metrics' })).body
+  const text = (
+    await stack.app.inject({ url: '/metrics', headers: { authorization: `Bearer ${TEST_ADMIN_TOKEN}` } })
+  ).body
   const line = text.split('\n').find((l) => l.startsWith(`tokenmeter_usage_sanitized_total{${labels}}`))
   return Number(line?.split(' ').at(-1) ?? 0)
 }

@@ -191,8 +191,12 @@ export const adminRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { cor
     return reply.code(201).send({ key: publicKey(key), plaintext })
   })
   app.post<{ Params: { keyId: string } }>('/keys/:keyId/revoke', async (request) => {
-    const key = knownKey(request.params.keyId)
-    const revoked = key.revokedAt ? key : await store.revokeKey(key.keyId)
+    const found = store.key(request.params.keyId)
+    // A sign-in token (its id is the tokenId of POST /signin-tokens and the
+    // sourceId of its session) is already revoked once exchanged: revoking it
+    // again ends the session made from it.
+    const key = found?.kind === 'signin' ? found : knownKey(request.params.keyId)
+    const revoked = key.revokedAt && key.kind === 'key' ? key : await store.revokeKey(key.keyId)
     return { key: publicKey(revoked) }
   })
   app.post<{ Params: { keyId: string } }>('/keys/:keyId/rotate', async (request, reply) => {
@@ -238,13 +242,13 @@ export const adminRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { cor
     const b = parse(signinBody, request.body, 'sign-in token request')
     knownUser(b.userId)
     const expiresAt = new Date(Date.now() + SIGNIN_TOKEN_TTL_MS)
-    const { plaintext } = await store.createKey({
+    const { key, plaintext } = await store.createKey({
       userId: b.userId,
       name: 'web sign-in',
       kind: 'signin',
       expiresAt,
     })
-    return reply.code(201).send({ token: plaintext, expiresAt: expiresAt.toISOString() })
+    return reply.code(201).send({ token: plaintext, tokenId: key.keyId, expiresAt: expiresAt.toISOString() })
   })
 
   app.get('/sessions', async () => ({

@@ -116,9 +116,13 @@ export const authPlugin = fp<{ core: Core }>(
     await app.register(cookie)
     app.decorate('sessions', sessions)
     // Failed authentications (any 401 under /api) count per address; past the
-    // limit every /api call from it is refused for the rest of the minute.
-    const failures = app.createRateLimit({ max: core.env.AUTH_FAILURE_RATE_LIMIT, timeWindow: 60_000 })
+    // limit, calls from it without a valid credential (guesses, sign-in
+    // attempts) are refused for the rest of the minute. A valid credential is
+    // never refused, so a colleague behind the same NAT is not locked out.
+    const failures = app.createRateLimit({ max: core.env.API_AUTH_FAILURES_PER_MIN, timeWindow: 60_000 })
     app.addHook('onRequest', async (request) => {
+      request.principal = await resolvePrincipal(core, sessions, request.headers, request.cookies)
+      if (request.principal) return
       const seen = await failures(request, { increment: false })
       if (!seen.isAllowed && seen.remaining <= 0) {
         throw new HttpError(
@@ -127,7 +131,6 @@ export const authPlugin = fp<{ core: Core }>(
           `Too many failed sign-ins from this address; wait ${seen.ttlInSeconds} s and check your token.`,
         )
       }
-      request.principal = await resolvePrincipal(core, sessions, request.headers, request.cookies)
     })
     app.addHook('onResponse', async (request, reply) => {
       if (reply.statusCode === 401) await failures(request)

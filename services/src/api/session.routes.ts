@@ -44,7 +44,7 @@ export const sessionRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { c
   const exchanging = new Set<string>()
 
   // Guessing tokens is slow: a few sign-ins per address per minute.
-  const signinLimit = { rateLimit: { max: core.env.SIGNIN_RATE_LIMIT, timeWindow: 60_000 } }
+  const signinLimit = { rateLimit: { max: core.env.SIGNIN_ATTEMPTS_PER_MIN, timeWindow: 60_000 } }
   app.post('/session', { config: signinLimit }, async (request, reply) => {
     const { token } = parseQuery(sessionBody, request.body)
     const createdAt = new Date()

@@ -159,9 +159,9 @@ export const envSchema = z.object({
   /** Bearer token for GET /metrics (Prometheus scrape). Unset: only ADMIN_TOKEN may read it. */
   METRICS_TOKEN: z.string().min(16, 'METRICS_TOKEN must be at least 16 characters').optional(),
   /** Sign-in attempts (POST /api/session) per client address per minute. */
-  SIGNIN_RATE_LIMIT: z.coerce.number().int().positive().default(20),
-  /** Failed authentications on /api per client address per minute; beyond it every /api call is 429. */
-  AUTH_FAILURE_RATE_LIMIT: z.coerce.number().int().positive().default(100),
+  SIGNIN_ATTEMPTS_PER_MIN: z.coerce.number().int().positive().default(20),
+  /** Failed authentications on /api per client address per minute; beyond it calls without a valid credential are 429. */
+  API_AUTH_FAILURES_PER_MIN: z.coerce.number().int().positive().default(100),
 })
 
 /** One named OpenAI-compatible upstream, from UPSTREAM_<NAME>_* (NAME upper-cased, - as _). */
