@@ -110,7 +110,7 @@ describe('role matrix over HTTP', () => {
       expect(usage.requests).toBe(mine.filter((r) => r.started_at.startsWith(month)).length)
 
       const csv = parseCsv((await get('/api/export.csv?by=user&range=7d')).body).slice(1)
-      expect(new Set(csv.map((l) => l[1]))).toEqual(users)
+      expect(new Set(csv.map((l) => l[0]))).toEqual(users)
     })
   }
 

@@ -4,7 +4,6 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { parseCsv } from '../services/src/api/csv.ts'
-import { EXPORT_HEADER } from '../services/src/api/queries/cost-export.ts'
 import { createWarehouse, type Warehouse } from '../services/src/core/warehouse.ts'
 import { insertHistory, makeRow, type Org, rng, seedOrg } from './api-fixtures.ts'
 import { startTestStack, TEST_ADMIN_TOKEN, type TestStack } from './helpers/test-core.ts'
@@ -164,16 +163,18 @@ describe('injection', () => {
   it('the CSV quotes properly and neutralises formula cells', async () => {
     await stack.core.store.upsertTeam({ teamId: 'team_a', name: '=cmd|"/c calc"!A1, "quoted"\nline' })
     const byTag = await stack.app.inject({ url: '/api/export.csv?by=tag&range=7d', headers: admin })
-    const ids = parseCsv(byTag.body).map((l) => l[1])
+    const ids = parseCsv(byTag.body).map((l) => l[0])
     for (const t of ['=HYPERLINK("http://evil.example")', '+cmd|calc', '-2+3', '@SUM(A1)']) {
       expect(ids).toContain(`'${t}`)
       expect(ids).not.toContain(t)
     }
     expect(byTag.body).toContain('"\'=HYPERLINK(""http://evil.example"")"')
     const byTeam = await stack.app.inject({ url: '/api/export.csv?by=team&range=7d', headers: admin })
-    const names = parseCsv(byTeam.body).map((l) => l[2])
+    const names = parseCsv(byTeam.body).map((l) => l[1])
     expect(names).toContain(`'=cmd|"/c calc"!A1, "quoted"\nline`)
     // Every data row has the header's columns despite commas, quotes and newlines in names.
-    expect(parseCsv(byTeam.body).every((l) => l.length === EXPORT_HEADER.length)).toBe(true)
+    const [header, ...rows] = parseCsv(byTeam.body)
+    expect(rows.length).toBeGreaterThan(0)
+    expect(rows.every((l) => l.length === header!.length)).toBe(true)
   })
 })

@@ -197,16 +197,20 @@ describe('dashboard in a real browser', () => {
   it('usage: export downloads the CSV for the current filters', async () => {
     await page.goto(`${stack.url}/usage?range=14d&teams=team-platform`)
     await expectKpisMatchApi(['requests'])
+    await page.click('[data-control="export-menu"]')
+    await page.check('[data-export-range="page"]')
+    await page.check('[data-export-per-day]')
+    await page.uncheck('[data-export-bom]')
     const [download] = await Promise.all([
       page.waitForEvent('download'),
       page.click('[data-control="export"]'),
     ])
     const csv = readFileSync((await download.path())!, 'utf8')
-    const res = await fetch(`${stack.url}/api/export.csv?${filtersOfPage({ by: 'user' })}`, {
+    const res = await fetch(`${stack.url}/api/export.csv?${filtersOfPage({ by: 'user', rows: 'day' })}`, {
       headers: { authorization: `Bearer ${TEST_ADMIN_TOKEN}` },
     })
     expect(csv.split(/\r?\n/)[0]).toBe(
-      'day,group_id,group_name,requests,input_tokens,output_tokens,cached_tokens,cost_usd,cache_write_tokens,reasoning_tokens,unpriced_requests',
+      'day,group_id,name,email,team,requests,input_tokens,output_tokens,cached_tokens,total_tokens,cost_usd,cost_usd_exact,cache_write_tokens,reasoning_tokens,unpriced_requests',
     )
     expect(csv).toBe(await res.text())
     expect(csv).toContain('u-ada')

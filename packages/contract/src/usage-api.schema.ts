@@ -49,7 +49,17 @@ export const monthlyUsageQuery = filterSchema
   .omit({ range: true, from: true, to: true, granularity: true })
   .strict()
 export const exportQuery = filterSchema
-  .extend({ by: z.enum(['user', 'team', 'key', 'model', 'tag']).default('key') })
+  .extend({
+    by: z.enum(['user', 'team', 'key', 'model', 'tag']).default('key'),
+    rows: z
+      .enum(['group', 'day'])
+      .default('group')
+      .describe('group: one row per group (the 30-day cost table); day: one row per group and local day'),
+    bom: z
+      .enum(['0', '1'])
+      .default('0')
+      .describe('1 starts the file with a UTF-8 byte order mark, so Excel reads non-ASCII names right'),
+  })
   .strict()
 export const filterOptionsQuery = z.object({}).strict()
 export const sessionBody = z

@@ -6,6 +6,9 @@ export interface AlertStore {
   /** Stores a finding unless the same (kind, subject, window, level) is already stored; the stored alert if new. */
   insertIfNew(candidate: AlertCandidate, now?: number): Promise<Alert | undefined>
   markNotified(alert: Alert, at?: number): Promise<void>
+  /** Records that `by` (a user id, or 'admin-token') acknowledged the alert; the acknowledged version. */
+  acknowledge(alert: Alert, by: string, at?: number): Promise<Alert>
+  get(alertId: string): Promise<Alert | undefined>
   list(opts?: { since?: Date; kinds?: AlertKind[]; subjectIds?: string[]; limit?: number }): Promise<Alert[]>
   /** Stored but not yet delivered to the webhooks, newest first (bounded so a long outage cannot flood). */
   undelivered(since: Date): Promise<Alert[]>
@@ -15,7 +18,18 @@ type Row = Record<string, string | number | null>
 const iso = (v: unknown) => (v ? new Date(`${String(v).replace(' ', 'T')}Z`).toISOString() : null)
 const sec = (isoTime: string) => toClickHouseTime(Date.parse(isoTime)).slice(0, 19)
 
+/**
+ * The acknowledgement rides in the details JSON under `_ack` rather than in
+ * columns of its own: a new version of the row (ReplacingMergeTree on
+ * updated_at) carries it, and no schema change was needed while migration
+ * numbers 0007-0008 are taken by other work in flight.
+ */
+const ACK = '_ack'
+
 function fromRow(r: Row): Alert {
+  const details = JSON.parse(String(r.details || '{}')) as Record<string, unknown>
+  const ack = details[ACK] as { at?: string; by?: string } | undefined
+  delete details[ACK]
   return {
     alertId: String(r.alert_id),
     kind: r.kind as AlertKind,
@@ -27,9 +41,11 @@ function fromRow(r: Row): Alert {
     message: String(r.message),
     valueUsd: Number(r.value_usd),
     baselineUsd: Number(r.baseline_usd),
-    details: JSON.parse(String(r.details || '{}')),
+    details: details as Alert['details'],
     createdAt: iso(r.created_at)!,
     notifiedAt: iso(r.notified_at),
+    acknowledgedAt: ack?.at ?? null,
+    acknowledgedBy: ack?.by ?? null,
   }
 }
 
@@ -45,7 +61,9 @@ function toRow(a: Alert, updatedAt: number) {
     message: a.message,
     value_usd: a.valueUsd.toFixed(9),
     baseline_usd: a.baselineUsd.toFixed(9),
-    details: JSON.stringify(a.details),
+    details: JSON.stringify(
+      a.acknowledgedAt ? { ...a.details, [ACK]: { at: a.acknowledgedAt, by: a.acknowledgedBy } } : a.details,
+    ),
     created_at: toClickHouseTime(Date.parse(a.createdAt)),
     notified_at: a.notifiedAt ? toClickHouseTime(Date.parse(a.notifiedAt)) : null,
     updated_at: toClickHouseTime(updatedAt),
@@ -68,6 +86,8 @@ export function createAlertStore(wh: Warehouse): AlertStore {
         alertId: id,
         createdAt: new Date(now).toISOString(),
         notifiedAt: null,
+        acknowledgedAt: null,
+        acknowledgedBy: null,
       }
       // The id as dedup token: an instance racing us with the same finding inserts nothing.
       await wh.insertRows('alerts', [toRow(alert, now)], { dedupToken: `a${id}` })
@@ -76,6 +96,18 @@ export function createAlertStore(wh: Warehouse): AlertStore {
     async markNotified(alert, at = Date.now()) {
       const notified = { ...alert, notifiedAt: new Date(at).toISOString() }
       await wh.insertRows('alerts', [toRow(notified, at)], { dedupToken: `n${alert.alertId}` })
+    },
+    async acknowledge(alert, by, at = Date.now()) {
+      const acked: Alert = { ...alert, acknowledgedAt: new Date(at).toISOString(), acknowledgedBy: by }
+      // A second acknowledgement is only a newer version of the same row: harmless.
+      await wh.insertRows('alerts', [toRow(acked, at)])
+      return acked
+    },
+    async get(alertId) {
+      const [row] = await wh.query<Row>('SELECT * FROM alerts FINAL WHERE alert_id = {id:String} LIMIT 1', {
+        id: alertId,
+      })
+      return row ? fromRow(row) : undefined
     },
     async list({ since, kinds, subjectIds, limit = 200 } = {}) {
       const rows = await wh.query<Row>(

@@ -20,9 +20,15 @@ export interface Alert {
   details: Record<string, string | number | null>
   createdAt: string
   notifiedAt: string | null
+  /** When a lead or admin said "seen, handled" (the dashboard stops badging it), and who. */
+  acknowledgedAt: string | null
+  acknowledgedBy: string | null
 }
 
-export type AlertCandidate = Omit<Alert, 'alertId' | 'createdAt' | 'notifiedAt'>
+export type AlertCandidate = Omit<
+  Alert,
+  'alertId' | 'createdAt' | 'notifiedAt' | 'acknowledgedAt' | 'acknowledgedBy'
+>
 
 export function alertId(
   c: Pick<AlertCandidate, 'kind' | 'subjectType' | 'subjectId' | 'windowStart' | 'level'>,

@@ -34,5 +34,6 @@ export const apiRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { core 
   await app.register(adminRoutes, { core, prefix: '/admin' })
   await app.register(budgetsRoutes, { core, prefix: '/admin' })
   await app.register((await import('./budget-status.routes.ts')).budgetStatusRoutes, { core })
+  await app.register((await import('./alerts.routes.ts')).alertsRoutes, { core })
   await app.register(opsRoutes, { core, prefix: '/admin/ops' })
 }

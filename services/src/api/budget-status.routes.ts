@@ -9,7 +9,7 @@ import { budgetsWithStatus } from './budgets.routes.ts'
 const WEEK_MS = 7 * 86_400_000
 
 /** Budgets a caller may see: admins all; leads their team's; members those that bound them. */
-function visibleBudgets(core: Core, p: Principal): Budget[] {
+export function visibleBudgets(core: Core, p: Principal): Budget[] {
   const all = core.store.budgets()
   if (p.role === 'admin') return all
   const keys = core.store

@@ -69,7 +69,7 @@ export async function budgetsWithStatus(core: Core, budgets: Budget[]) {
  */
 export const budgetsRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { core }) => {
   const { store } = core
-  const alerts = createAlertsService(core)
+  const alerts = createAlertsService(core, { everyMs: core.env.ALERT_CHECK_MS })
   app.addHook('onReady', async () => alerts.monitor.start())
   app.addHook('onClose', async () => alerts.close())
   app.addHook('preHandler', requireRole('admin'))

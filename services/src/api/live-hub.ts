@@ -58,6 +58,8 @@ export interface LiveHubStats {
   refreshesRunning: number
   refreshesQueued: number
   refreshesStarted: number
+  /** Snapshots sent to sockets since start (unchanged numbers are not sent). */
+  pushes: number
 }
 
 export interface LiveHub {
@@ -112,6 +114,8 @@ interface Topic {
   pending: Map<string, PendingRow>
   version: number
   message?: string
+  /** What the last pushed snapshot showed (not when): an unchanged refresh pushes nothing. */
+  shown?: string
   dirty: boolean
   refreshing: boolean
   queued: boolean
@@ -165,6 +169,8 @@ export function createLiveHub(opts: LiveHubOptions): LiveHub {
   const maxRefreshes = opts.maxRefreshes ?? 2
   const underPressure = opts.underPressure ?? (() => false)
   const topics = new Map<string, Topic>()
+  // Snapshots pushed to sockets since start; an unchanged refresh pushes none.
+  let pushes = 0
   const queue: Topic[] = []
   let running = 0
   let started = 0
@@ -259,7 +265,7 @@ export function createLiveHub(opts: LiveHubOptions): LiveHub {
     }
   }
 
-  function render(t: Topic): string | undefined {
+  function render(t: Topic): { message: string; shown: string } | undefined {
     const base = t.base
     if (!base) return undefined
     const f = t.filter
@@ -279,17 +285,21 @@ export function createLiveHub(opts: LiveHubOptions): LiveHub {
       for (const u of users[i]!) all.add(u)
     })
     total.activeUsers = all.size
-    return JSON.stringify({
+    const buckets = f.range.buckets.map((ms) => new Date(ms).toISOString())
+    const message = JSON.stringify({
       type: 'snapshot',
       at: new Date().toISOString(),
       kpis: kpisFromTotals(total, f, base.p50, base.p95),
       series: {
         granularity: f.range.granularity,
         source: f.range.source,
-        buckets: f.range.buckets.map((ms) => new Date(ms).toISOString()),
+        buckets,
         series: [{ id: 'total', name: 'Total', points }],
       },
     })
+    // The numbers and buckets a viewer sees; a sliding range's moving `to` alone is no news.
+    const shown = JSON.stringify([total, points, buckets, base.p50, base.p95])
+    return { message, shown }
   }
 
   function deliver(t: Topic) {
@@ -300,6 +310,7 @@ export function createLiveHub(opts: LiveHubOptions): LiveHub {
       if (s.sub.bufferedAmount() > maxBuffered) continue
       s.version = t.version
       s.sub.send(t.message)
+      pushes++
     }
   }
 
@@ -311,11 +322,16 @@ export function createLiveHub(opts: LiveHubOptions): LiveHub {
       // Under pressure, topics that already show numbers wait; new ones still get their first.
       if (!t.refreshing && now >= t.nextRefreshAt && !(pressed && t.base)) schedule(t)
       if (t.dirty) {
-        const message = render(t)
-        if (message) {
+        const r = render(t)
+        if (r) {
           t.dirty = false
-          t.message = message
-          t.version++
+          // Push only what changed: viewers refresh what they show on a push, so an idle
+          // refresh that found the same numbers must not make every viewer query again.
+          if (r.shown !== t.shown) {
+            t.shown = r.shown
+            t.message = r.message
+            t.version++
+          }
         }
       }
       deliver(t)
@@ -367,6 +383,7 @@ export function createLiveHub(opts: LiveHubOptions): LiveHub {
         refreshesRunning: running,
         refreshesQueued: queue.length,
         refreshesStarted: started,
+        pushes,
       }
     },
     close() {

@@ -231,6 +231,11 @@ function registerLiveMetrics(core: Core, hub: LiveHub): Counter<'outcome'> {
       'Live view refreshes started since start',
       'refreshesStarted',
     ],
+    [
+      'tokenmeter_live_pushes',
+      'Live snapshots sent to sockets since start; unchanged data is not sent',
+      'pushes',
+    ],
   ] as const
   for (const [name, help, field] of gauges) {
     core.metrics.removeSingleMetric(name)

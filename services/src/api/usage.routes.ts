@@ -30,8 +30,10 @@ import {
   resolveFilter,
   type Scope,
   scopeFor,
+  scopeKey,
   type UsageFilter,
 } from './filters.ts'
+import { createInflight } from './inflight.ts'
 import { queryBreakdown } from './queries/breakdown.ts'
 import { exportCostCsv } from './queries/cost-export.ts'
 import { queryFilterOptions } from './queries/filter-options.ts'
@@ -42,6 +44,7 @@ import { queryMonthlyUsage } from './queries/monthly-usage.ts'
 import { queryRequestLog } from './queries/request-log.ts'
 import { querySeries } from './queries/series.ts'
 import { responses } from './route-schemas.ts'
+import { answerStorageOutages } from './storage-unavailable.ts'
 
 /**
  * The usage API. Every handler: authenticate, parse the one filter schema
@@ -54,6 +57,11 @@ export const usageRoutes: FastifyPluginAsync<{ core: Core }> = async (plain, { c
   const store = core.store
   // Before validation: a caller who is not signed in hears 401, not which parameter was wrong.
   const signedIn = { preValidation: requireRole() }
+  answerStorageOutages(app, core)
+  // Viewers of the same filter (same scope, same parameters) share a query that is already running.
+  const inflight = createInflight()
+  const shareKey = (route: string, q: unknown, scope: Scope) =>
+    `${route}|${scopeKey(scope)}|${JSON.stringify(q)}`
   const doc = (summary: string) => ({ tags: ['usage'], summary })
 
   function context(
@@ -93,8 +101,9 @@ export const usageRoutes: FastifyPluginAsync<{ core: Core }> = async (plain, { c
       },
     },
     async (request) => {
-      const { f, scope } = context(request, request.query)
-      return queryKpis(wh, f, scope)
+      const q = request.query
+      const { f, scope } = context(request, q)
+      return inflight.share(shareKey('kpis', q, scope), () => queryKpis(wh, f, scope))
     },
   )
 
@@ -111,7 +120,9 @@ export const usageRoutes: FastifyPluginAsync<{ core: Core }> = async (plain, { c
     async (request) => {
       const q = request.query
       const { f, scope } = context(request, q)
-      return querySeries(wh, store, f, scope, q.split, q.splitLimit)
+      return inflight.share(shareKey('series', q, scope), () =>
+        querySeries(wh, store, f, scope, q.split, q.splitLimit),
+      )
     },
   )
 
@@ -128,7 +139,7 @@ export const usageRoutes: FastifyPluginAsync<{ core: Core }> = async (plain, { c
     async (request) => {
       const q = request.query
       const { f, scope } = context(request, q)
-      return queryBreakdown(wh, store, f, scope, q)
+      return inflight.share(shareKey('breakdown', q, scope), () => queryBreakdown(wh, store, f, scope, q))
     },
   )
 
@@ -221,7 +232,7 @@ export const usageRoutes: FastifyPluginAsync<{ core: Core }> = async (plain, { c
     async (request, reply) => {
       const q = request.query
       const { f, scope } = context(request, q, '30d')
-      const lines = exportCostCsv(wh, store, f, scope, q.by)
+      const lines = exportCostCsv(wh, store, f, scope, q.by, q.rows, q.bom === '1')
       // Pull the header (which starts the ClickHouse query) before committing to a 200,
       // so a failing query is still a proper error response.
       const first = await lines.next()
@@ -231,10 +242,14 @@ export const usageRoutes: FastifyPluginAsync<{ core: Core }> = async (plain, { c
           yield* lines
         })(),
       )
-      const day = new Date().toISOString().slice(0, 10)
+      const day = (ms: number) => new Date(ms).toISOString().slice(0, 10)
+      const span = `${day(f.range.fromMs)}-to-${day(f.range.toMs - 1)}`
       return reply
         .type('text/csv; charset=utf-8')
-        .header('content-disposition', `attachment; filename="tokenmeter-cost-by-${q.by}-${day}.csv"`)
+        .header(
+          'content-disposition',
+          `attachment; filename="tokenmeter-cost-by-${q.by}${q.rows === 'day' ? '-per-day' : ''}-${span}.csv"`,
+        )
         .header('cache-control', 'no-store')
         .send(body as unknown as string)
     },

@@ -146,6 +146,8 @@ export const envSchema = z.object({
   LOAD_SHED_EVENT_LOOP_DELAY_MS: z.coerce.number().int().nonnegative().default(1000),
   ALERT_WEBHOOK_URLS: z.string().default(''),
   ALERT_WEBHOOK_SECRET: z.string().default(''),
+  /** How often the anomaly detector looks for spikes, runaway days and budget alerts, in ms. */
+  ALERT_CHECK_MS: z.coerce.number().int().min(200).max(3_600_000).default(60_000),
   /** Comma-separated origins allowed to open the live WebSocket besides our own. */
   ALLOWED_ORIGINS: z.string().default(''),
   /** Which parts this process runs; the embedded default runs them all. A typo stops the process. */

@@ -28,8 +28,11 @@ export type RequestLog = RequestLogResult
 export class ApiError extends Error {
   status: number
   code: string
-  constructor(status: number, code: string, message: string) {
+  /** The envelope's `details`, e.g. `{ buffered }` with a `storage_unavailable` 503. */
+  details?: Record<string, unknown>
+  constructor(status: number, code: string, message: string, details?: Record<string, unknown>) {
     super(message)
+    this.details = details
     this.status = status
     this.code = code
   }
@@ -59,9 +62,16 @@ export async function api<T>(path: string, init: RequestInit = {}): Promise<T> {
     body = undefined
   }
   if (!res.ok) {
-    const err = (body as { error?: { code?: string; message?: string } } | undefined)?.error
+    const err = (
+      body as { error?: { code?: string; message?: string; details?: Record<string, unknown> } } | undefined
+    )?.error
     if (res.status === 401 && !path.startsWith('/api/session')) onUnauthenticated?.()
-    throw new ApiError(res.status, err?.code ?? `http_${res.status}`, err?.message ?? res.statusText)
+    throw new ApiError(
+      res.status,
+      err?.code ?? `http_${res.status}`,
+      err?.message ?? res.statusText,
+      err?.details,
+    )
   }
   return body as T
 }
@@ -71,3 +81,36 @@ export const get = <T>(path: string, params?: URLSearchParams | string) =>
 
 export const send = <T>(method: 'POST' | 'PUT' | 'DELETE', path: string, body?: unknown) =>
   api<T>(path, { method, body: body === undefined ? undefined : JSON.stringify(body) })
+
+// --- Anomaly alerts (GET /api/alerts, POST /api/alerts/{id}/ack) -----------------
+
+export type AlertKind = 'spike' | 'forecast' | 'runaway_day' | 'threshold'
+
+export interface AlertItem {
+  alertId: string
+  kind: AlertKind
+  subjectType: 'key' | 'budget'
+  subjectId: string
+  windowStart: string
+  level: number
+  severity: 'info' | 'warning' | 'critical'
+  message: string
+  valueUsd: number
+  baselineUsd: number
+  details: Record<string, string | number | null>
+  createdAt: string
+  notifiedAt: string | null
+  acknowledgedAt: string | null
+  acknowledgedBy: string | null
+  keyId: string | null
+  keyName: string | null
+  userId: string | null
+  teamId: string | null
+  budget: {
+    budgetId: string
+    scope: 'key' | 'user' | 'team'
+    scopeId: string
+    capUsd: number
+    period: string
+  } | null
+}

@@ -1,3 +1,5 @@
+import { OTHER_SERIES_ID } from '@tokenmeter/contract/series-id'
+
 // One colour per name everywhere (badge, stack, legend), stable across pages
 // and reloads: picked by hashing the id into the theme's series palette.
 const PALETTE = Array.from({ length: 10 }, (_, i) => `var(--s${i + 1})`)
@@ -14,6 +16,14 @@ export function colorFor(id: string): string {
 /** Distinct colours for a small ordered set (charts with a few series). */
 export function colorAt(i: number): string {
   return PALETTE[i % PALETTE.length] as string
+}
+
+/** The API's id for the series that sums every group past the split limit (docs/API.md). */
+export { OTHER_SERIES_ID }
+
+/** Muted for "other" (it is not one thing), the stable hashed colour for everything else. */
+export function seriesColor(id: string): string {
+  return id === OTHER_SERIES_ID ? 'var(--text-3)' : colorFor(id)
 }
 
 export const TOKEN_COLORS = { input: 'var(--s1)', cached: 'var(--s2)', output: 'var(--s3)' }

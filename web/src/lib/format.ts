@@ -87,3 +87,9 @@ export function initials(name: string): string {
   const parts = name.trim().split(/\s+/)
   return ((parts[0]?.[0] ?? '') + (parts.length > 1 ? (parts.at(-1)?.[0] ?? '') : '')).toUpperCase() || '?'
 }
+
+/** The words for a usage-storage outage (a `storage_unavailable` 503), wherever it shows. */
+export function storageMessage(e: { details?: Record<string, unknown> }): string {
+  const n = Number(e.details?.buffered ?? 0)
+  return `Usage storage is unreachable: ${fmtInt(n)} ${n === 1 ? 'request' : 'requests'} buffered, nothing lost; charts resume when it returns.`
+}

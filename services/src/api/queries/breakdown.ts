@@ -15,6 +15,7 @@ import {
   readTotals,
   tagGroupCondition,
   tagSetSql,
+  totalTokens,
 } from './sql.ts'
 
 export interface BreakdownOptions {
@@ -75,13 +76,15 @@ export async function queryBreakdown(
       id,
       ...groupName(o.by, id, store),
       ...t,
-      totalTokens: t.inputTokens + t.outputTokens + t.cachedTokens + t.cacheWriteTokens,
+      totalTokens: totalTokens(t),
       models: r.models_used.map(String),
       trend: [] as number[],
     }
   })
   if (needle) {
-    rows = rows.filter((r) => [r.id, r.name, r.email ?? ''].some((s) => s.toLowerCase().includes(needle)))
+    rows = rows.filter((r) =>
+      [r.id, r.name, r.email ?? '', r.teamName ?? ''].some((s) => s.toLowerCase().includes(needle)),
+    )
   }
   const key = {
     requests: (r: (typeof rows)[number]) => r.requests,

@@ -1,14 +1,14 @@
 import type { Kpis } from '@tokenmeter/contract'
 import type { Warehouse } from '../../core/warehouse.ts'
 import { type Scope, type UsageFilter, whereClause } from '../filters.ts'
-import { fragments, type MetricRow, metricsSelect, readTotals, type Totals } from './sql.ts'
+import { fragments, type MetricRow, metricsSelect, readTotals, type Totals, totalTokens } from './sql.ts'
 
 export function kpisFromTotals(t: Totals, f: UsageFilter, p50: number | null, p95: number | null): Kpis {
   const r = f.range
   return {
     ...t,
     errorRate: t.requests > 0 ? t.errors / t.requests : 0,
-    totalTokens: t.inputTokens + t.outputTokens + t.cachedTokens + t.cacheWriteTokens,
+    totalTokens: totalTokens(t),
     avgRequestsPerUser: t.activeUsers > 0 ? t.requests / t.activeUsers : 0,
     latencyP50Ms: p50,
     latencyP95Ms: p95,

@@ -181,6 +181,15 @@ export function readTotals(r: MetricRow | undefined): Totals {
   }
 }
 
+/**
+ * Total tokens as the dashboards users know define it (seed 002): input plus
+ * output. Cached reads and cache writes are reported beside it, never in it,
+ * so "X in + Y out" always adds up to the total shown.
+ */
+export function totalTokens(t: Pick<Totals, 'inputTokens' | 'outputTokens'>): number {
+  return t.inputTokens + t.outputTokens
+}
+
 export function emptyTotals(): Totals {
   return readTotals(undefined)
 }

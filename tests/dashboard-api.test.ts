@@ -1,0 +1,143 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { createAlertStore } from '../services/src/alerts/alert-store.ts'
+import { createInflight } from '../services/src/api/inflight.ts'
+import { createLiveHub } from '../services/src/api/live-hub.ts'
+import { startTestStack, TEST_ADMIN_TOKEN, type TestStack } from './helpers/test-core.ts'
+import { liveRow, type SeededOrg, seedOrg } from './helpers/web-fixtures.ts'
+
+// The API behind the dashboard's alerts panel and live mode, over the real
+// embedded engine: who sees which alert, acknowledgements that last, live
+// pushes only on change, and identical concurrent queries run once.
+
+let stack: TestStack
+let org: SeededOrg
+
+beforeAll(async () => {
+  stack = await startTestStack({ roles: ['api'] })
+  org = await seedOrg(stack.core, { days: 3 })
+})
+afterAll(async () => stack?.close())
+
+const bearer = (token: string) => ({ authorization: `Bearer ${token}` })
+const keyOf = (name: string) => org.keys.find((k) => k.name === name)!
+
+describe('alerts panel API', () => {
+  it('leads see their team, members none; an acknowledgement is kept, for everyone', async () => {
+    const store = createAlertStore(stack.core.warehouse)
+    const hour = new Date(Math.floor(Date.now() / 3_600_000) * 3_600_000).toISOString()
+    const candidate = (keyId: string) => ({
+      kind: 'spike' as const,
+      subjectType: 'key' as const,
+      subjectId: keyId,
+      windowStart: hour,
+      level: 0,
+      severity: 'critical' as const,
+      message: 'Spike on a quiet key',
+      valueUsd: 12,
+      baselineUsd: 0.5,
+      details: { keyId },
+    })
+    const platform = (await store.insertIfNew(candidate(keyOf('ada-ci').keyId)))!
+    const research = (await store.insertIfNew(candidate(keyOf('grace-eval').keyId)))!
+    const ada = bearer(keyOf('ada-cursor').plaintext)
+
+    const mine = await stack.app.inject({ url: '/api/alerts', headers: ada })
+    expect(mine.statusCode).toBe(200)
+    const ids = mine.json().alerts.map((a: { alertId: string }) => a.alertId)
+    expect(ids).toContain(platform.alertId)
+    expect(ids).not.toContain(research.alertId)
+    expect(mine.json().alerts[0]).toMatchObject({
+      keyName: 'ada-ci',
+      teamId: 'team-platform',
+      acknowledgedAt: null,
+    })
+
+    const member = await stack.app.inject({
+      url: '/api/alerts',
+      headers: bearer(keyOf('alan-laptop').plaintext),
+    })
+    expect(member.statusCode).toBe(403)
+
+    const other = await stack.app.inject({
+      method: 'POST',
+      url: `/api/alerts/${research.alertId}/ack`,
+      headers: ada,
+    })
+    expect(other.statusCode).toBe(404)
+    const bad = await stack.app.inject({ method: 'POST', url: '/api/alerts/not-an-id/ack', headers: ada })
+    expect(bad.statusCode).toBe(400)
+    expect(bad.json().error.message).toContain('32 hex')
+
+    const ack = await stack.app.inject({
+      method: 'POST',
+      url: `/api/alerts/${platform.alertId}/ack`,
+      headers: ada,
+    })
+    expect(ack.statusCode).toBe(200)
+    expect(ack.json().alert).toMatchObject({ acknowledgedBy: 'u-ada' })
+    expect(ack.json().alert.acknowledgedAt).toEqual(expect.any(String))
+
+    // Admin view, open only: the acknowledged one is gone; with state=all it is there, acknowledged.
+    const admin = bearer(TEST_ADMIN_TOKEN)
+    const open = await stack.app.inject({ url: '/api/alerts?state=open', headers: admin })
+    const openIds = open.json().alerts.map((a: { alertId: string }) => a.alertId)
+    expect(openIds).toContain(research.alertId)
+    expect(openIds).not.toContain(platform.alertId)
+
+    // A later webhook delivery writes a new version of the row: the acknowledgement survives it.
+    const stored = (await store.get(platform.alertId))!
+    await store.markNotified(stored)
+    const again = (await createAlertStore(stack.core.warehouse).get(platform.alertId))!
+    expect(again.notifiedAt).not.toBeNull()
+    expect(again.acknowledgedBy).toBe('u-ada')
+    expect(again.details).toEqual({ keyId: keyOf('ada-ci').keyId })
+  })
+})
+
+describe('live pushes', () => {
+  it('an idle refresh that finds the same numbers pushes nothing; a new row pushes once', async () => {
+    const hub = createLiveHub({
+      warehouse: stack.core.warehouse,
+      store: stack.core.store,
+      recorder: stack.core.recorder,
+      pushMs: 20,
+      idleRefreshMs: 50,
+      busyRefreshMs: 50,
+    })
+    const sent: string[] = []
+    hub.subscribe(
+      { tz: 'UTC', range: '24h' },
+      { kind: 'all' },
+      { send: (m) => sent.push(m), bufferedAmount: () => 0 },
+    )
+    await expect.poll(() => sent.length).toBe(1)
+    const refreshes = hub.stats().refreshesStarted
+    await expect
+      .poll(() => hub.stats().refreshesStarted, { timeout: 10_000 })
+      .toBeGreaterThanOrEqual(refreshes + 3)
+    expect(sent.length).toBe(1)
+
+    stack.core.recorder.record(liveRow(keyOf('ken-cli')))
+    await expect.poll(() => sent.length).toBeGreaterThanOrEqual(2)
+    const last = JSON.parse(sent.at(-1)!)
+    expect(last.kpis.requests).toBe(JSON.parse(sent[0]!).kpis.requests + 1)
+    hub.close()
+    await stack.core.recorder.flush()
+  })
+
+  it('identical queries in flight at once run once', async () => {
+    const inflight = createInflight()
+    let runs = 0
+    const slow = () =>
+      new Promise<number>((resolve) => {
+        runs++
+        setImmediate(() => resolve(runs))
+      })
+    const answers = await Promise.all(Array.from({ length: 10 }, () => inflight.share('k', slow)))
+    expect(runs).toBe(1)
+    expect(new Set(answers)).toEqual(new Set([1]))
+    expect(inflight.size()).toBe(0)
+    await inflight.share('k', slow)
+    expect(runs).toBe(2)
+  })
+})

@@ -1,0 +1,63 @@
+import type { PageUrl } from '$lib/filters'
+/**
+ * Where a user, team, key, model, tag, project or client app opens: its
+ * detail page, carrying the filters of the page it was opened from (the
+ * range, the other lists) so the numbers stay comparable.
+ */
+export type DetailDim = 'user' | 'team' | 'key' | 'model' | 'tag' | 'project' | 'app'
+
+export const DETAIL_BASE: Record<DetailDim, string> = {
+  user: '/users',
+  team: '/teams',
+  key: '/keys',
+  model: '/models',
+  tag: '/tags',
+  project: '/projects',
+  app: '/apps',
+}
+
+/** The API's list filter that scopes a detail page to its subject. */
+export const DETAIL_FILTER: Record<DetailDim, string> = {
+  user: 'users',
+  team: 'teams',
+  key: 'keys',
+  model: 'models',
+  tag: 'tags',
+  project: 'projects',
+  app: 'apps',
+}
+
+/** Parameters worth carrying from one page to a detail page: the time window and unrelated filters. */
+const CARRY = [
+  'range',
+  'from',
+  'to',
+  'month',
+  'tz',
+  'keys',
+  'tags',
+  'teams',
+  'users',
+  'models',
+  'providers',
+  'projects',
+  'apps',
+]
+
+export function detailHref(dim: DetailDim, id: string, from?: PageUrl): string {
+  const p = new URLSearchParams()
+  if (from) {
+    for (const name of CARRY) {
+      const v = from.searchParams.get(name)
+      // The subject's own filter is the page itself, not a parameter.
+      if (v && name !== DETAIL_FILTER[dim]) p.set(name, v)
+    }
+  }
+  const qs = String(p)
+  return `${DETAIL_BASE[dim]}/${encodeURIComponent(id)}${qs ? `?${qs}` : ''}`
+}
+
+/** Breakdown / split dimensions that have a detail page. */
+export function hasDetail(dim: string): dim is DetailDim {
+  return dim in DETAIL_BASE
+}
