@@ -37,6 +37,8 @@ async function slot() {
     clearInterval(timer)
     open.delete(ws)
     closeCodes.push(code)
+    // Reported as it happens, so the test can wait for the server's 4429 instead of guessing a duration.
+    process.stdout.write(`close ${code}\n`)
     if (running) await new Promise((r) => setTimeout(r, 100))
   }
 }
