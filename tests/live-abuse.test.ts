@@ -145,7 +145,10 @@ describe('live-socket abuse by one member', () => {
     const underAbuse = await gatewayRun(REQUESTS)
     // The abuse goes on until the server has closed at least one of its sockets for
     // refused subscribes (20 in a row): a count, whatever the machine's speed.
-    await vi.waitFor(() => expect(out).toContain(`close ${CLOSE_TOO_MANY}`), { timeout: 30_000, interval: 50 })
+    await vi.waitFor(() => expect(out).toContain(`close ${CLOSE_TOO_MANY}`), {
+      timeout: 30_000,
+      interval: 50,
+    })
     const healthT0 = performance.now()
     const health = await fetch(`${stack.url}/healthz`)
     const healthMs = performance.now() - healthT0
