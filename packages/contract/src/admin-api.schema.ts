@@ -96,6 +96,7 @@ export const teamBody = z.strictObject({
   teamId: newIdSchema.optional().describe('generated when omitted; an existing id renames that team'),
   name: z.string().trim().min(1).max(200),
 })
+export type TeamBody = z.input<typeof teamBody>
 export const userBody = z.strictObject({
   userId: newIdSchema.optional().describe('generated when omitted'),
   email: z.email().max(320),
@@ -103,6 +104,7 @@ export const userBody = z.strictObject({
   teamId: newIdSchema,
   role: roleSchema.default('member'),
 })
+export type UserBody = z.input<typeof userBody>
 export const keyBody = z.strictObject({
   userId: newIdSchema,
   name: z.string().trim().min(1).max(200),
@@ -121,6 +123,7 @@ export const keyBody = z.strictObject({
     ),
   expiresAt: z.iso.datetime({ offset: true }).optional(),
 })
+export type KeyBody = z.input<typeof keyBody>
 const MAX_GRACE_SECONDS = 30 * 24 * 3600
 export const rotateBody = z.strictObject({
   graceSeconds: z

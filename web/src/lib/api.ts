@@ -16,7 +16,17 @@ import type {
 // The answers' types come from the zod schemas the server validates and
 // documents with (packages/contract): a renamed or retyped field fails
 // `npm run check -w web`, not the page at run time.
-export type { BreakdownRow, FilterOptions, Kpis, Me, MonthlyUsage, Point, Role } from '@tokenmeter/contract'
+export type {
+  AlertItem,
+  AlertKind,
+  BreakdownRow,
+  FilterOptions,
+  Kpis,
+  Me,
+  MonthlyUsage,
+  Point,
+  Role,
+} from '@tokenmeter/contract'
 export type Series = SeriesResult
 export type Breakdown = BreakdownResult
 export type Leaderboard = LeaderboardResult
@@ -81,36 +91,3 @@ export const get = <T>(path: string, params?: URLSearchParams | string) =>
 
 export const send = <T>(method: 'POST' | 'PUT' | 'DELETE', path: string, body?: unknown) =>
   api<T>(path, { method, body: body === undefined ? undefined : JSON.stringify(body) })
-
-// --- Anomaly alerts (GET /api/alerts, POST /api/alerts/{id}/ack) -----------------
-
-export type AlertKind = 'spike' | 'forecast' | 'runaway_day' | 'threshold'
-
-export interface AlertItem {
-  alertId: string
-  kind: AlertKind
-  subjectType: 'key' | 'budget'
-  subjectId: string
-  windowStart: string
-  level: number
-  severity: 'info' | 'warning' | 'critical'
-  message: string
-  valueUsd: number
-  baselineUsd: number
-  details: Record<string, string | number | null>
-  createdAt: string
-  notifiedAt: string | null
-  acknowledgedAt: string | null
-  acknowledgedBy: string | null
-  keyId: string | null
-  keyName: string | null
-  userId: string | null
-  teamId: string | null
-  budget: {
-    budgetId: string
-    scope: 'key' | 'user' | 'team'
-    scopeId: string
-    capUsd: number
-    period: string
-  } | null
-}
