@@ -2,8 +2,8 @@ import Anthropic from '@anthropic-ai/sdk'
 import { findProvider } from '@pydantic/genai-prices'
 import OpenAI, { type APIError } from 'openai'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { parseCsv } from '../services/src/api/csv.ts'
 import { createFakeUpstream, type FakeUpstream } from '../services/src/simulator/fake-upstream.ts'
+import { parseCsv } from './helpers/export-csv.ts'
 import { startTestStack, TEST_ADMIN_TOKEN, type TestStack } from './helpers/test-core.ts'
 
 // Models without a facade (passthrough, the default), priced from the
