@@ -7,7 +7,7 @@ import {
   budgetResponse,
   budgetsResponse,
 } from '@tokenmeter/contract'
-import type { FastifyPluginAsync } from 'fastify'
+import type { FastifyBaseLogger, FastifyPluginAsync } from 'fastify'
 import type { ZodTypeProvider } from 'fastify-type-provider-zod'
 import { createAlertsService } from '../alerts/alerts.service.ts'
 import type { Core } from '../bootstrap.ts'
@@ -30,8 +30,13 @@ export function publicBudget(b: Budget, s?: BudgetStatus): BudgetView {
   }
 }
 
-export async function budgetsWithStatus(core: Core, budgets: Budget[]) {
-  const statuses = (await core.budgets.status?.(budgets).catch(() => undefined)) ?? []
+/** The budgets with this period's spend; if the enforcer cannot tell (Redis down), without it, and logged. */
+export async function budgetsWithStatus(core: Core, budgets: Budget[], log: FastifyBaseLogger) {
+  const statuses =
+    (await core.budgets.status?.(budgets).catch((err: unknown) => {
+      log.warn({ err }, 'budget spend could not be read; the budgets are shown without it')
+      return undefined
+    })) ?? []
   const byId = new Map(statuses.map((s) => [s.budget.budgetId, s]))
   return budgets.map((b) => publicBudget(b, byId.get(b.budgetId)))
 }
@@ -53,7 +58,7 @@ export const budgetsRoutes: FastifyPluginAsync<{ core: Core }> = async (plain, {
   app.get(
     '/budgets',
     { schema: { ...doc("Budgets with this period's spend"), response: responses(budgetsResponse) } },
-    async () => ({ budgets: await budgetsWithStatus(core, store.budgets()) }),
+    async (request) => ({ budgets: await budgetsWithStatus(core, store.budgets(), request.log) }),
   )
 
   app.post(
@@ -81,7 +86,7 @@ export const budgetsRoutes: FastifyPluginAsync<{ core: Core }> = async (plain, {
         )
       }
       const budget = await store.upsertBudget({ ...b, budgetId: b.budgetId ?? newId('budget') })
-      const [shown] = await budgetsWithStatus(core, [budget])
+      const [shown] = await budgetsWithStatus(core, [budget], request.log)
       return reply.code(201).send({ budget: shown! })
     },
   )

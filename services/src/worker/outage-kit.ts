@@ -6,8 +6,8 @@ import { scanSegment } from '../core/storage/record-framing.ts'
 import type { Warehouse } from '../core/storage/warehouse.ts'
 import type { JournalStatus } from '../core/usage/usage-journal.ts'
 import type { SpillSink } from '../core/usage/usage-recorder.ts'
-import { decodeBatch } from './batch-codec.ts'
-import { type BatchInserter, createBatchInserter, TransientInsertError } from './batch-inserter.ts'
+import { decodeBatch, UndecodableBatchError } from './batch-codec.ts'
+import { type BatchInserter, createBatchInserter } from './batch-inserter.ts'
 import { createDiskSpool, type DiskSpool, readAck, type SpoolStatus } from './disk-spool.ts'
 import type { RecoveryProgress } from './journal-recovery.ts'
 import { createQuarantineStore, type QuarantineStore } from './quarantine-store.ts'
@@ -165,8 +165,9 @@ export async function createOutageKit(deps: {
             bytes: r.end - r.offset,
             location: seg.name,
           })
-        } catch {
-          // damaged records are reported through the quarantine once replayed
+        } catch (err) {
+          // A damaged record is reported through the quarantine once replayed; anything else is ours.
+          if (!(err instanceof UndecodableBatchError)) throw err
         }
       }
     }
@@ -289,7 +290,10 @@ export async function createOutageKit(deps: {
               location: seg.name,
               rowsData: b.rows,
             }
-          } catch {}
+          } catch (err) {
+            // A damaged record cannot be the batch asked for (the quarantine reports it once replayed).
+            if (!(err instanceof UndecodableBatchError)) throw err
+          }
         }
       }
       return undefined
@@ -307,21 +311,16 @@ export async function createOutageKit(deps: {
       // A fresh token per retry: the original batch id already names the rows
       // that landed, reusing it would make ClickHouse drop these as repeats.
       const rows = (entry.rows ?? []).map((r) => (r as { row?: unknown }).row ?? r)
-      try {
-        const out = await createBatchInserter({
-          warehouse,
-          quarantine: {
-            ...quarantine,
-            put: (e) => quarantine.put({ ...e, id, batchId: entry.batchId, retries } as never),
-          },
-          timeoutMs: env.CLICKHOUSE_INSERT_TIMEOUT_MS,
-        })({ batchId: `${entry.batchId || id}-q${retries}`, createdAt: Date.now(), rows })
-        if (out.quarantined === 0) await quarantine.remove(id)
-        return out
-      } catch (err) {
-        if (err instanceof TransientInsertError) throw err
-        throw err
-      }
+      const out = await createBatchInserter({
+        warehouse,
+        quarantine: {
+          ...quarantine,
+          put: (e) => quarantine.put({ ...e, id, batchId: entry.batchId, retries } as never),
+        },
+        timeoutMs: env.CLICKHOUSE_INSERT_TIMEOUT_MS,
+      })({ batchId: `${entry.batchId || id}-q${retries}`, createdAt: Date.now(), rows })
+      if (out.quarantined === 0) await quarantine.remove(id)
+      return out
     },
     async stopWorker() {
       await worker?.stop()
