@@ -92,4 +92,3 @@ export const budgetStatusResponse = z.object({
   budgets: z.array(budgetView),
   alerts: z.array(alertSchema).describe('the last 7 days of alerts about these budgets and your keys'),
 })
-export type BudgetStatusResponse = z.infer<typeof budgetStatusResponse>

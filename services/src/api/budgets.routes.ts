@@ -19,7 +19,7 @@ import { requireRole } from './auth.plugin.ts'
 import { created, deleted, refusal, responses } from './route-schemas.ts'
 
 /** A budget as the API shows it: its settings and, when the enforcer can tell, this period's spend. */
-export function publicBudget(b: Budget, s?: BudgetStatus): BudgetView {
+function publicBudget(b: Budget, s?: BudgetStatus): BudgetView {
   return {
     ...b,
     spentUsd: s?.spentUsd ?? null,

@@ -66,8 +66,8 @@ export function parseInstant(s: string, tz: string): number {
  * (1970 to 2106), so anything outside 1970-2099 is refused up front as a 400
  * instead of failing inside the query as a 500.
  */
-export const MIN_DATE_MS = 0
-export const MAX_DATE_MS = Date.UTC(2100, 0, 1)
+const MIN_DATE_MS = 0
+const MAX_DATE_MS = Date.UTC(2100, 0, 1)
 
 /** A calendar-valid date and time (2025-02-30 or 24:00 are refused, not rolled over). */
 function calendarValid(s: string): boolean {

@@ -24,7 +24,7 @@ async function reachable(core: Core): Promise<boolean> {
  * listed yet), plus what the recorder holds in memory. Best effort: a count
  * that cannot be read is left out rather than failing the answer.
  */
-export async function bufferedRows(core: Core): Promise<number> {
+async function bufferedRows(core: Core): Promise<number> {
   const [listed, replayed] = await Promise.all([
     core.outage
       .listBatches(1_000)

@@ -73,16 +73,6 @@ export interface BudgetEnforcer {
   close(): Promise<void>
 }
 
-export function createNoopBudgetEnforcer(): BudgetEnforcer {
-  const reservation = { id: 'none' }
-  return {
-    reserve: async () => ({ ok: true, reservation }),
-    settle: async () => {},
-    release: async () => {},
-    close: async () => {},
-  }
-}
-
 const usd = (n: number) => `$${n.toFixed(n < 1 ? 4 : 2)}`
 
 /** The HTTP answer for a denied request, in the one error envelope. */

@@ -1,4 +1,4 @@
-import { mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises'
+import { mkdir, readdir, readFile, rename, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { writeFileDurably } from './durable-write.ts'
 
@@ -97,8 +97,4 @@ export async function createQuarantineStore(dir: string): Promise<QuarantineStor
   }
   await list()
   return store
-}
-
-export async function fileSize(path: string): Promise<number> {
-  return (await stat(path)).size
 }

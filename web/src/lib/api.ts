@@ -9,7 +9,6 @@ import type {
   KeySpendResult,
   LeaderboardResult,
   RequestLogResult,
-  RequestLogRow,
   SeriesResult,
 } from '@tokenmeter/contract'
 
@@ -31,8 +30,6 @@ export type Series = SeriesResult
 export type Breakdown = BreakdownResult
 export type Leaderboard = LeaderboardResult
 export type KeySpendResponse = KeySpendResult
-export type KeySpend = KeySpendResult['keys'][number]
-export type RequestRow = RequestLogRow
 export type RequestLog = RequestLogResult
 
 export class ApiError extends Error {

@@ -56,8 +56,3 @@ export function detailHref(dim: DetailDim, id: string, from?: PageUrl): string {
   const qs = String(p)
   return `${DETAIL_BASE[dim]}/${encodeURIComponent(id)}${qs ? `?${qs}` : ''}`
 }
-
-/** Breakdown / split dimensions that have a detail page. */
-export function hasDetail(dim: string): dim is DetailDim {
-  return dim in DETAIL_BASE
-}
