@@ -9,7 +9,7 @@ import { type AdminStore, createAdminStore } from './admin-store.ts'
 import { type BackgroundErrors, createBackgroundErrors } from './background-errors.ts'
 import type { Env } from './env.ts'
 import { type JournalRecovery, startJournalRecovery } from './journal-recovery.ts'
-import { registerRecorderMetrics } from './metrics.ts'
+import { registerRecorderMetrics, registerWarehouseMetrics } from './metrics.ts'
 import { migrate } from './migrations.ts'
 import { createRowFeed, type RowFeed } from './row-feed.ts'
 import { createUsageJournal, type UsageJournal } from './usage-journal.ts'
@@ -132,6 +132,7 @@ export async function createCore(env: Env, overrides: CoreOverrides = {}): Promi
   const budgets = overrides.budgets ?? createBudgetEnforcer({ env, store, warehouse })
   const rowFeed = createRowFeed({ recorder, redisUrl: env.REDIS_URL })
   registerRecorderMetrics(metrics, recorder)
+  registerWarehouseMetrics(metrics, warehouse)
   registerOutageMetrics(metrics, outage)
   return {
     env,

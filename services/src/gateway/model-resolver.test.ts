@@ -1,8 +1,9 @@
 import { findProvider } from '@pydantic/genai-prices'
 import { describe, expect, it } from 'vitest'
 import type { ApiKey, ModelFacade } from '../core/entities.ts'
+import { modelAllowed } from '../core/model-patterns.ts'
 import { createPriceCatalogue } from '../core/price-catalogue.ts'
-import { createModelResolver, modelAllowed } from './model-resolver.ts'
+import { createModelResolver } from './model-resolver.ts'
 
 const catalogue = createPriceCatalogue()
 
