@@ -22,8 +22,11 @@ export interface ViewerOptions {
 }
 
 export interface Viewer {
-  /** HTTP requests this viewer made after its page load (refreshes), and how many failed. */
+  /** HTTP requests this viewer made after its page load (refreshes). */
   readonly refreshRequests: number
+  /** Requests refused with 503 (the API sheds dashboard queries while its event loop lags). */
+  readonly shedRequests: number
+  /** Requests answered with any other error: a broken setup, never expected. */
   readonly failedRequests: number
   /** Requests sent and not yet answered. */
   readonly inflight: number
@@ -70,6 +73,7 @@ export function openViewer(o: ViewerOptions): Viewer {
   const tableQs = `${filterQs}&by=${o.view}&sort=cost&order=desc&limit=50&offset=0`
   let refreshRequests = 0
   let failedRequests = 0
+  let shedRequests = 0
   let inflight = 0
   const latencies: number[] = []
   let paused = false
@@ -85,7 +89,8 @@ export function openViewer(o: ViewerOptions): Viewer {
       const res = await fetch(`${o.origin}${path}?${qs}`, { headers })
       const body = await res.text()
       if (res.status !== 200) {
-        failedRequests++
+        if (res.status === 503) shedRequests++
+        else failedRequests++
         return undefined
       }
       return JSON.parse(body) as T
@@ -151,6 +156,9 @@ export function openViewer(o: ViewerOptions): Viewer {
     },
     get failedRequests() {
       return failedRequests
+    },
+    get shedRequests() {
+      return shedRequests
     },
     get inflight() {
       return inflight
