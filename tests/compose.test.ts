@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { DCLinter } from 'dclint'
 import { describe, expect, it } from 'vitest'
-import { envSchema, parseEnv } from '../services/src/core/env.ts'
+import { envSchema, parseEnv } from '../services/src/core/config/env.ts'
 import {
   type ComposeService,
   composeVariables,

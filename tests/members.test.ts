@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { createAdminStore } from '../services/src/core/admin-store.ts'
-import type { ApiKey } from '../services/src/core/entities.ts'
+import { createAdminStore } from '../services/src/core/identity/admin-store.ts'
+import type { ApiKey } from '../services/src/core/identity/entities.ts'
 import { insertHistory, type Org, seedOrg } from './api-fixtures.ts'
 import { startTestStack, TEST_ADMIN_TOKEN, type TestStack } from './helpers/test-core.ts'
 

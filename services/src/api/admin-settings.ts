@@ -1,5 +1,5 @@
 import { type AdminSettings, adminSettings, SETTING_DEFAULTS } from '@tokenmeter/contract'
-import type { AdminStore } from '../core/admin-store.ts'
+import type { AdminStore } from '../core/identity/admin-store.ts'
 
 /** The settings table's `name` of each setting (snake_case, like every stored name). */
 const STORED_AS: Record<keyof AdminSettings, string> = {

@@ -1,9 +1,9 @@
 import type { AvailableModels } from '@tokenmeter/contract'
-import type { AdminStore } from '../core/admin-store.ts'
-import type { ApiKey, ModelFacade } from '../core/entities.ts'
-import type { NamedUpstream } from '../core/env.ts'
-import { modelAllowed } from '../core/model-patterns.ts'
-import type { PriceCatalogue } from '../core/price-catalogue.ts'
+import type { NamedUpstream } from '../core/config/env.ts'
+import type { AdminStore } from '../core/identity/admin-store.ts'
+import type { ApiKey, ModelFacade } from '../core/identity/entities.ts'
+import { modelAllowed } from '../core/identity/model-patterns.ts'
+import type { PriceCatalogue } from '../core/pricing/price-catalogue.ts'
 
 type Model = AvailableModels['models'][number]
 

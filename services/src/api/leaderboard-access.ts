@@ -1,6 +1,6 @@
 import type { LeaderboardVisibility } from '@tokenmeter/contract'
-import type { Principal } from '../core/auth.ts'
-import { HttpError } from '../core/errors.ts'
+import { HttpError } from '../core/errors/http-error.ts'
+import type { Principal } from '../core/identity/auth.ts'
 import type { Scope } from './filters.ts'
 
 export type Ranked = 'network' | 'team' | 'own'

@@ -1,7 +1,7 @@
 import { adminSettingsBody, adminSettingsResponse } from '@tokenmeter/contract'
 import type { FastifyPluginAsync } from 'fastify'
 import type { ZodTypeProvider } from 'fastify-type-provider-zod'
-import type { Core } from '../core/core.ts'
+import type { Core } from '../bootstrap.ts'
 import { readSettings, writeSettings } from './admin-settings.ts'
 import { requireRole } from './auth.plugin.ts'
 import { responses } from './route-schemas.ts'

@@ -1,8 +1,8 @@
 import { findProvider } from '@pydantic/genai-prices'
 import { describe, expect, it } from 'vitest'
-import type { ApiKey, ModelFacade } from '../core/entities.ts'
-import { modelAllowed } from '../core/model-patterns.ts'
-import { createPriceCatalogue } from '../core/price-catalogue.ts'
+import type { ApiKey, ModelFacade } from '../core/identity/entities.ts'
+import { modelAllowed } from '../core/identity/model-patterns.ts'
+import { createPriceCatalogue } from '../core/pricing/price-catalogue.ts'
 import { createModelResolver } from './model-resolver.ts'
 
 const catalogue = createPriceCatalogue()
