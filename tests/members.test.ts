@@ -171,9 +171,12 @@ describe('own API keys', () => {
       periodSpentUsd: spend.keys[0].periodSpentUsd,
     })
     expect(k.spentUsd).toBeGreaterThan(0)
-    // Filters name only what the caller may see.
+    // Filters name only what the caller may see; a lead's filter on a teammate's key finds none of theirs.
     const other = keysOf('u_team_c_m2')[0]!
     expect((await call('GET', `/api/me/keys?keys=${other.keyId}`, as('u_team_c_m1'))).status).toBe(403)
+    const lead = await call('GET', `/api/me/keys?keys=${other.keyId}`, as('u_team_c_lead'))
+    expect(lead.status).toBe(200)
+    expect(lead.json().keys).toEqual([])
   })
 
   it("revoking: someone else's key is 404 for every role but an admin's own, one's own key stops at once", async () => {

@@ -17,7 +17,7 @@ import type { ApiKey } from '../core/identity/entities.ts'
 import { createPriceCatalogue } from '../core/pricing/price-catalogue.ts'
 import { requireRole } from './auth.plugin.ts'
 import { availableModels } from './available-models.ts'
-import { assertInScope, resolveFilter, type Scope } from './filters.ts'
+import { assertInScope, resolveFilter, type Scope, scopeFor } from './filters.ts'
 import { queryKeySpend } from './queries/key-spend.ts'
 import { responses } from './route-schemas.ts'
 
@@ -91,7 +91,8 @@ export const selfServiceRoutes: FastifyPluginAsync<{ core: Core }> = async (plai
         teamId: p.teamId,
       }
       const f = resolveFilter(request.query, Date.now(), '30d')
-      assertInScope(scope, f.lists, store)
+      // Filters are refused as everywhere (outside what the caller may see: 403); within it they narrow the own keys.
+      assertInScope(scopeFor(p, store), f.lists, store)
       const spend = new Map(
         (await queryKeySpend(core.warehouse, store, f, scope)).keys.map((s) => [s.keyId, s]),
       )
