@@ -8,6 +8,7 @@ import { type BackgroundErrors, createBackgroundErrors } from './core/errors/bac
 import { type AdminStore, createAdminStore } from './core/identity/admin-store.ts'
 import { migrate } from './core/storage/migrations.ts'
 import { createWarehouse, type Warehouse } from './core/storage/warehouse.ts'
+import { registerWarehouseMetrics } from './core/storage/warehouse-metrics.ts'
 import { registerRecorderMetrics } from './core/usage/recorder-metrics.ts'
 import { createRowFeed, type RowFeed } from './core/usage/row-feed.ts'
 import { createUsageJournal, type UsageJournal } from './core/usage/usage-journal.ts'
@@ -132,6 +133,7 @@ export async function createCore(env: Env, overrides: CoreOverrides = {}): Promi
   const budgets = overrides.budgets ?? createBudgetEnforcer({ env, store, warehouse })
   const rowFeed = createRowFeed({ recorder, redisUrl: env.REDIS_URL })
   registerRecorderMetrics(metrics, recorder)
+  registerWarehouseMetrics(metrics, warehouse)
   registerOutageMetrics(metrics, outage)
   return {
     env,

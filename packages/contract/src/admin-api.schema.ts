@@ -1,4 +1,5 @@
 import { z } from 'zod'
+import { keyStatus } from './member-api.schema.ts'
 import { isTimeZone } from './time-zone-name.ts'
 
 /**
@@ -124,6 +125,9 @@ export const keyBody = z.strictObject({
   expiresAt: z.iso.datetime({ offset: true }).optional(),
 })
 export type KeyBody = z.input<typeof keyBody>
+/** What may change on a live key without issuing a new one; an empty list allows every model. */
+export const keyChangeBody = z.strictObject({ allowedModels: keyBody.shape.allowedModels.unwrap() })
+export type KeyChangeBody = z.input<typeof keyChangeBody>
 const MAX_GRACE_SECONDS = 30 * 24 * 3600
 export const rotateBody = z.strictObject({
   graceSeconds: z
@@ -179,7 +183,6 @@ export const budgetBody = z.strictObject({
 })
 export type BudgetBody = z.input<typeof budgetBody>
 
-export const keyIdParams = z.strictObject({ keyId: lookupId('a key id, or a sign-in token id') })
 export const modelParams = z.strictObject({ model: modelFacadeSchema.shape.model })
 export const budgetIdParams = z.strictObject({ budgetId: lookupId('a budget id') })
 export const sessionIdParams = z.strictObject({ sessionId: lookupId('a session id') })
@@ -197,7 +200,7 @@ export const keyView = z.object({
   createdAt: iso,
   expiresAt: iso.nullable(),
   revokedAt: iso.nullable(),
-  status: z.enum(['active', 'revoked', 'expired']),
+  status: keyStatus,
 })
 export type KeyView = z.infer<typeof keyView>
 

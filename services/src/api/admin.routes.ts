@@ -2,6 +2,7 @@ import {
   BUILTIN_PROVIDERS,
   type KeyView,
   keyBody,
+  keyChangeBody,
   keyCreatedResponse,
   keyIdParams,
   keyResponse,
@@ -95,6 +96,17 @@ export const adminRoutes: FastifyPluginAsync<{ core: Core }> = async (plain, { c
       throw new HttpError(404, 'not_found', `No key ${keyId}; see GET /api/admin/keys.`)
     return key
   }
+  // With passthrough any name may be served, so only a facade-only gateway can call a name unknown.
+  const knownModels = (names: string[]) => {
+    const unknown = core.env.MODEL_PASSTHROUGH ? [] : names.filter((m) => !m.includes('*') && !store.model(m))
+    if (unknown.length > 0) {
+      throw new HttpError(
+        400,
+        'unknown_model',
+        `Invalid key: allowedModels names unknown models (${unknown.join(', ')}); add them with PUT /api/admin/models/:model first.`,
+      )
+    }
+  }
   const knownUser = (userId: string) => {
     const user = store.user(userId)
     if (!user)
@@ -158,17 +170,7 @@ export const adminRoutes: FastifyPluginAsync<{ core: Core }> = async (plain, { c
       if (expiresAt && expiresAt.getTime() <= Date.now()) {
         throw new HttpError(400, 'invalid_body', 'Invalid key: expiresAt must be in the future.')
       }
-      // With passthrough any name may be served, so only a facade-only gateway can call a name unknown.
-      const unknown = core.env.MODEL_PASSTHROUGH
-        ? []
-        : (b.allowedModels ?? []).filter((m) => !m.includes('*') && !store.model(m))
-      if (unknown.length > 0) {
-        throw new HttpError(
-          400,
-          'unknown_model',
-          `Invalid key: allowedModels names unknown models (${unknown.join(', ')}); add them with PUT /api/admin/models/:model first.`,
-        )
-      }
+      knownModels(b.allowedModels ?? [])
       const { key, plaintext } = await store.createKey({
         userId: b.userId,
         name: b.name,
@@ -176,6 +178,23 @@ export const adminRoutes: FastifyPluginAsync<{ core: Core }> = async (plain, { c
         expiresAt,
       })
       return reply.code(201).send({ key: publicKey(key), plaintext })
+    },
+  )
+  app.patch(
+    '/keys/:keyId',
+    {
+      schema: {
+        ...doc("Change a live key's allowed models (an empty list allows every model)"),
+        params: keyIdParams,
+        body: keyChangeBody,
+        response: { ...responses(keyResponse), 404: noKey },
+      },
+    },
+    async (request) => {
+      const key = knownKey(request.params.keyId)
+      const { allowedModels } = request.body
+      knownModels(allowedModels)
+      return { key: publicKey(await store.setAllowedModels(key.keyId, allowedModels)) }
     },
   )
   app.post(

@@ -1,8 +1,9 @@
 import { findProvider } from '@pydantic/genai-prices'
 import { describe, expect, it } from 'vitest'
 import type { ApiKey, ModelFacade } from '../core/identity/entities.ts'
+import { modelAllowed } from '../core/identity/model-patterns.ts'
 import { createPriceCatalogue } from '../core/pricing/price-catalogue.ts'
-import { createModelResolver, modelAllowed } from './model-resolver.ts'
+import { createModelResolver } from './model-resolver.ts'
 
 const catalogue = createPriceCatalogue()
 

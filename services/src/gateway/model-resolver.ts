@@ -1,5 +1,6 @@
 import { HttpError } from '../core/errors/http-error.ts'
 import type { ApiKey, ModelFacade } from '../core/identity/entities.ts'
+import { modelAllowed } from '../core/identity/model-patterns.ts'
 import type { PriceCatalogue } from '../core/pricing/price-catalogue.ts'
 import { costNanos, type Prices, type TokenCounts } from '../core/pricing/pricing.ts'
 import type { ApiKind } from './usage-capture.ts'
@@ -55,22 +56,6 @@ const OPENAI_NAME = /^(gpt-|o[134](-|$)|chatgpt-|text-embedding-|codex-|omni-mod
 
 /** Bare names that Claude Code and people use for "the current one" of a family. */
 const FAMILIES = new Set(['sonnet', 'opus', 'haiku'])
-
-/**
- * `*` matches any run of characters; everything else literally. Matched on the
- * name the client sends, so `claude-*` allows every Claude id, dated or not.
- */
-export function modelAllowed(patterns: readonly string[], name: string): boolean {
-  if (patterns.length === 0) return true
-  return patterns.some((p) => {
-    if (!p.includes('*')) return p === name
-    const re = p
-      .split('*')
-      .map((s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'))
-      .join('.*')
-    return new RegExp(`^${re}$`).test(name)
-  })
-}
 
 /**
  * Resolution order: the key's allowedModels, then a facade (an admin's

@@ -16,13 +16,18 @@ import type {
 // documents with (packages/contract): a renamed or retyped field fails
 // `npm run check -w web`, not the page at run time.
 export type {
+  AdminSettings,
   AlertItem,
   AlertKind,
+  AvailableModels,
   BreakdownRow,
   FilterOptions,
   Kpis,
+  LeaderboardVisibility,
   Me,
   MonthlyUsage,
+  MyKey,
+  MyKeys,
   Point,
   Role,
 } from '@tokenmeter/contract'
@@ -86,5 +91,5 @@ export async function api<T>(path: string, init: RequestInit = {}): Promise<T> {
 export const get = <T>(path: string, params?: URLSearchParams | string) =>
   api<T>(params && String(params) ? `${path}?${params}` : path)
 
-export const send = <T>(method: 'POST' | 'PUT' | 'DELETE', path: string, body?: unknown) =>
+export const send = <T>(method: 'POST' | 'PUT' | 'PATCH' | 'DELETE', path: string, body?: unknown) =>
   api<T>(path, { method, body: body === undefined ? undefined : JSON.stringify(body) })
