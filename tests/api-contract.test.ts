@@ -130,7 +130,16 @@ describe('route schemas', () => {
         Object.values(ops).flatMap((op) => op.tags ?? []),
       ),
     )
-    expect([...tags].sort()).toEqual(['admin', 'alerts', 'budgets', 'live', 'ops', 'self-service', 'session', 'usage'])
+    expect([...tags].sort()).toEqual([
+      'admin',
+      'alerts',
+      'budgets',
+      'live',
+      'ops',
+      'self-service',
+      'session',
+      'usage',
+    ])
   })
 
   it('every documented GET answers what its schema declares (the serializer checks each answer)', async () => {
