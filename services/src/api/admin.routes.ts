@@ -31,7 +31,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod'
 import type { Core } from '../bootstrap.ts'
 import { HttpError } from '../core/errors/http-error.ts'
 import type { ApiKey, Session } from '../core/identity/entities.ts'
-import { newId } from '../core/identity/keys.ts'
+import { keyStatus, newId } from '../core/identity/keys.ts'
 import { sessionStatus } from '../core/identity/session-validity.ts'
 import { requireRole } from './auth.plugin.ts'
 import { created, deleted, refusal, responses } from './route-schemas.ts'
@@ -41,8 +41,6 @@ const SIGNIN_TOKEN_TTL_MS = 10 * 60 * 1000
 
 /** A key as the API shows it: never the hash, only the prefix. */
 function publicKey(k: ApiKey, now = new Date()): KeyView {
-  const status =
-    k.revokedAt && k.revokedAt <= now ? 'revoked' : k.expiresAt && k.expiresAt <= now ? 'expired' : 'active'
   return {
     keyId: k.keyId,
     name: k.name,
@@ -53,7 +51,7 @@ function publicKey(k: ApiKey, now = new Date()): KeyView {
     createdAt: k.createdAt.toISOString(),
     expiresAt: k.expiresAt?.toISOString() ?? null,
     revokedAt: k.revokedAt?.toISOString() ?? null,
-    status,
+    status: keyStatus(k, now),
   }
 }
 
