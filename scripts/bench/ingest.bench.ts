@@ -14,7 +14,7 @@ import { decodeBatch, encodeBatch } from '../../services/src/worker/batch-codec.
 import { createRedisSpill } from '../../services/src/worker/redis-spill.ts'
 import { createReplayWorker } from '../../services/src/worker/replay.worker.ts'
 import { startRedis } from '../../tests/helpers/redis-server.ts'
-import { commandFor, emit, log, parseArgs, type Table } from './lib/report.ts'
+import { commandFor, emit, errorLogger, log, parseArgs, type Table } from './lib/report.ts'
 import { fmt, measure, ratio } from './lib/stats.ts'
 
 /**
@@ -52,7 +52,7 @@ const env = parseEnv({
   ...(BATCH_ARG ? { RECORDER_MAX_ROWS: BATCH_ARG } : {}),
   ...(redis ? { REDIS_URL: redis.url } : {}),
 })
-const quietLogger = { warn: () => {}, error: (o: object, m: string) => log(`${m} ${JSON.stringify(o)}`) }
+const quietLogger = errorLogger()
 const spillCauses = new Map<string, number>()
 const core = await createCore(env, {
   logger: quietLogger,

@@ -57,7 +57,8 @@ export interface OpsStatus {
  * Everything that keeps usage through an outage, built once per process:
  * the spill sink the recorder uses (Redis when configured, the disk spool
  * behind it), the batch inserter (classification + quarantine), the replay
- * worker when this process has the 'worker' role, and the ops operations
+ * worker when this process has the 'worker' role (bootstrap.ts starts it),
+ * and the ops operations
  * the admin API and CLI drive.
  */
 export interface OutageKit {
@@ -141,7 +142,6 @@ export async function createOutageKit(deps: {
         maxGroupRows: env.RECORDER_MAX_ROWS,
       })
     : undefined
-  worker?.start()
   const rowsDropped = { value: 0 }
   const sink: SpillSink = redis ?? spool
   const segmentBatchCounts = new Map<string, number>()
