@@ -107,7 +107,8 @@ describe('demo seed (embedded engine)', () => {
   const size = { rows: 12_000, days: 10, insertRows: 5_000 }
 
   beforeAll(async () => {
-    stack = await startTestStack({ listen: true })
+    // DEMO=true, as in the product's demo: the built-in simulated provider serves the demo's facades.
+    stack = await startTestStack({ listen: true, env: { DEMO: 'true' } })
     first = await seedDemo(stack.core, size)
   })
   afterAll(async () => stack?.close())

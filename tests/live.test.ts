@@ -17,7 +17,8 @@ let org: Org
 const recorded: UsageRow[] = []
 
 beforeAll(async () => {
-  stack = await startTestStack({ listen: true, env: { RECORDER_FLUSH_MS: '600000' } })
+  // DEMO=true: the built-in simulated provider (the demo's upstream) serves the sim-* facades.
+  stack = await startTestStack({ listen: true, env: { RECORDER_FLUSH_MS: '600000', DEMO: 'true' } })
   org = await seedOrg(stack.core)
   await insertHistory(stack.core, org, 300, 1, 11, Date.now())
   await stack.core.store.upsertModel({

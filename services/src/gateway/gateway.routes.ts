@@ -11,7 +11,6 @@ import type { ApiKey, ModelFacade, User } from '../core/identity/entities.ts'
 import { createPriceCatalogue } from '../core/pricing/price-catalogue.ts'
 import { nanosToUsdString } from '../core/pricing/pricing.ts'
 import { normalizeTags, toClickHouseTime, type UsageRow } from '../core/usage/usage-row.ts'
-import { createFakeUpstream, type FakeUpstream } from '../simulator/fake-upstream.ts'
 import { endsStream } from './answer-end.ts'
 import { authLimitedCounter, usageSanitizedCounter } from './gateway-metrics.ts'
 import { headerText } from './header-text.ts'
@@ -146,17 +145,12 @@ export const gatewayRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { c
     catalogue: createPriceCatalogue(),
     passthrough: core.env.MODEL_PASSTHROUGH,
     namedUpstreams: core.env.namedUpstreams,
+    // Only with DEMO=true (bootstrap.ts starts it); a simulated facade otherwise gets a 503 saying so.
+    simulatorRunning: () => core.simulatedBaseUrl !== undefined,
   })
   const sanitized = usageSanitizedCounter(core.metrics)
   const responseOwners = createResponseOwners<UpstreamTarget>(RESPONSE_OWNERS)
   const timeoutMs = core.env.UPSTREAM_TIMEOUT_MS
-  // A stack built without server.ts (tests, scripts) still gets a simulated provider.
-  let ownSimulator: Promise<FakeUpstream> | undefined
-  const simulatedBaseUrl = async (): Promise<string> => {
-    if (core.simulatedBaseUrl) return core.simulatedBaseUrl
-    ownSimulator ??= createFakeUpstream()
-    return `${(await ownSimulator).url}/v1`
-  }
   // Our answers are written on the raw socket, so Fastify cannot mark them
   // `connection: close` while shutting down; without it a keep-alive client
   // would hold the server open until its idle timeout.
@@ -167,7 +161,6 @@ export const gatewayRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { c
   })
   app.addHook('onClose', async () => {
     await upstreams.close()
-    if (ownSimulator) await (await ownSimulator).close()
   })
 
   // Our own JSON parser: it keeps the raw bytes, forwarded untouched when the
@@ -505,10 +498,8 @@ export const gatewayRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { c
     facade: ResolvedModel,
     reservation: Reservation,
   ): Promise<void> {
-    const target = upstreams.target(
-      facade.provider,
-      facade.provider === 'simulated' ? await simulatedBaseUrl() : undefined,
-    )!
+    // The resolver refused a simulated facade when no simulator runs.
+    const target = upstreams.target(facade.provider, core.simulatedBaseUrl)!
     const billed = BILLED[kind]
     const streamed = kind !== 'embeddings' && kind !== 'count_tokens' && body.stream === true
     row.streamed = streamed
