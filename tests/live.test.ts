@@ -1,3 +1,4 @@
+import { pino } from 'pino'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createLiveHub } from '../services/src/api/live-hub.ts'
 import type { UsageRow } from '../services/src/core/usage/usage-row.ts'
@@ -149,6 +150,7 @@ describe('live mode', () => {
 
   it('a slow subscriber is skipped, then sent only the newest state; the overlay is bounded', async () => {
     const hub = createLiveHub({
+      log: pino({ enabled: false }),
       warehouse: stack.core.warehouse,
       store: stack.core.store,
       recorder: stack.core.recorder,

@@ -312,6 +312,7 @@ async function drain(redisUrl: string | undefined, expected: number) {
     redisUrl,
     insertTimeoutMs: env.CLICKHOUSE_INSERT_TIMEOUT_MS,
     logger: quietLogger,
+    onError: core.backgroundErrors.report,
     probe: () => wh.ping(),
     pollMs: 20,
     maxGroupRows: BATCH,
@@ -399,7 +400,7 @@ if (redis && core.outage.redis) {
     url: redis.url,
     maxBytes: budget,
     fallback: core.outage.spool,
-    logger: quietLogger,
+    onError: core.backgroundErrors.report,
   })
   const base2 = await usedMemory()
   for (const b of replayBatches()) await small.spill({ ...b, batchId: `${b.batchId}-small` }, REFUSED)

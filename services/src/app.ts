@@ -55,7 +55,7 @@ export async function buildApp(core: Core, opts: AppOptions = {}): Promise<Fasti
   // gateway-only process ClickHouse is reported but does not decide. While
   // shutting down, Fastify itself answers 503 (return503OnClosing).
   app.get('/readyz', async (_req, reply) => {
-    const clickhouse = await core.warehouse.ping().catch(() => false)
+    const clickhouse = await core.warehouse.ping()
     const needsClickHouse = roles.has('api')
     const ready = clickhouse || !needsClickHouse
     return reply

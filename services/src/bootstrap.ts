@@ -199,9 +199,15 @@ export async function createCore(env: Env, overrides: CoreOverrides = {}): Promi
     if (recovery) onClose('journal recovery', () => recovery?.stop())
 
     // What the gateway and the API share above the recorder.
-    const budgets = overrides.budgets ?? createBudgetEnforcer({ env, store, warehouse })
+    const budgets =
+      overrides.budgets ??
+      createBudgetEnforcer({ env, store, warehouse, log: log.child({ module: 'budgets' }) })
     onClose('budget enforcer', () => budgets.close())
-    const rowFeed = createRowFeed({ recorder, redisUrl: env.REDIS_URL })
+    const rowFeed = createRowFeed({
+      recorder,
+      redisUrl: env.REDIS_URL,
+      log: log.child({ module: 'row-feed' }),
+    })
     registerRecorderMetrics(metrics, recorder)
     registerOutageMetrics(metrics, outage)
 
@@ -229,7 +235,13 @@ export async function createCore(env: Env, overrides: CoreOverrides = {}): Promi
     }
     onClose('row feed', () => rowFeed.close())
     if (roles.has('api')) {
-      const alerts = createAlertsService({ env, warehouse, store, log: log.child({ job: 'alerts' }) })
+      const alerts = createAlertsService({
+        env,
+        warehouse,
+        store,
+        log: log.child({ job: 'alerts' }),
+        reportError: backgroundErrors.report,
+      })
       alerts.monitor.start()
       onClose('alert monitor', () => alerts.close())
     }
@@ -265,7 +277,7 @@ export async function bootstrap(env: Env, opts: { logger: Logger }): Promise<Boo
     core,
     app,
     listening(address, url) {
-      if (demoSeed) demo = startDemo(core, demoSeed, { address, url, gateway: true, logger: app.log })
+      if (demoSeed) demo = startDemo(core, demoSeed, { address, url, gateway: true })
     },
     async close(closeHttp = () => app.close()) {
       await demo?.stop()

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto'
 import { Redis } from 'ioredis'
 import type { Logger } from 'pino'
 import type { Env } from '../core/config/env.ts'
+import type { ReportError } from '../core/errors/background-errors.ts'
 import type { AdminStore } from '../core/identity/admin-store.ts'
 import type { Warehouse } from '../core/storage/warehouse.ts'
 import { type AlertMonitor, createAlertMonitor } from './alert-monitor.ts'
@@ -30,20 +31,21 @@ export function createAlertsService(deps: {
   warehouse: Warehouse
   store: AdminStore
   log: Logger
+  /** The claim's Redis connection failures: logged and counted (core/errors/background-errors.ts). */
+  reportError: ReportError
 }): AlertsService {
   const { env } = deps
-  const warn = (msg: string, obj: object) => deps.log.warn(obj, msg)
   const store = createAlertStore(deps.warehouse)
   const urls = parseWebhookUrls(env.ALERT_WEBHOOK_URLS)
   const notifier = urls.length
-    ? createWebhookNotifier({ urls, secret: env.ALERT_WEBHOOK_SECRET, warn })
+    ? createWebhookNotifier({ urls, secret: env.ALERT_WEBHOOK_SECRET, log: deps.log })
     : undefined
   let redis: Redis | undefined
   let claim: ((alertId: string) => Promise<boolean>) | undefined
   if (notifier && env.REDIS_URL) {
     const instance = randomUUID()
     const client = new Redis(env.REDIS_URL, { commandTimeout: 2_000, maxRetriesPerRequest: 1 })
-    client.on('error', () => {})
+    client.on('error', (err) => deps.reportError('alert_claim_redis', err))
     redis = client
     claim = async (alertId) => {
       const key = `{tm}:alert-claim:${alertId}`
@@ -58,14 +60,20 @@ export function createAlertsService(deps: {
     notifier,
     claim,
     everyMs: env.ALERT_CHECK_MS,
-    warn,
+    log: deps.log,
   })
   return {
     store,
     monitor,
     async close() {
       await monitor.stop()
-      if (redis) await redis.quit().catch(() => redis?.disconnect())
+      if (redis) {
+        await redis.quit().catch((err) => {
+          // Redis away at shutdown: drop the connection instead of waiting for it.
+          deps.reportError('alert_claim_redis', err)
+          redis?.disconnect()
+        })
+      }
     },
   }
 }

@@ -58,7 +58,11 @@ export function publicBudget(b: Budget, s?: BudgetStatus) {
 }
 
 export async function budgetsWithStatus(core: Core, budgets: Budget[]) {
-  const statuses = (await core.budgets.status?.(budgets).catch(() => undefined)) ?? []
+  // Redis away: the budgets are listed without this period's spend (nulls); the cause is logged and counted.
+  const statuses =
+    (await core.budgets
+      .status?.(budgets)
+      .catch((err) => void core.backgroundErrors.report('budget_status', err))) ?? []
   const byId = new Map(statuses.map((s) => [s.budget.budgetId, s]))
   return budgets.map((b) => publicBudget(b, byId.get(b.budgetId)))
 }

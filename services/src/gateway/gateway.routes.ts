@@ -686,7 +686,18 @@ export const gatewayRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { c
       failure === 'client_disconnected' ? 499 : failure === 'upstream_timeout' ? 504 : failure ? 502 : status
     const journaled = finishRow(row, caller, finalStatus, failure || errorClassFor(status))
     if (complete && !failure) {
-      if (journaled) await journaled.catch(() => {})
+      // JOURNAL_FSYNC_MS=0 promises the row is on disk before the answer ends. When the
+      // fdatasync fails the row is still recorded (in memory, inserted with its batch),
+      // but not durable: the answer ends anyway (the upstream was called and billed),
+      // and the broken promise is logged with the request id and counted.
+      if (journaled) {
+        await journaled.catch((err) =>
+          core.backgroundErrors.report('journal_sync', err, {
+            requestId: request.id,
+            detail: 'answered before its usage row was durable',
+          }),
+        )
+      }
       for (const h of held) if (!res.write(h)) await drained(res)
       res.end()
     }

@@ -34,6 +34,7 @@ export interface Warehouse {
     format: 'CSVWithNames' | 'JSONEachRow',
   ): Promise<AsyncIterable<string>>
   command(sql: string, params?: QueryParams): Promise<void>
+  /** Whether ClickHouse answers; never throws (false when it does not). */
   ping(): Promise<boolean>
   close(): Promise<void>
 }
@@ -212,8 +213,13 @@ export function createWarehouse(opts: WarehouseOptions): Warehouse {
       await client.command({ query: sql, query_params: params })
     },
     async ping() {
-      const r = await client.ping()
-      return r.success
+      try {
+        return (await client.ping()).success
+      } catch {
+        // Unreachable is the answer a probe asks for, not an event: the inserts
+        // and queries that fail meanwhile report the cause.
+        return false
+      }
     },
     async close() {
       await client.close()
