@@ -30,7 +30,7 @@ export interface SpilledBatch {
   location: string
 }
 
-/** The write-ahead journal as ops see it (core/usage-journal.ts, core/journal-recovery.ts). */
+/** The write-ahead journal as ops see it (core/usage/usage-journal.ts, worker/journal-recovery.ts). */
 export type OpsJournalStatus = JournalStatus & {
   oldestAgeSeconds: number | undefined
   recovery: RecoveryProgress

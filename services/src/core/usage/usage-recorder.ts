@@ -58,7 +58,7 @@ export interface RecorderOptions {
    */
   insertBatch?: (batch: UsageBatch, opts: { rowsChecked: boolean }) => Promise<{ inserted: number }>
   /**
-   * The write-ahead journal (core/usage-journal.ts): every row is written to
+   * The write-ahead journal (core/usage/usage-journal.ts): every row is written to
    * it in record(), a batch's dedup token is its journal position, and its
    * segment is acknowledged (deleted) once ClickHouse or a spill store took it.
    */
