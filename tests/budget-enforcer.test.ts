@@ -160,7 +160,12 @@ describe('in-process budget enforcer', () => {
     const other = createAdminStore(core.warehouse)
     await other.refresh()
     expect(other.keys().find((k) => k.keyId === third.keyId)?.budgetKeyId).toBe(key.keyId)
-    const restarted = createBudgetEnforcer({ env: core.env, store: other, warehouse: core.warehouse })
+    const restarted = createBudgetEnforcer({
+      env: core.env,
+      store: other,
+      warehouse: core.warehouse,
+      log: pino({ enabled: false }),
+    })
     try {
       for (const k of [key, fresh, third]) {
         const denied = await restarted.reserve({ key: k, user, model: 'm', worstCaseNanos: 0.3 * USD })
