@@ -63,6 +63,6 @@ export const budgetStatusRoutes: FastifyPluginAsync<{ core: Core }> = async (pla
       p.role !== 'admin' && subjects.length === 0
         ? []
         : await alertStore.list({ since: new Date(Date.now() - WEEK_MS), subjectIds: subjects, limit: 100 })
-    return { budgets: await budgetsWithStatus(core, budgets, request.log), alerts }
+    return { budgets: await budgetsWithStatus(core, budgets), alerts }
   })
 }

@@ -7,9 +7,9 @@ import {
   budgetResponse,
   budgetsResponse,
 } from '@tokenmeter/contract'
-import type { FastifyBaseLogger, FastifyPluginAsync } from 'fastify'
+import type { FastifyPluginAsync } from 'fastify'
 import type { ZodTypeProvider } from 'fastify-type-provider-zod'
-import { createAlertsService } from '../alerts/alerts.service.ts'
+import { createAlertStore } from '../alerts/alert-store.ts'
 import type { Core } from '../bootstrap.ts'
 import type { BudgetStatus } from '../budgets/budget-enforcer.ts'
 import { HttpError } from '../core/errors/http-error.ts'
@@ -30,27 +30,24 @@ function publicBudget(b: Budget, s?: BudgetStatus): BudgetView {
   }
 }
 
-/** The budgets with this period's spend; if the enforcer cannot tell (Redis down), without it, and logged. */
-export async function budgetsWithStatus(core: Core, budgets: Budget[], log: FastifyBaseLogger) {
+export async function budgetsWithStatus(core: Core, budgets: Budget[]) {
+  // Redis away: the budgets are listed without this period's spend (nulls); the cause is logged and counted.
   const statuses =
-    (await core.budgets.status?.(budgets).catch((err: unknown) => {
-      log.warn({ err }, 'budget spend could not be read; the budgets are shown without it')
-      return undefined
-    })) ?? []
+    (await core.budgets
+      .status?.(budgets)
+      .catch((err) => void core.backgroundErrors.report('budget_status', err))) ?? []
   const byId = new Map(statuses.map((s) => [s.budget.budgetId, s]))
   return budgets.map((b) => publicBudget(b, byId.get(b.budgetId)))
 }
 
 /**
- * Budgets and alerts (admin role only), mounted under /api/admin. Also runs
- * the alert detector for this process while the API is up.
+ * Budgets and alerts (admin role only), mounted under /api/admin. The alert
+ * detector itself runs as a background job of the api role (bootstrap.ts).
  */
 export const budgetsRoutes: FastifyPluginAsync<{ core: Core }> = async (plain, { core }) => {
   const app = plain.withTypeProvider<ZodTypeProvider>()
   const { store } = core
-  const alerts = createAlertsService(core, { everyMs: core.env.ALERT_CHECK_MS })
-  app.addHook('onReady', async () => alerts.monitor.start())
-  app.addHook('onClose', async () => alerts.close())
+  const alerts = createAlertStore(core.warehouse)
   // Before validation: a caller who is not an admin hears 401/403, not which field was wrong.
   app.addHook('preValidation', requireRole('admin'))
   const doc = (summary: string) => ({ tags: ['budgets'], summary })
@@ -58,7 +55,7 @@ export const budgetsRoutes: FastifyPluginAsync<{ core: Core }> = async (plain, {
   app.get(
     '/budgets',
     { schema: { ...doc("Budgets with this period's spend"), response: responses(budgetsResponse) } },
-    async (request) => ({ budgets: await budgetsWithStatus(core, store.budgets(), request.log) }),
+    async () => ({ budgets: await budgetsWithStatus(core, store.budgets()) }),
   )
 
   app.post(
@@ -86,7 +83,7 @@ export const budgetsRoutes: FastifyPluginAsync<{ core: Core }> = async (plain, {
         )
       }
       const budget = await store.upsertBudget({ ...b, budgetId: b.budgetId ?? newId('budget') })
-      const [shown] = await budgetsWithStatus(core, [budget], request.log)
+      const [shown] = await budgetsWithStatus(core, [budget])
       return reply.code(201).send({ budget: shown! })
     },
   )
@@ -125,7 +122,7 @@ export const budgetsRoutes: FastifyPluginAsync<{ core: Core }> = async (plain, {
     async (request) => {
       const q = request.query
       return {
-        alerts: await alerts.store.list({
+        alerts: await alerts.list({
           since: q.since ? new Date(q.since) : undefined,
           kinds: q.kinds ?? [],
           limit: q.limit,
