@@ -3,6 +3,7 @@ import { join } from 'node:path'
 import { Registry } from 'prom-client'
 import { createBudgetEnforcer } from '../budgets/budget-enforcer.factory.ts'
 import type { BudgetEnforcer } from '../budgets/budget-enforcer.ts'
+import { insertNeverSent } from '../worker/failure-classifier.ts'
 import { createOutageKit, type OutageKit } from '../worker/outage-kit.ts'
 import { registerOutageMetrics } from '../worker/outage-metrics.ts'
 import { type AdminStore, createAdminStore } from './admin-store.ts'
@@ -99,6 +100,7 @@ export async function createCore(env: Env, overrides: CoreOverrides = {}): Promi
     runWorker: env.ROLES.split(',').some((r) => r.trim() === 'worker'),
     journalStatus: () =>
       journal && recovery ? { status: journal.status(), recovery: recovery.progress() } : undefined,
+    wakeJournal: () => recovery?.wake(),
   })
   const journal: UsageJournal | undefined =
     env.JOURNAL === 'on'
@@ -109,19 +111,24 @@ export async function createCore(env: Env, overrides: CoreOverrides = {}): Promi
           logger,
         })
       : undefined
-  // Before the recorder's first segment exists, so only leftovers are taken.
+  // Delivers what a previous run left in the journal, then what is parked
+  // there while ClickHouse does not take batches (the journal is the local
+  // outage store; the disk spool serves JOURNAL=off).
   recovery = journal
     ? startJournalRecovery({
         journal,
         insertBatch: outage.insertBatch,
-        spill: overrides.spill ?? outage.sink,
         quarantine: outage.quarantine,
         logger,
+        probe: () => warehouse.ping(),
+        maxGroupRows: env.RECORDER_MAX_ROWS,
       })
     : undefined
   const recorder = createUsageRecorder({
     warehouse,
-    spill: overrides.spill ?? outage.sink,
+    // With the journal on, Redis only (when configured): what it does not take stays in the journal.
+    spill: overrides.spill ?? (journal ? outage.redis : outage.sink),
+    insertNeverSent,
     insertBatch: outage.insertBatch,
     maxRows: env.RECORDER_MAX_ROWS,
     flushMs: env.RECORDER_FLUSH_MS,

@@ -55,13 +55,18 @@ export function createBatchInserter(deps: {
 }): BatchInserter {
   const { warehouse, quarantine, timeoutMs } = deps
 
-  async function tryInsert(rows: UsageRow[], token: string): Promise<unknown | undefined> {
+  async function tryInsert(rows: UsageRow[], token: string, whole: boolean): Promise<unknown | undefined> {
     try {
       await warehouse.insertRows('requests', rows, { dedupToken: token, timeoutMs })
       return undefined
     } catch (err) {
-      if (classifyFailure(err) === 'transient') throw new TransientInsertError(err)
-      return err
+      if (classifyFailure(err) !== 'transient') return err
+      // Pieces of a split batch may already be stored under their own tokens:
+      // the batch must then replay alone, so the failure no longer reads as
+      // "never sent" (failure-classifier.ts), whatever its code.
+      throw new TransientInsertError(
+        whole ? err : new Error(`after part of the batch landed: ${(err as Error)?.message ?? err}`),
+      )
     }
   }
 
@@ -74,7 +79,7 @@ export function createBatchInserter(deps: {
     bad: { row: unknown; reason: string }[],
   ): Promise<number> {
     const token = whole ? base : `${base}_r${lo}-${lo + rows.length}`
-    const err = await tryInsert(rows, token)
+    const err = await tryInsert(rows, token, whole)
     if (err === undefined) return rows.length
     if (rows.length === 1) {
       bad.push({ row: rows[0], reason: String((err as Error).message ?? err).slice(0, REASON_MAX) })

@@ -1,6 +1,7 @@
 import { Queue } from 'bullmq'
 import { Redis } from 'ioredis'
 import type { ReportError } from '../core/background-errors.ts'
+import { SpillRefusedError } from '../core/insert-errors.ts'
 import type { SpillSink } from '../core/usage-recorder.ts'
 import type { UsageBatch } from '../core/usage-row.ts'
 import { encodeBatch } from './batch-codec.ts'
@@ -76,7 +77,12 @@ export function failFastRedis(url: string): Redis {
 export function createRedisSpill(opts: {
   url: string
   maxBytes: number
-  fallback: DiskSpool
+  /**
+   * Where a batch Redis does not take goes (JOURNAL=off: the disk spool).
+   * Without one (the journal is the local store), spill() rejects with
+   * SpillRefusedError when Redis certainly holds no copy.
+   */
+  fallback?: DiskSpool
   logger: { warn(obj: object, msg: string): void }
   onError?: ReportError
 }): RedisSpill {
@@ -153,6 +159,7 @@ export function createRedisSpill(opts: {
             .decrby(SPILL_BYTES_KEY, payload.length)
             .catch((e) => report('redis_spill_reservation', e, { batchId: batch.batchId }))
       }
+      if (!opts.fallback) throw new SpillRefusedError(lastError ?? 'redis did not take the batch')
       await opts.fallback.spill(batch, cause)
     },
     async status() {
