@@ -3,9 +3,13 @@ import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { intentFile, startJournalRecovery } from '../services/src/core/journal-recovery.ts'
-import { createUsageJournal, segmentIdOf, type UsageJournal } from '../services/src/core/usage-journal.ts'
-import type { UsageRow } from '../services/src/core/usage-row.ts'
+import {
+  createUsageJournal,
+  segmentIdOf,
+  type UsageJournal,
+} from '../services/src/core/usage/usage-journal.ts'
+import type { UsageRow } from '../services/src/core/usage/usage-row.ts'
+import { intentFile, startJournalRecovery } from '../services/src/worker/journal-recovery.ts'
 import { groupToken } from '../services/src/worker/replay-groups.ts'
 import { type ClickHouseHttp, startClickHouseHttp } from './helpers/clickhouse-http.ts'
 import { checkExactlyOnce, makeUsageRow, waitFor } from './helpers/clickhouse-http-checks.ts'
@@ -13,8 +17,8 @@ import { startTestStack, TEST_ADMIN_TOKEN, type TestStack } from './helpers/test
 import { seededRandom } from './helpers/test-seed.ts'
 
 /**
- * The journal as the local outage store (core/usage-journal.ts) and its
- * drainer's merged inserts (core/journal-recovery.ts), in server mode over
+ * The journal as the local outage store (core/usage/usage-journal.ts) and its
+ * drainer's merged inserts (worker/journal-recovery.ts), in server mode over
  * HTTP so the inserts that reach ClickHouse are counted
  * (tests/helpers/clickhouse-http.ts):
  * - an outage's batches, parked in the journal, drain in far fewer inserts

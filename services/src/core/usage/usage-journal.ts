@@ -13,7 +13,7 @@ import {
 } from 'node:fs'
 import { join } from 'node:path'
 import { crc32 } from 'node:zlib'
-import { HEADER_BYTES, RECORD_MAGIC } from '../worker/spool-segment.ts'
+import { HEADER_BYTES, RECORD_MAGIC } from '../storage/record-framing.ts'
 import type { UsageRow } from './usage-row.ts'
 
 /**
@@ -44,11 +44,11 @@ import type { UsageRow } from './usage-row.ts'
  * before it was sent, so it may be inserted together with other such batches
  * under one group token; `<id>.held.jnl`: it may have landed, so it is only
  * ever inserted alone under its own token). From then on the segment belongs
- * to the journal's drainer (core/journal-recovery.ts), like the segments a
+ * to the journal's drainer (worker/journal-recovery.ts), like the segments a
  * dead process left. A rename lost to a power loss leaves `<id>.jnl`, which
  * is delivered alone: the safe side.
  *
- * Record framing is the spool's (worker/spool-segment.ts): magic, length,
+ * Record framing is the spool's (core/storage/record-framing.ts, shared): magic, length,
  * crc32, payload. A rows record's payload is the JSON of each row, one per
  * line (the rows of one write); a cut's is `{"c":"<token>"}`. Records written
  * before rows were grouped, `{"i":<row index>,"r":<row>}`, are still read.

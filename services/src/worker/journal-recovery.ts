@@ -1,13 +1,6 @@
 import { readdirSync, readFileSync, rmSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import type { DecodedBatch } from '../worker/batch-codec.ts'
-import type { BatchInserter } from '../worker/batch-inserter.ts'
-import { TransientInsertError } from '../worker/batch-inserter.ts'
-import { writeFileDurably } from '../worker/durable-write.ts'
-import type { QuarantineStore } from '../worker/quarantine-store.ts'
-import { canJoin, mergeBatches, tokenOf } from '../worker/replay-groups.ts'
-import { ReplayLoop } from '../worker/replay-loop.ts'
-import { type SegmentProblem, scanSegment } from '../worker/spool-segment.ts'
+import { type SegmentProblem, scanSegment } from '../core/storage/record-framing.ts'
 import {
   type DrainableSegment,
   drainableSegments,
@@ -15,8 +8,15 @@ import {
   JOURNAL_SEGMENT,
   journalToken,
   type UsageJournal,
-} from './usage-journal.ts'
-import type { UsageRow } from './usage-row.ts'
+} from '../core/usage/usage-journal.ts'
+import type { UsageRow } from '../core/usage/usage-row.ts'
+import type { DecodedBatch } from './batch-codec.ts'
+import type { BatchInserter } from './batch-inserter.ts'
+import { TransientInsertError } from './batch-inserter.ts'
+import { writeFileDurably } from './durable-write.ts'
+import type { QuarantineStore } from './quarantine-store.ts'
+import { canJoin, mergeBatches, tokenOf } from './replay-groups.ts'
+import { ReplayLoop } from './replay-loop.ts'
 
 export interface RecoveryProgress {
   state: 'idle' | 'recovering' | 'waiting' | 'done' | 'stopped'

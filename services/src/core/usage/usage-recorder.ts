@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto'
-import { InsertNotSentError, JournaledBatchError, SpillRefusedError } from './insert-errors.ts'
+import { InsertNotSentError, JournaledBatchError, SpillRefusedError } from '../storage/insert-errors.ts'
+import type { Warehouse } from '../storage/warehouse.ts'
 import type { UsageJournal } from './usage-journal.ts'
 import type { UsageBatch, UsageRow } from './usage-row.ts'
-import type { Warehouse } from './warehouse.ts'
 
 /**
  * Where a batch goes when ClickHouse did not take it. Implementations
@@ -64,11 +64,11 @@ export interface RecorderOptions {
    */
   insertBatch?: (batch: UsageBatch, opts: { rowsChecked: boolean }) => Promise<{ inserted: number }>
   /**
-   * The write-ahead journal (core/usage-journal.ts): every row is written to
+   * The write-ahead journal (core/usage/usage-journal.ts): every row is written to
    * it in record(), a batch's dedup token is its journal position, and its
    * segment is acknowledged (deleted) once ClickHouse or Redis took it. A
    * journaled batch neither took is parked in the journal, whose drainer
-   * delivers it (core/journal-recovery.ts): the journal is the local outage
+   * delivers it (worker/journal-recovery.ts): the journal is the local outage
    * store, `spill` is then Redis only.
    */
   journal?: UsageJournal
