@@ -119,20 +119,25 @@ describe('journal segments', () => {
     // One record, one write, for the three rows; nothing left to wait for (no fsync per answer).
     const { records } = scanSegment(readFileSync(segment))
     expect(records).toHaveLength(1)
-    expect(
-      records[0]!.payload
-        .toString()
-        .trim()
-        .split('\n')
-        .map((l) => JSON.parse(l).request_id),
-    ).toEqual(rows.map((r) => r.request_id))
+    const id = readdirSync(dir)[0]!.slice(0, -4)
+    expect(readJournalSegment(segment, id).rows.map((r) => r.request_id)).toEqual(
+      rows.map((r) => r.request_id),
+    )
     expect(grouped.durable()).toBeUndefined()
     // A cut writes what is pending first, so the batch's segment holds all its rows.
-    grouped.append(makeUsageRow(n++))
+    const last = makeUsageRow(n++)
+    grouped.append(last)
     const cut = grouped.cut()!
-    expect(cut.token).toMatch(/-0-4$/)
+    expect(cut.token).toBe(`j-${id}`)
     expect(cut.complete).toBe(true)
     expect(scanSegment(readFileSync(segment)).records).toHaveLength(3)
+    // The insert sends the journal's bytes (JSONCompactEachRow): each row serialised once.
+    expect(cut.encoded!.columns).toEqual(Object.keys(last))
+    const lines = cut.encoded!.body.toString().trim().split('\n')
+    expect(lines.map((l) => JSON.parse(l)[0])).toEqual([...rows, last].map((r) => r.request_id))
+    expect(lines.map((l) => JSON.parse(l)[cut.encoded!.columns.indexOf('batch_id')])).toEqual(
+      Array(4).fill(cut.token),
+    )
     await grouped.close()
   })
 

@@ -65,8 +65,16 @@ export interface ReadSegment {
   undecodable: number
 }
 
-/** Parses one record's payload: a cut, or rows (one JSON per line; the older `{"i","r"}` form too). */
-function decodePayload(text: string, rows: UsageRow[]): { cut?: string; undecodable: number } {
+/**
+ * Parses one record's payload: a cut, or rows, one per line: a `{"k":[...]}`
+ * line names the columns of the array lines after it; an object line is a
+ * row as is (or, in older segments, `{"i":<index>,"r":<row>}`).
+ */
+function decodePayload(
+  text: string,
+  rows: UsageRow[],
+  state: { columns: string[] | undefined },
+): { cut?: string; undecodable: number } {
   if (text.startsWith('{"c":')) {
     const v = JSON.parse(text) as { c?: unknown }
     return typeof v.c === 'string' ? { cut: v.c, undecodable: 0 } : { undecodable: 1 }
@@ -75,9 +83,23 @@ function decodePayload(text: string, rows: UsageRow[]): { cut?: string; undecoda
   for (const line of text.split('\n')) {
     if (line === '') continue
     try {
-      const v = JSON.parse(line) as UsageRow & { i?: unknown; r?: UsageRow }
-      if (v.r && typeof v.r === 'object' && Number.isInteger(v.i)) rows.push(v.r)
-      else if (typeof v === 'object' && v !== null && typeof v.request_id === 'string') rows.push(v)
+      const v = JSON.parse(line) as unknown
+      if (Array.isArray(v)) {
+        const columns = state.columns
+        if (!columns || columns.length !== v.length) {
+          undecodable++
+          continue
+        }
+        const row: Record<string, unknown> = {}
+        for (let i = 0; i < columns.length; i++) row[columns[i]!] = v[i]
+        rows.push(row as unknown as UsageRow)
+        continue
+      }
+      const o = v as { k?: unknown; i?: unknown; r?: UsageRow; request_id?: unknown }
+      if (Array.isArray(o.k) && o.request_id === undefined) state.columns = o.k as string[]
+      else if (o.r && typeof o.r === 'object' && Number.isInteger(o.i)) rows.push(o.r)
+      else if (typeof o === 'object' && o !== null && typeof o.request_id === 'string')
+        rows.push(o as UsageRow)
       else undecodable++
     } catch {
       undecodable++
@@ -111,16 +133,19 @@ export function readJournalSegment(
   const rows: UsageRow[] = []
   let cut: string | undefined
   let undecodable = 0
+  const state = { columns: undefined as string[] | undefined }
   for (const r of records) {
     try {
-      const out = decodePayload(r.payload.toString('utf8'), rows)
+      const out = decodePayload(r.payload.toString('utf8'), rows, state)
       if (out.cut) cut = out.cut
       undecodable += out.undecodable
     } catch {
       undecodable++
     }
   }
-  const token = cut?.startsWith(`j-${segmentId}-`) ? cut : journalToken(segmentId, 0, rows.length)
+  // The cut names the token the batch was inserted under (older journals: `j-<id>-<from>-<to>`).
+  const own = cut !== undefined && (cut === `j-${segmentId}` || cut.startsWith(`j-${segmentId}-`))
+  const token = own ? cut! : journalToken(segmentId)
   for (const row of rows) row.batch_id = token
   return { token, rows, problems, truncatedAt, undecodable }
 }

@@ -14,6 +14,7 @@ import {
 import { join } from 'node:path'
 import { crc32 } from 'node:zlib'
 import { HEADER_BYTES, RECORD_MAGIC } from '../storage/record-framing.ts'
+import type { EncodedRows } from '../storage/warehouse.ts'
 import type { UsageRow } from './usage-row.ts'
 
 /**
@@ -33,11 +34,12 @@ import type { UsageRow } from './usage-row.ts'
  * journal writes a cut record naming the batch's dedup token, fdatasyncs the
  * segment (before the insert is sent, so a power loss cannot leave an
  * inserted batch whose journal copy would later be cut differently) and
- * starts a new segment. The token is derived from the segment's position:
- * `j-<segment id>-<first row>-<end row>`, so a restart that finds the segment
- * unacknowledged re-inserts the same rows under the same token and ClickHouse
- * drops the repeat (raw table and every rollup). Acknowledging a batch (its
- * insert succeeded, or Redis took it) deletes its segment.
+ * starts a new segment. The token is the segment's name, `j-<segment id>`
+ * (known from the first row on, so each row is written with its batch id),
+ * so a restart that finds the segment unacknowledged re-inserts the same rows
+ * under the same token and ClickHouse drops the repeat (raw table and every
+ * rollup). Acknowledging a batch (its insert succeeded, or Redis took it)
+ * deletes its segment.
  *
  * A batch ClickHouse did not take is parked: its segment is renamed to say
  * whether its insert can have stored anything (`<id>.unsent.jnl`: refused
@@ -48,10 +50,16 @@ import type { UsageRow } from './usage-row.ts'
  * dead process left. A rename lost to a power loss leaves `<id>.jnl`, which
  * is delivered alone: the safe side.
  *
- * Record framing is the spool's (core/storage/record-framing.ts, shared): magic, length,
- * crc32, payload. A rows record's payload is the JSON of each row, one per
- * line (the rows of one write); a cut's is `{"c":"<token>"}`. Records written
- * before rows were grouped, `{"i":<row index>,"r":<row>}`, are still read.
+ * Record framing is the spool's (core/storage/record-framing.ts, shared):
+ * magic, length, crc32, payload. A rows record's payload is one line per row
+ * (the rows of one write): the row's values as a JSON array in the order of
+ * the segment's columns, named once by a `{"k":[...]}` line before the first
+ * row; a row of another shape is written as a JSON object. The array lines
+ * are JSONCompactEachRow: the batch's insert sends them as they are
+ * (`JournalCut.encoded`), so a row is serialised once, not once for the
+ * journal and once for ClickHouse. A cut's payload is `{"c":"<token>"}`.
+ * Older segments (one `{"i":<row index>,"r":<row>}` record per row, tokens
+ * `j-<id>-<first row>-<end row>`) are still read.
  */
 export const JOURNAL_SEGMENT = /^(\d{13})-(\d+)-(\d+)(?:\.(unsent|held))?\.jnl$/
 
@@ -79,6 +87,8 @@ export interface JournalCut {
   synced: Promise<void>
   /** Every row recorded since the previous cut is in this segment (none refused). */
   complete: boolean
+  /** The batch's rows as the insert sends them (present when complete and all of one shape). */
+  encoded: EncodedRows | undefined
 }
 
 export interface JournalBacklog {
@@ -133,12 +143,13 @@ export const liveSegments = new Set<string>()
 let seq = 0
 
 export function segmentIdOf(token: string): string | undefined {
-  const m = /^j-(\d{13}-\d+-\d+)-\d+-\d+$/.exec(token)
+  // `j-<id>`, or `j-<id>-<first row>-<end row>` from journals written before.
+  const m = /^j-(\d{13}-\d+-\d+)(?:-\d+-\d+)?$/.exec(token)
   return m?.[1]
 }
 
-export function journalToken(segmentId: string, from: number, to: number): string {
-  return `j-${segmentId}-${from}-${to}`
+export function journalToken(segmentId: string): string {
+  return `j-${segmentId}`
 }
 
 export function segmentFileName(id: string, state: SegmentState): string {
@@ -148,6 +159,7 @@ export function segmentFileName(id: string, state: SegmentState): string {
 interface Segment {
   id: string
   name: string
+  token: string
   fd: number
   /** Bytes written (the pending group is not counted until written). */
   bytes: number
@@ -156,6 +168,33 @@ interface Segment {
   createdAt: number
   /** Written since the last fdatasync. */
   dirty: boolean
+  /** Column order of the array lines; written (`{"k":...}`) with the first rows. */
+  columns: string[] | undefined
+  columnsWritten: boolean
+  /** Copies of the written array lines: the insert's body. */
+  body: Buffer[]
+  /** Every row so far as an array line (none as an object): `body` is the whole batch. */
+  encodable: boolean
+}
+
+/**
+ * The row's values in the segment's column order, or undefined when the row
+ * has other keys (then it is written as an object): the same test as the
+ * insert's encoding (core/storage/warehouse.ts, encodeRows).
+ */
+function valuesOf(row: UsageRow, columns: string[], into: unknown[]): unknown[] | undefined {
+  const r = row as unknown as Record<string, unknown>
+  let keys = 0
+  for (const _ in r) keys++
+  if (keys !== columns.length) return undefined
+  for (let i = 0; i < columns.length; i++) {
+    const c = columns[i]!
+    const v = r[c]
+    if (v === undefined && !(c in r)) return undefined
+    into[i] = v
+  }
+  into.length = columns.length
+  return into
 }
 
 interface Deferred {
@@ -194,6 +233,9 @@ export function createUsageJournal(opts: JournalOptions): UsageJournal {
   let chunk = Buffer.allocUnsafe(64 * 1024)
   let pos = 0
   let groupRows = 0
+  /** Where the pending group's array lines start (after a columns line). */
+  let groupBodyFrom = 0
+  const values: unknown[] = []
   let flushScheduled = false
   /** The answers waiting for the pending group's write (and fsync with fsyncMs = 0). */
   let waiting: Deferred | undefined
@@ -220,7 +262,20 @@ export function createUsageJournal(opts: JournalOptions): UsageJournal {
     const fd = openSync(join(dir, name), 'a')
     liveSegments.add(name)
     dirDirty = true
-    return { id, name, fd, bytes: 0, rows: 0, createdAt, dirty: false }
+    return {
+      id,
+      name,
+      token: journalToken(id),
+      fd,
+      bytes: 0,
+      rows: 0,
+      createdAt,
+      dirty: false,
+      columns: undefined,
+      columnsWritten: false,
+      body: [],
+      encodable: true,
+    }
   }
 
   /**
@@ -284,6 +339,9 @@ export function createUsageJournal(opts: JournalOptions): UsageJournal {
       writeAll(seg.fd, chunk, pos)
       seg.bytes += pos
       seg.dirty = true
+      seg.columnsWritten = true
+      // A copy: the chunk is reused by the next group.
+      if (seg.encodable) seg.body.push(Buffer.from(chunk.subarray(groupBodyFrom, pos)))
     } catch (err) {
       try {
         ftruncateSync(seg.fd, seg.bytes)
@@ -297,6 +355,7 @@ export function createUsageJournal(opts: JournalOptions): UsageJournal {
       seg.rows -= groupRows
       rejectedRows += groupRows
       refusedSinceCut += groupRows
+      // The columns line went with the failed write: the next group writes it again.
       fail(err, 'journal write failed')
     }
     pos = 0
@@ -352,8 +411,22 @@ export function createUsageJournal(opts: JournalOptions): UsageJournal {
         fail(err, 'journal segment could not be opened')
         return false
       }
-      const json = JSON.stringify(row)
-      if (pos === 0) pos = HEADER_BYTES
+      const seg = active
+      // The batch id is the segment's token from the start (the recorder sets the same at the cut).
+      row.batch_id = seg.token
+      seg.columns ??= Object.keys(row)
+      if (pos === 0) {
+        pos = HEADER_BYTES
+        if (!seg.columnsWritten) {
+          const k = `{"k":${JSON.stringify(seg.columns)}}\n`
+          ensure(pos + k.length * 3)
+          pos += chunk.write(k, pos)
+        }
+        groupBodyFrom = pos
+      }
+      const asArray = valuesOf(row, seg.columns, values)
+      if (!asArray) seg.encodable = false
+      const json = JSON.stringify(asArray ?? row)
       // UTF-16 to UTF-8: at most 3 bytes per code unit, plus the newline.
       ensure(pos + json.length * 3 + 1)
       pos += chunk.write(json, pos)
@@ -384,7 +457,7 @@ export function createUsageJournal(opts: JournalOptions): UsageJournal {
         unlinkSync(join(dir, seg.name))
         return undefined
       }
-      const token = journalToken(seg.id, 0, seg.rows)
+      const token = seg.token
       try {
         const payload = Buffer.from(`{"c":"${token}"}`)
         const rec = Buffer.allocUnsafe(HEADER_BYTES + payload.length)
@@ -413,7 +486,12 @@ export function createUsageJournal(opts: JournalOptions): UsageJournal {
       const w = waiting
       waiting = undefined
       w?.resolve()
-      return { token, synced, complete }
+      const encoded =
+        complete && seg.encodable && seg.columns
+          ? { columns: seg.columns, body: Buffer.concat(seg.body) }
+          : undefined
+      seg.body = []
+      return { token, synced, complete, encoded }
     },
     ack(token) {
       const id = segmentIdOf(token)

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import { InsertNotSentError, JournaledBatchError, SpillRefusedError } from '../storage/insert-errors.ts'
-import type { Warehouse } from '../storage/warehouse.ts'
+import type { EncodedRows, Warehouse } from '../storage/warehouse.ts'
 import type { UsageJournal } from './usage-journal.ts'
 import type { UsageBatch, UsageRow } from './usage-row.ts'
 
@@ -62,7 +62,10 @@ export interface RecorderOptions {
    * landing the rest; rejects only on transient failures (which spill).
    * Default: one plain insert, any failure spills.
    */
-  insertBatch?: (batch: UsageBatch, opts: { rowsChecked: boolean }) => Promise<{ inserted: number }>
+  insertBatch?: (
+    batch: UsageBatch,
+    opts: { rowsChecked: boolean; encoded?: EncodedRows },
+  ) => Promise<{ inserted: number }>
   /**
    * The write-ahead journal (core/usage/usage-journal.ts): every row is written to
    * it in record(), a batch's dedup token is its journal position, and its
@@ -106,6 +109,8 @@ export function createUsageRecorder(opts: RecorderOptions): UsageRecorder {
    * merged with others, whatever the last attempt's failure was.
    */
   const mayBeStored = new Set<string>()
+  /** The journal's bytes of a batch, which its insert sends as they are (no second serialisation). */
+  const encodedOf = new Map<string, EncodedRows>()
   let timer: NodeJS.Timeout | undefined = setInterval(() => void flush(), opts.flushMs)
   timer.unref()
 
@@ -119,14 +124,16 @@ export function createUsageRecorder(opts: RecorderOptions): UsageRecorder {
     try {
       // Read the counter only after the await: `stats.inserted += await ...`
       // reads it first and loses the other in-flight insert's rows.
+      const encoded = encodedOf.get(batch.batchId)
       if (opts.insertBatch) {
         // Rows arrive typed from the gateway: no schema pass on the hot path.
-        const out = await opts.insertBatch(batch, { rowsChecked: true })
+        const out = await opts.insertBatch(batch, { rowsChecked: true, encoded })
         stats.inserted += out.inserted
       } else {
         await opts.warehouse.insertRows('requests', batch.rows, {
           dedupToken: batch.batchId,
           timeoutMs: opts.insertTimeoutMs,
+          encoded,
         })
         stats.inserted += batch.rows.length
       }
@@ -137,6 +144,7 @@ export function createUsageRecorder(opts: RecorderOptions): UsageRecorder {
   }
 
   function acknowledged(batchId: string) {
+    encodedOf.delete(batchId)
     wholeInJournal.delete(batchId)
     mayBeStored.delete(batchId)
     journal?.ack(batchId)
@@ -175,6 +183,7 @@ export function createUsageRecorder(opts: RecorderOptions): UsageRecorder {
     if (parkable) {
       const mergeable = !mayBeStored.has(batch.batchId)
       if (journal!.park(batch.batchId, { mergeable })) {
+        encodedOf.delete(batch.batchId)
         wholeInJournal.delete(batch.batchId)
         mayBeStored.delete(batch.batchId)
         stats.parked += batch.rows.length
@@ -192,6 +201,7 @@ export function createUsageRecorder(opts: RecorderOptions): UsageRecorder {
     const batchId = journalCut?.token ?? randomUUID()
     if (journalCut) syncing.set(batchId, journalCut.synced)
     if (journalCut?.complete) wholeInJournal.add(batchId)
+    if (journalCut?.encoded) encodedOf.set(batchId, journalCut.encoded)
     // In place: a copy of every row cost ~8% of ingest throughput (allocation
     // and garbage collection, docs/BENCHMARKS.md); the recorder owns the rows.
     const rows = pending
