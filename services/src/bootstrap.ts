@@ -160,15 +160,17 @@ export async function createCore(env: Env, overrides: CoreOverrides = {}): Promi
       await outage.stopWorker()
       await recovery?.stop()
       await recorder.close()
-      const unsaved = recorder.stats().pendingRows
-      if (unsaved > 0 && journal) {
+      // Rows the journal holds are delivered by the next start; the others are lost here, and counted.
+      const { pendingRows, memoryOnlyRows } = recorder.stats()
+      if (pendingRows - memoryOnlyRows > 0) {
         logger.warn(
-          { rows: unsaved },
+          { rows: pendingRows - memoryOnlyRows },
           'rows kept in the usage journal at shutdown: the next start delivers them',
         )
-      } else if (unsaved > 0) {
-        outage.rowsDropped.value += unsaved
-        logger.error({ rows: unsaved }, 'rows dropped at shutdown: no spill path took them')
+      }
+      if (memoryOnlyRows > 0) {
+        outage.rowsDropped.value += memoryOnlyRows
+        logger.error({ rows: memoryOnlyRows }, 'rows dropped at shutdown: no spill path took them')
       }
       await journal?.close()
       await outage.close()

@@ -150,6 +150,34 @@ export function readJournalSegment(
   return { token, rows, problems, truncatedAt, undecodable }
 }
 
+/**
+ * A segment's token and row count for ops listings, without parsing a row
+ * (an outage's journal can hold thousands of batches, and the dashboard's
+ * "buffered" count lists them on every refused query): lines are counted,
+ * columns lines and the cut left out. Never truncates.
+ */
+export function peekJournalSegment(path: string, segmentId: string): { token: string; rows: number } {
+  const { records } = scanSegment(readFileSync(path))
+  let rows = 0
+  let cut: string | undefined
+  for (const r of records) {
+    const p = r.payload
+    if (p.subarray(0, 5).toString() === '{"c":') {
+      const v = JSON.parse(p.toString('utf8')) as { c?: unknown }
+      if (typeof v.c === 'string') cut = v.c
+      continue
+    }
+    for (let at = 0; at < p.length; ) {
+      let end = p.indexOf(0x0a, at)
+      if (end < 0) end = p.length
+      if (end > at && p.subarray(at, Math.min(at + 5, end)).toString() !== '{"k":') rows++
+      at = end + 1
+    }
+  }
+  const own = cut !== undefined && (cut === `j-${segmentId}` || cut.startsWith(`j-${segmentId}-`))
+  return { token: own ? cut! : journalToken(segmentId), rows }
+}
+
 /** A merged insert recorded before it is sent: `group-<token>.json` beside the segments. */
 export interface GroupIntent {
   token: string
@@ -280,6 +308,13 @@ export function startJournalRecovery(opts: RecoveryOptions): JournalRecovery {
     firstPass = resolve
   })
   journal.onPark(() => loop.wake())
+  // Temporary files of intents whose write a crash interrupted (worker/durable-write.ts): never complete, never read.
+  try {
+    for (const name of readdirSync(dir))
+      if (name.startsWith('group-') && name.endsWith('.tmp')) rmSync(join(dir, name), { force: true })
+  } catch (err) {
+    logger.warn({ err: String(err), dir }, 'usage journal: could not clean up temporary files')
+  }
 
   function updateBacklog(segs: DrainableSegment[]) {
     journal.setBacklog({

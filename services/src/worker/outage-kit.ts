@@ -9,7 +9,7 @@ import type { SpillSink } from '../core/usage/usage-recorder.ts'
 import { decodeBatch } from './batch-codec.ts'
 import { type BatchInserter, createBatchInserter, TransientInsertError } from './batch-inserter.ts'
 import { createDiskSpool, type DiskSpool, readAck, type SpoolStatus } from './disk-spool.ts'
-import { type RecoveryProgress, readJournalSegment } from './journal-recovery.ts'
+import { peekJournalSegment, type RecoveryProgress, readJournalSegment } from './journal-recovery.ts'
 import { createQuarantineStore, type QuarantineStore } from './quarantine-store.ts'
 import { createRedisSpill, type RedisSpill, type RedisSpillStatus, type SpillJobData } from './redis-spill.ts'
 import {
@@ -209,16 +209,18 @@ export async function createOutageKit(deps: {
     for (const seg of drainableSegments(journalDir)) {
       if (out.length >= limit) break
       try {
-        const read = readJournalSegment(seg.path, seg.id, { truncate: false })
-        if (only !== undefined && read.token !== only) continue
+        const peek = peekJournalSegment(seg.path, seg.id)
+        if (only !== undefined && peek.token !== only) continue
         out.push({
-          batchId: read.token,
+          batchId: peek.token,
           store: 'journal',
           createdAt: seg.createdAt,
-          rows: read.rows.length,
+          rows: peek.rows,
           bytes: seg.bytes,
           location: seg.name,
-          ...(only !== undefined ? { rowsData: read.rows } : {}),
+          ...(only !== undefined
+            ? { rowsData: readJournalSegment(seg.path, seg.id, { truncate: false }).rows }
+            : {}),
         })
       } catch (err) {
         // Gone meanwhile (delivered), or unreadable: the drainer reports the latter.

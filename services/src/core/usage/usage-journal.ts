@@ -77,6 +77,8 @@ export interface JournalStatus {
   oldestAt: number | undefined
   /** Rows the journal could not take (full, or a write error): answered, only in memory. */
   rejectedRows: number
+  /** Of those, the rows of the batch being collected (not cut yet). */
+  pendingRefused: number
   lastError: string | undefined
   fsyncMs: number
 }
@@ -544,6 +546,7 @@ export function createUsageJournal(opts: JournalOptions): UsageJournal {
         segments: sealed.size + (active ? 1 : 0) + backlog.segments,
         oldestAt,
         rejectedRows,
+        pendingRefused: refusedSinceCut,
         lastError,
         fsyncMs,
       }

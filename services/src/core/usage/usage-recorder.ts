@@ -25,6 +25,8 @@ export interface RecorderStats {
   /** Rows of batches ClickHouse did not take, left in the journal for its drainer. */
   parked: number
   pendingRows: number
+  /** Of pendingRows, those the journal does not hold (it refused them, or there is none): lost if the process stops. */
+  memoryOnlyRows: number
   inFlightBatches: number
   failedFlushes: number
 }
@@ -270,6 +272,12 @@ export function createUsageRecorder(opts: RecorderOptions): UsageRecorder {
     stats: () => ({
       ...stats,
       pendingRows: [...retry, ...waiting].reduce((n, b) => n + b.rows.length, pending.length),
+      memoryOnlyRows: journal
+        ? [...retry, ...waiting].reduce(
+            (n, b) => n + (wholeInJournal.has(b.batchId) ? 0 : b.rows.length),
+            0,
+          ) + journal.status().pendingRefused
+        : [...retry, ...waiting].reduce((n, b) => n + b.rows.length, pending.length),
       inFlightBatches: inFlight.size,
     }),
     onRecord(listener) {
