@@ -146,6 +146,7 @@ export function createUsageRecorder(opts: RecorderOptions): UsageRecorder {
   }
 
   function acknowledged(batchId: string) {
+    syncing.delete(batchId)
     encodedOf.delete(batchId)
     wholeInJournal.delete(batchId)
     mayBeStored.delete(batchId)
@@ -185,6 +186,7 @@ export function createUsageRecorder(opts: RecorderOptions): UsageRecorder {
     if (parkable) {
       const mergeable = !mayBeStored.has(batch.batchId)
       if (journal!.park(batch.batchId, { mergeable })) {
+        syncing.delete(batch.batchId)
         encodedOf.delete(batch.batchId)
         wholeInJournal.delete(batch.batchId)
         mayBeStored.delete(batch.batchId)
