@@ -301,7 +301,7 @@ export function startJournalRecovery(opts: RecoveryOptions): JournalRecovery {
   const seen = new Set<string>()
   /** Segments that could not be read: left on disk for the next start, not retried in a loop. */
   const unreadable = new Set<string>()
-  /** Read ahead while the previous insert ran. */
+  /** Segments read and not delivered yet (the next group's first member was read to see it would not join). */
   const loaded = new Map<string, Loaded>()
   let firstPass: (() => void) | undefined
   const firstPassDone = new Promise<void>((resolve) => {
@@ -429,6 +429,7 @@ export function startJournalRecovery(opts: RecoveryOptions): JournalRecovery {
         })
       } else rmSync(seg.path, { force: true })
       loaded.delete(seg.id)
+      seen.delete(seg.id)
       p.segmentsDone++
       p.rowsDone += read.rows.length
     }
