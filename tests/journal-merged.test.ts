@@ -2,6 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process'
 import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { pino } from 'pino'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import {
   createUsageJournal,
@@ -32,7 +33,7 @@ import { seededRandom } from './helpers/test-seed.ts'
  * - a full journal keeps rows in memory, and they still land once.
  * Each ends with every row once in the raw table and every rollup equal to it.
  */
-const quiet = { warn() {}, error() {} }
+const quiet = pino({ enabled: false })
 let ch: ClickHouseHttp
 let stack: TestStack
 const accepted = new Set<string>()

@@ -103,6 +103,9 @@ const PAGES = (): [string, string][] => {
     ['admin-keys', '/admin/keys'],
     ['admin-models', '/admin/models'],
     ['admin-budgets', '/admin/budgets'],
+    ['admin-settings', '/admin/settings'],
+    ['models', '/models'],
+    ['my-keys', '/account/keys?range=30d'],
     ['ops', '/ops'],
   ]
 }
@@ -214,6 +217,7 @@ describe('accessibility and layout', () => {
       '/admin/keys',
       '/admin/models',
       '/admin/budgets',
+      '/admin/settings',
       '/ops',
       '/admin/usage',
     ]) {

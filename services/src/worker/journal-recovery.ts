@@ -1,5 +1,7 @@
 import { readdirSync, readFileSync, rmSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import type { Logger } from 'pino'
+import { isMissingFile } from '../core/storage/local-files.ts'
 import { type SegmentProblem, scanSegment } from '../core/storage/record-framing.ts'
 import {
   type DrainableSegment,
@@ -47,7 +49,7 @@ export interface RecoveryOptions {
   /** Inserts one batch exactly once per token; throws TransientInsertError when ClickHouse did not take it. */
   insertBatch: BatchInserter
   quarantine: QuarantineStore
-  logger: { warn(obj: object, msg: string): void; error(obj: object, msg: string): void }
+  logger: Logger
   /** Whether ClickHouse answers: a backoff ends as soon as it does. */
   probe?: () => Promise<boolean>
   /** Most rows per merged insert (RECORDER_MAX_ROWS). */
@@ -101,7 +103,9 @@ function decodePayload(
       else if (typeof o === 'object' && o !== null && typeof o.request_id === 'string')
         rows.push(o as UsageRow)
       else undecodable++
-    } catch {
+    } catch (err) {
+      // Counted, and reported with the segment's quarantine entry.
+      if (!(err instanceof SyntaxError)) throw err
       undecodable++
     }
   }
@@ -139,7 +143,9 @@ export function readJournalSegment(
       const out = decodePayload(r.payload.toString('utf8'), rows, state)
       if (out.cut) cut = out.cut
       undecodable += out.undecodable
-    } catch {
+    } catch (err) {
+      // A cut record that does not parse: counted and reported like an undecodable row.
+      if (!(err instanceof SyntaxError)) throw err
       undecodable++
     }
   }
@@ -192,22 +198,25 @@ function readIntents(dir: string): GroupIntent[] {
   let names: string[]
   try {
     names = readdirSync(dir)
-  } catch {
-    return []
+  } catch (err) {
+    if (isMissingFile(err)) return []
+    throw err
   }
   const out: GroupIntent[] = []
   for (const name of names.sort()) {
     const m = INTENT.exec(name)
     if (!m) continue
+    // Written whole or not at all (worker/durable-write.ts); one that does not parse is no
+    // intent: it was not complete, so its insert never started.
+    let v: GroupIntent | undefined
     try {
-      const v = JSON.parse(readFileSync(join(dir, name), 'utf8')) as GroupIntent
-      // A torn intent is no intent: it was not complete, so its insert never started.
-      if (v.token === m[1] && Array.isArray(v.members) && v.members.every((x) => typeof x === 'string'))
-        out.push(v)
-      else rmSync(join(dir, name), { force: true })
-    } catch {
-      rmSync(join(dir, name), { force: true })
+      v = JSON.parse(readFileSync(join(dir, name), 'utf8')) as GroupIntent
+    } catch (err) {
+      if (!(err instanceof SyntaxError) && !isMissingFile(err)) throw err
     }
+    if (v && v.token === m[1] && Array.isArray(v.members) && v.members.every((x) => typeof x === 'string'))
+      out.push(v)
+    else rmSync(join(dir, name), { force: true })
   }
   return out
 }
@@ -237,12 +246,14 @@ function holdLock(dir: string, me: string): boolean {
     try {
       writeFileSync(path, mine, { flag: 'wx' })
       return true
-    } catch {
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
       let owner = ''
       try {
         owner = readFileSync(path, 'utf8')
-      } catch {
-        continue // gone meanwhile: try to take it again
+      } catch (readErr) {
+        if (isMissingFile(readErr)) continue // released meanwhile: try to take it again
+        throw readErr
       }
       if (owner === mine) return true
       const [pid, instance] = owner.split(' ')
@@ -531,8 +542,9 @@ export function startJournalRecovery(opts: RecoveryOptions): JournalRecovery {
       liveDrainers.delete(me)
       try {
         if (readFileSync(join(dir, LOCK), 'utf8') === `${process.pid} ${me}`) unlinkSync(join(dir, LOCK))
-      } catch {
-        // no lock file (another drainer held it, or it is gone): nothing to release
+      } catch (err) {
+        // No lock file: nothing to release. Anything else is only logged (a stale lock is taken over).
+        if (!isMissingFile(err)) logger.warn({ err, dir }, 'usage journal: could not release the drain lock')
       }
     },
   }

@@ -13,6 +13,8 @@ import {
 } from 'node:fs'
 import { join } from 'node:path'
 import { crc32 } from 'node:zlib'
+import type { Logger } from 'pino'
+import { isMissingFile } from '../storage/local-files.ts'
 import { HEADER_BYTES, RECORD_MAGIC } from '../storage/record-framing.ts'
 import type { EncodedRows } from '../storage/warehouse.ts'
 import type { UsageRow } from './usage-row.ts'
@@ -111,8 +113,9 @@ export interface UsageJournal {
   /**
    * What the end of an answer waits for: the write of the rows appended so
    * far (and, with fsyncMs = 0, their fdatasync). Undefined when there is
-   * nothing to wait for. Never rejects: a row the journal could not write is
-   * counted and logged, and kept in memory by the recorder like any row.
+   * nothing to wait for. Rejects when that write (or fdatasync) failed: the
+   * rows are then only in the recorder's memory (counted and logged here;
+   * the gateway ends the answer anyway and reports it, gateway.routes.ts).
    */
   durable(): Promise<void> | undefined
   /** Ends the open segment's batch; undefined when no row of it was journaled. */
@@ -137,7 +140,7 @@ export interface JournalOptions {
   dir: string
   maxBytes: number
   fsyncMs: number
-  logger: { warn(obj: object, msg: string): void; error(obj: object, msg: string): void }
+  logger: Logger
 }
 
 /** Segment names owned by open journals of this process (tests run several Cores in one process). */
@@ -202,14 +205,17 @@ function valuesOf(row: UsageRow, columns: string[], into: unknown[]): unknown[] 
 interface Deferred {
   promise: Promise<void>
   resolve: () => void
+  reject: (err: unknown) => void
 }
 
 function deferred(): Deferred {
   let resolve!: () => void
-  const promise = new Promise<void>((r) => {
-    resolve = r
+  let reject!: (err: unknown) => void
+  const promise = new Promise<void>((res, rej) => {
+    resolve = res
+    reject = rej
   })
-  return { promise, resolve }
+  return { promise, resolve, reject }
 }
 
 /** A pending group larger than this is written at once rather than at the end of the turn. */
@@ -241,6 +247,8 @@ export function createUsageJournal(opts: JournalOptions): UsageJournal {
   let flushScheduled = false
   /** The answers waiting for the pending group's write (and fsync with fsyncMs = 0). */
   let waiting: Deferred | undefined
+  /** Why the current turn's rows are not (all) in the journal, for the answers waiting on them. */
+  let turnError: unknown
 
   function usedBytes(): number {
     let n = backlog.bytes + (active?.bytes ?? 0) + pos
@@ -357,6 +365,7 @@ export function createUsageJournal(opts: JournalOptions): UsageJournal {
       seg.rows -= groupRows
       rejectedRows += groupRows
       refusedSinceCut += groupRows
+      turnError = err
       // The columns line went with the failed write: the next group writes it again.
       fail(err, 'journal write failed')
     }
@@ -368,17 +377,25 @@ export function createUsageJournal(opts: JournalOptions): UsageJournal {
   function endTurn(): void {
     flushScheduled = false
     writeGroup()
-    const w = waiting
-    waiting = undefined
-    if (!w) return
-    if (fsyncMs === 0 && active) {
+    if (fsyncMs === 0 && waiting && active && !turnError) {
       try {
         syncSegment(active)
-      } catch {
-        // fail() logged and counted it; the rows are in the page cache and in memory.
+      } catch (err) {
+        // fail() logged it; the answers waiting on it are told (they report it).
+        turnError = err
       }
     }
-    w.resolve()
+    settleTurn()
+  }
+
+  function settleTurn(): void {
+    const w = waiting
+    const err = turnError
+    waiting = undefined
+    turnError = undefined
+    if (!w) return
+    if (err === undefined) w.resolve()
+    else w.reject(err)
   }
 
   function schedule(): void {
@@ -480,14 +497,15 @@ export function createUsageJournal(opts: JournalOptions): UsageJournal {
         syncSegment(seg)
       } catch (err) {
         synced = Promise.reject(err)
+        // fail() logged it; handled here so that it is not an unhandled rejection until ship() awaits it.
         synced.catch(() => {})
+        // Answers promised an fdatasync (JOURNAL_FSYNC_MS=0) are told.
+        if (fsyncMs === 0) turnError ??= err
       } finally {
         closeSync(seg.fd)
       }
       // Answers waiting for this turn's write: done (and synced) above.
-      const w = waiting
-      waiting = undefined
-      w?.resolve()
+      settleTurn()
       const encoded =
         complete && seg.encodable && seg.columns
           ? { columns: seg.columns, body: Buffer.concat(seg.body) }
@@ -569,9 +587,7 @@ export function createUsageJournal(opts: JournalOptions): UsageJournal {
         if (seg.rows === 0) unlinkSync(join(dir, seg.name))
         liveSegments.delete(seg.name)
       }
-      const w = waiting
-      waiting = undefined
-      w?.resolve()
+      settleTurn()
       for (const id of sealed.keys()) liveSegments.delete(`${id}.jnl`)
     },
   }
@@ -595,8 +611,10 @@ export function drainableSegments(dir: string): DrainableSegment[] {
   let names: string[]
   try {
     names = readdirSync(dir)
-  } catch {
-    return []
+  } catch (err) {
+    // No journal directory yet: nothing was left. Anything else (EACCES) must stop the start.
+    if (isMissingFile(err)) return []
+    throw err
   }
   const out: DrainableSegment[] = []
   const alive = new Map<number, boolean>()

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto'
+import type { Logger } from 'pino'
 import { InsertNotSentError, JournaledBatchError, SpillRefusedError } from '../storage/insert-errors.ts'
 import type { EncodedRows, Warehouse } from '../storage/warehouse.ts'
 import type { UsageJournal } from './usage-journal.ts'
@@ -11,11 +12,6 @@ import type { UsageBatch, UsageRow } from './usage-row.ts'
  */
 export interface SpillSink {
   spill(batch: UsageBatch, cause: unknown): Promise<void>
-}
-
-export interface RecorderLogger {
-  warn(obj: object, msg: string): void
-  error(obj: object, msg: string): void
 }
 
 export interface RecorderStats {
@@ -58,7 +54,7 @@ export interface RecorderOptions {
   maxRows: number
   flushMs: number
   insertTimeoutMs: number
-  logger: RecorderLogger
+  logger: Logger
   /**
    * Inserts one batch, quarantining rows ClickHouse rejects for good and
    * landing the rest; rejects only on transient failures (which spill).
