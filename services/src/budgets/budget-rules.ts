@@ -1,5 +1,5 @@
 import type { ApiKey, Budget, User } from '../core/identity/entities.ts'
-import type { BudgetCheck, BudgetDenial } from './budget-enforcer.ts'
+import type { BudgetCheck, BudgetDenial, BudgetStatus } from './budget-enforcer.ts'
 import type { PeriodWindow } from './budget-period.ts'
 
 // Money inside the enforcers is integer nano-USD: exact sums, and Redis'
@@ -92,4 +92,22 @@ export function unverifiable(budget: Budget, window: PeriodWindow, why: string):
 
 function formatUsd(nanos: number): string {
   return `$${nanosToUsd(nanos).toFixed(4)}`
+}
+
+/** A budget's spend in its current window, as the admin API and dashboards show it. */
+export function statusOf(
+  budget: Budget,
+  window: PeriodWindow,
+  spent: number,
+  reserved: number,
+): BudgetStatus {
+  const spentUsd = nanosToUsd(spent)
+  return {
+    budget,
+    periodStart: new Date(window.startMs).toISOString(),
+    resetsAt: new Date(window.endMs).toISOString(),
+    spentUsd,
+    reservedUsd: nanosToUsd(reserved),
+    percentUsed: budget.capUsd > 0 ? Math.round((spentUsd / budget.capUsd) * 10_000) / 100 : 0,
+  }
 }
