@@ -132,7 +132,6 @@ describe('outage policies, visible to ops', () => {
     buf[at] = (buf[at] ?? 0) ^ 0xff
     writeFileSync(seg!.path, buf)
     for (const b of [batches[0]!, batches[2]!]) for (const r of b.rows) accepted.add(r.request_id)
-    await new Promise((r) => setTimeout(r, 1_000))
     await ch.start()
 
     await waitFor(

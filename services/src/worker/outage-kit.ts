@@ -8,7 +8,7 @@ import type { Warehouse } from '../core/storage/warehouse.ts'
 import { drainableSegments, type JournalStatus } from '../core/usage/usage-journal.ts'
 import type { SpillSink } from '../core/usage/usage-recorder.ts'
 import { type DecodedBatch, decodeBatch, UndecodableBatchError } from './batch-codec.ts'
-import { type BatchInserter, createBatchInserter, TransientInsertError } from './batch-inserter.ts'
+import { type BatchInserter, createBatchInserter } from './batch-inserter.ts'
 import { createDiskSpool, type DiskSpool, readAck, type SpoolStatus } from './disk-spool.ts'
 import { peekJournalSegment, type RecoveryProgress, readJournalSegment } from './journal-recovery.ts'
 import { createQuarantineStore, type QuarantineStore } from './quarantine-store.ts'
@@ -356,21 +356,16 @@ export async function createOutageKit(deps: {
       // A fresh token per retry: the original batch id already names the rows
       // that landed, reusing it would make ClickHouse drop these as repeats.
       const rows = (entry.rows ?? []).map((r) => (r as { row?: unknown }).row ?? r)
-      try {
-        const out = await createBatchInserter({
-          warehouse,
-          quarantine: {
-            ...quarantine,
-            put: (e) => quarantine.put({ ...e, id, batchId: entry.batchId, retries } as never),
-          },
-          timeoutMs: env.CLICKHOUSE_INSERT_TIMEOUT_MS,
-        })({ batchId: `${entry.batchId || id}-q${retries}`, createdAt: Date.now(), rows })
-        if (out.quarantined === 0) await quarantine.remove(id)
-        return out
-      } catch (err) {
-        if (err instanceof TransientInsertError) throw err
-        throw err
-      }
+      const out = await createBatchInserter({
+        warehouse,
+        quarantine: {
+          ...quarantine,
+          put: (e) => quarantine.put({ ...e, id, batchId: entry.batchId, retries } as never),
+        },
+        timeoutMs: env.CLICKHOUSE_INSERT_TIMEOUT_MS,
+      })({ batchId: `${entry.batchId || id}-q${retries}`, createdAt: Date.now(), rows })
+      if (out.quarantined === 0) await quarantine.remove(id)
+      return out
     },
     async stopWorker() {
       await worker?.stop()

@@ -13,11 +13,6 @@ export function colorFor(id: string): string {
   return PALETTE[Math.abs(h) % PALETTE.length] as string
 }
 
-/** Distinct colours for a small ordered set (charts with a few series). */
-export function colorAt(i: number): string {
-  return PALETTE[i % PALETTE.length] as string
-}
-
 /** The API's id for the series that sums every group past the split limit (docs/API.md). */
 export { OTHER_SERIES_ID }
 
