@@ -13,7 +13,12 @@ let stack: TestStack
 let org: SeededOrg
 
 beforeAll(async () => {
-  stack = await startTestStack({ roles: ['api'] })
+  // The anomaly detector stays quiet (its timer is an hour) so the statement counter is
+  // the usage routes' alone; answers are kept long enough that no step depends on speed.
+  stack = await startTestStack({
+    roles: ['api'],
+    env: { ALERT_CHECK_MS: '3600000', USAGE_ANSWER_KEEP_MS: '60000' },
+  })
   org = await seedOrg(stack.core, { days: 3 })
 })
 afterAll(async () => stack?.close())
@@ -123,6 +128,64 @@ describe('live pushes', () => {
     expect(last.kpis.requests).toBe(JSON.parse(sent[0]!).kpis.requests + 1)
     hub.close()
     await stack.core.recorder.flush()
+  })
+
+  it('identical requests one after another cost one query until new usage is written; scopes never share', async () => {
+    const url = '/api/series?range=7d&tz=UTC&split=model'
+    const get = async (token: string) => {
+      const res = await stack.app.inject({ url, headers: bearer(token) })
+      expect(res.statusCode, res.body).toBe(200)
+      return res.body
+    }
+    const requests = (body: string) =>
+      (JSON.parse(body) as { series: { points: { requests: number }[] }[] }).series
+        .flatMap((s) => s.points)
+        .reduce((n, p) => n + p.requests, 0)
+    const selects = () => stack.core.warehouse.statementCounts().select
+    const costOf = async (run: () => Promise<unknown>) => {
+      const before = selects()
+      await run()
+      return selects() - before
+    }
+    const newRow = async () => {
+      stack.core.recorder.record(liveRow(keyOf('ken-cli')))
+      await stack.core.recorder.flush()
+    }
+
+    await newRow()
+    let first = ''
+    const perRequest = await costOf(async () => {
+      first = await get(TEST_ADMIN_TOKEN)
+    })
+    expect(perRequest).toBeGreaterThan(0)
+    // Sequential, not overlapping: only a kept answer can spare these their queries.
+    const repeats = await costOf(async () => {
+      for (let i = 0; i < 9; i++) expect(await get(TEST_ADMIN_TOKEN)).toBe(first)
+    })
+    expect(repeats).toBe(0)
+
+    // Another scope (a lead sees her team) runs its own query, then shares it with itself only.
+    const lead = keyOf('ada-cursor').plaintext
+    let team = ''
+    expect(
+      await costOf(async () => {
+        team = await get(lead)
+      }),
+    ).toBe(perRequest)
+    expect(requests(team)).toBeLessThan(requests(first))
+    expect(await costOf(async () => expect(await get(lead)).toBe(team))).toBe(0)
+    expect(await costOf(async () => expect(await get(TEST_ADMIN_TOKEN)).toBe(first))).toBe(0)
+
+    // New usage written: the next request queries again and sees it; the one after shares it.
+    await newRow()
+    let after = ''
+    expect(
+      await costOf(async () => {
+        after = await get(TEST_ADMIN_TOKEN)
+      }),
+    ).toBe(perRequest)
+    expect(requests(after)).toBe(requests(first) + 1)
+    expect(await costOf(async () => expect(await get(TEST_ADMIN_TOKEN)).toBe(after))).toBe(0)
   })
 
   it('identical queries in flight at once run once', async () => {

@@ -14,6 +14,8 @@ import type { UsageRow } from './usage-row.ts'
  */
 export interface RowFeed {
   onRecord(listener: (row: UsageRow) => void): () => void
+  /** Batches of rows heard from other processes (always 0 in the embedded default): their inserts follow. */
+  batchesFromOthers(): number
   close(): Promise<void>
 }
 
@@ -37,6 +39,7 @@ export function createRowFeed(opts: {
         listeners.add(listener)
         return () => listeners.delete(listener)
       },
+      batchesFromOthers: () => 0,
       async close() {
         unlisten()
       },
@@ -51,9 +54,11 @@ export function createRowFeed(opts: {
   pub.on('error', warn)
   sub.on('error', warn)
   void sub.subscribe(CHANNEL).catch(warn)
+  let fromOthers = 0
   sub.on('message', (_channel: string, message: string) => {
     const { from, rows } = JSON.parse(message) as { from: string; rows: UsageRow[] }
     if (from === instance) return
+    fromOthers++
     for (const row of rows) deliver(row)
   })
 
@@ -74,6 +79,7 @@ export function createRowFeed(opts: {
       listeners.add(listener)
       return () => listeners.delete(listener)
     },
+    batchesFromOthers: () => fromOthers,
     async close() {
       clearInterval(timer)
       unlisten()
