@@ -203,4 +203,31 @@ describe('live pushes', () => {
     await inflight.share('k', slow)
     expect(runs).toBe(2)
   })
+
+  it('a kept answer lasts while its data version and age allow; failures are not kept; size is bounded', async () => {
+    let clock = 0
+    let version = 1
+    const kept = createInflight({
+      keepMs: 1_000,
+      maxEntries: 2,
+      dataVersion: () => version,
+      now: () => clock,
+    })
+    let runs = 0
+    const run = async () => ++runs
+    expect(await kept.share('a', run)).toBe(1)
+    clock = 999
+    expect(await kept.share('a', run)).toBe(1)
+    clock = 1_000
+    expect(await kept.share('a', run)).toBe(2)
+    version = 2
+    expect(await kept.share('a', run)).toBe(3)
+    await expect(kept.share('b', () => Promise.reject(new Error('down')))).rejects.toThrow('down')
+    expect(await kept.share('b', run)).toBe(4)
+    expect(await kept.share('c', run)).toBe(5)
+    expect(await kept.share('d', run)).toBe(6)
+    expect(kept.keptSize()).toBe(2)
+    // 'b' was the least recently used: dropped, so it runs again.
+    expect(await kept.share('b', run)).toBe(7)
+  })
 })

@@ -1,22 +1,31 @@
 /**
  * Identical queries share one answer. A live push makes every viewer of a
  * filter re-read its chart and table; they arrive spread over up to a second
- * (each page's own refresh limit), not only in the same milliseconds, so an
- * answer is shared while its query runs and then kept for `keepMs`, as long
- * as the data it read is unchanged: keys carry `dataVersion()`, which moves
- * whenever ClickHouse may answer differently (a write finished, rows heard
- * from another process), so a new row is never hidden behind a kept answer.
- * `keepMs` bounds what the clock alone changes (a sliding range's edges).
- * Failed queries are not kept. At most `maxEntries` answers, least recently
- * used dropped first. Callers put the caller's scope in the key: one scope's
- * answer never serves another.
+ * (each page's own refresh limit), not only in the same milliseconds. So:
+ * - a query already running is shared by every identical request (as it
+ *   always was: starting a second one would only add load);
+ * - a finished answer is kept for `keepMs` and serves identical requests as
+ *   long as `dataVersion()` is what it was when its query started. The
+ *   version moves whenever ClickHouse may answer differently (a write
+ *   finished, rows heard from another process), so a new row is never hidden
+ *   behind a kept answer; `keepMs` bounds what the clock alone changes (a
+ *   sliding range's edges).
+ * Failed queries are not kept. At most `maxEntries` kept answers, the least
+ * recently used dropped first. Callers put the caller's scope in the key:
+ * one scope's answer never serves another.
  */
 export interface InflightOptions {
-  /** How long a finished answer is reused (0: only while running). */
+  /** How long a finished answer is reused (0: only while its query runs). */
   keepMs?: number
   maxEntries?: number
   dataVersion?: () => string | number
   now?: () => number
+}
+
+interface Kept {
+  answer: unknown
+  version: string | number
+  doneAt: number
 }
 
 export function createInflight(opts: InflightOptions = {}) {
@@ -24,38 +33,43 @@ export function createInflight(opts: InflightOptions = {}) {
   const maxEntries = opts.maxEntries ?? 500
   const dataVersion = opts.dataVersion ?? (() => 0)
   const now = opts.now ?? Date.now
-  // Map order is recency order: a hit is moved to the end, the first entry is the oldest.
-  const answers = new Map<string, { p: Promise<unknown>; doneAt?: number }>()
-  const fresh = (e: { doneAt?: number }) => e.doneAt === undefined || now() - e.doneAt < keepMs
+  const running = new Map<string, Promise<unknown>>()
+  // Map order is recency order: a hit moves to the end, the first entry is the least recently used.
+  const kept = new Map<string, Kept>()
+
+  function keep(key: string, entry: Kept) {
+    kept.delete(key)
+    kept.set(key, entry)
+    for (const old of kept.keys()) {
+      if (kept.size <= maxEntries) break
+      kept.delete(old)
+    }
+  }
+
   return {
     share<T>(key: string, run: () => Promise<T>): Promise<T> {
-      const k = `${dataVersion()}|${key}`
-      const existing = answers.get(k)
-      if (existing && fresh(existing)) {
-        answers.delete(k)
-        answers.set(k, existing)
-        return existing.p as Promise<T>
+      const version = dataVersion()
+      const hit = kept.get(key)
+      if (hit && hit.version === version && now() - hit.doneAt < keepMs) {
+        keep(key, hit)
+        return Promise.resolve(hit.answer as T)
       }
-      const entry: { p: Promise<T>; doneAt?: number } = { p: run() }
-      answers.delete(k)
-      answers.set(k, entry)
-      entry.p.then(
-        () => {
-          if (keepMs <= 0 && answers.get(k) === entry) answers.delete(k)
-          else entry.doneAt = now()
+      const existing = running.get(key)
+      if (existing) return existing as Promise<T>
+      const p = run()
+      running.set(key, p)
+      p.then(
+        (answer) => {
+          running.delete(key)
+          if (keepMs > 0) keep(key, { answer, version, doneAt: now() })
         },
-        () => {
-          if (answers.get(k) === entry) answers.delete(k)
-        },
+        () => running.delete(key),
       )
-      for (const [old, e] of answers) {
-        if (answers.size <= maxEntries) break
-        // A running query stays: dropping it would only start a duplicate.
-        if (e.doneAt !== undefined) answers.delete(old)
-      }
-      return entry.p
+      return p
     },
-    /** Answers held (running or kept); expired ones go when their key is asked again or evicted. */
-    size: () => answers.size,
+    /** Queries running now. */
+    size: () => running.size,
+    /** Finished answers held (expired ones go when asked again or when evicted). */
+    keptSize: () => kept.size,
   }
 }
