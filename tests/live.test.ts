@@ -1,3 +1,4 @@
+import { pino } from 'pino'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createLiveHub } from '../services/src/api/live-hub.ts'
 import type { UsageRow } from '../services/src/core/usage/usage-row.ts'
@@ -17,7 +18,8 @@ let org: Org
 const recorded: UsageRow[] = []
 
 beforeAll(async () => {
-  stack = await startTestStack({ listen: true, env: { RECORDER_FLUSH_MS: '600000' } })
+  // DEMO=true: the built-in simulated provider (the demo's upstream) serves the sim-* facades.
+  stack = await startTestStack({ listen: true, env: { RECORDER_FLUSH_MS: '600000', DEMO: 'true' } })
   org = await seedOrg(stack.core)
   await insertHistory(stack.core, org, 300, 1, 11, Date.now())
   await stack.core.store.upsertModel({
@@ -159,6 +161,7 @@ describe('live mode', () => {
     let hubSelects = 0
     const wh = stack.core.warehouse
     const hub = createLiveHub({
+      log: pino({ enabled: false }),
       warehouse: {
         ...wh,
         query: (sql, params, signal) => {
@@ -212,6 +215,7 @@ describe('live mode', () => {
 
   it('a slow subscriber is skipped, then sent only the newest state; the overlay is bounded', async () => {
     const hub = createLiveHub({
+      log: pino({ enabled: false }),
       warehouse: stack.core.warehouse,
       store: stack.core.store,
       recorder: stack.core.recorder,

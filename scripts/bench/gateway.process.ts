@@ -4,6 +4,7 @@ import { join } from 'node:path'
 import { buildApp } from '../../services/src/app.ts'
 import { createCore } from '../../services/src/bootstrap.ts'
 import { parseEnv } from '../../services/src/core/config/env.ts'
+import { errorLogger } from './lib/report.ts'
 
 /**
  * Our gateway for the benchmark, in its own process so the load generator
@@ -38,7 +39,7 @@ const env = parseEnv({
   ...(insertNice ? { EMBEDDED_INSERT_NICE: insertNice } : {}),
   ...(journal ? { JOURNAL: journal } : {}),
 })
-const core = await createCore(env, { logger: { warn: () => {}, error: (o, m) => console.error(m, o) } })
+const core = await createCore(env, { logger: errorLogger() })
 await core.store.upsertTeam({ teamId: 'bench-team', name: 'Bench team' })
 await core.store.upsertUser({
   userId: 'bench-user',

@@ -1,3 +1,4 @@
+import type { Logger } from 'pino'
 import type { AdminStore } from '../core/identity/admin-store.ts'
 import type { Warehouse } from '../core/storage/warehouse.ts'
 import type { Alert } from './alert.ts'
@@ -13,7 +14,7 @@ import type { WebhookNotifier } from './webhook-notifier.ts'
 
 export interface AlertMonitorDeps {
   warehouse: Warehouse
-  store: Pick<AdminStore, 'budgets'>
+  store: Pick<AdminStore, 'budgets' | 'keys'>
   alerts: AlertStore
   notifier?: WebhookNotifier
   /**
@@ -23,7 +24,7 @@ export interface AlertMonitorDeps {
   claim?: (alertId: string) => Promise<boolean>
   options?: Partial<AnomalyOptions>
   everyMs?: number
-  warn?: (msg: string, obj: object) => void
+  log: Logger
 }
 
 export interface AlertMonitor {
@@ -60,7 +61,7 @@ export function createAlertMonitor(deps: AlertMonitorDeps): AlertMonitor {
       const candidates = [
         ...(await detectSpikes(deps.warehouse, { fromMs: fromHour, toMs: nowMs }, o)),
         ...(await detectRunawayDays(deps.warehouse, { fromMs: fromDay, toMs: nowMs }, o)),
-        ...(await detectBudgetAlerts(deps.warehouse, deps.store.budgets(), nowMs, o)),
+        ...(await detectBudgetAlerts(deps.warehouse, deps.store.budgets(), nowMs, o, deps.store.keys())),
       ]
       const fresh: Alert[] = []
       for (const c of candidates) {
@@ -75,7 +76,7 @@ export function createAlertMonitor(deps: AlertMonitorDeps): AlertMonitor {
       timer = setInterval(() => {
         running ??= monitor
           .runOnce()
-          .catch((err) => deps.warn?.('alert detection failed', { err: String(err) }))
+          .catch((err) => deps.log.warn({ err: String(err) }, 'alert detection failed'))
           .finally(() => {
             running = undefined
           })

@@ -1,21 +1,23 @@
 import { Redis } from 'ioredis'
+import type { Logger } from 'pino'
 import type { Env } from '../core/config/env.ts'
 import type { AdminStore } from '../core/identity/admin-store.ts'
 import type { Warehouse } from '../core/storage/warehouse.ts'
 import type { BudgetEnforcer } from './budget-enforcer.ts'
+import { keysCountedBy } from './budget-rules.ts'
 import { recordedSpendNanos } from './budget-spend.ts'
 import { createLocalBudgetEnforcer } from './local-budget-enforcer.ts'
 import { createRedisBudgetEnforcer } from './redis-budget-enforcer.ts'
 
 export interface BudgetEnforcerFactoryDeps {
   env: Pick<Env, 'REDIS_URL' | 'BUDGET_FAIL_MODE' | 'BUDGET_DEFAULT_RESERVE_USD' | 'UPSTREAM_TIMEOUT_MS'>
-  store: Pick<AdminStore, 'budgets'>
+  store: Pick<AdminStore, 'budgets' | 'keys'>
   warehouse: Warehouse
   /** Overrides REDIS_URL (tests share one redis-server between enforcers). */
   redis?: Redis
   sweepEveryMs?: number
   reservationTtlMs?: number
-  warn?: (msg: string, obj: object) => void
+  log: Logger
 }
 
 /**
@@ -28,7 +30,7 @@ export function createBudgetEnforcer(deps: BudgetEnforcerFactoryDeps): BudgetEnf
     recordedSpend: (
       budget: Parameters<typeof recordedSpendNanos>[1],
       window: Parameters<typeof recordedSpendNanos>[2],
-    ) => recordedSpendNanos(deps.warehouse, budget, window),
+    ) => recordedSpendNanos(deps.warehouse, budget, window, keysCountedBy(budget, deps.store.keys())),
     failMode: deps.env.BUDGET_FAIL_MODE,
     defaultReserveUsd: deps.env.BUDGET_DEFAULT_RESERVE_USD,
     // A request can run up to the upstream timeout; a minute on top for the answer to be settled.
@@ -46,13 +48,15 @@ export function createBudgetEnforcer(deps: BudgetEnforcerFactoryDeps): BudgetEnf
       maxRetriesPerRequest: 1,
       connectionName: 'tokenmeter-budgets',
     })
-  const warn = deps.warn ?? ((msg, obj) => console.warn(msg, obj))
   let lastWarn = 0
   const onError = (err: unknown, what: string) => {
     // One line per 10 s is enough to tell an operator Redis is away.
     if (Date.now() - lastWarn < 10_000) return
     lastWarn = Date.now()
-    warn('budget counters unavailable', { what, err: err instanceof Error ? err.message : String(err) })
+    deps.log.warn(
+      { what, err: err instanceof Error ? err.message : String(err) },
+      'budget counters unavailable',
+    )
   }
   if (!deps.redis) redis.on('error', (err) => onError(err, 'connection'))
   return createRedisBudgetEnforcer({ ...base, redis, ownsRedis: !deps.redis, onError })

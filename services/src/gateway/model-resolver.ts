@@ -28,7 +28,8 @@ export interface ResolvedModel {
 
 /**
  * The resolved model, or the refusal to send (400 unknown_model, 403
- * model_not_allowed, 503 upstream_not_configured). A refused name that did
+ * model_not_allowed, 503 upstream_not_configured: a named upstream not
+ * configured, or the simulated provider without DEMO=true). A refused name that did
  * resolve keeps its model, so the refusal's row still names provider and upstream.
  */
 export type Resolution =
@@ -47,6 +48,8 @@ export interface ModelResolverDeps {
   passthrough: boolean
   /** Configured named upstreams and the catalogue provider that prices each. */
   namedUpstreams: { name: string; catalogue: string }[]
+  /** Whether the built-in simulated provider runs here (DEMO=true; bootstrap.ts starts it). */
+  simulatorRunning: () => boolean
 }
 
 const ZERO: Prices = { inputPerM: 0, outputPerM: 0, cachedReadPerM: 0, cacheWritePerM: 0 }
@@ -78,6 +81,14 @@ export function createModelResolver(deps: ModelResolverDeps): ModelResolver {
   }
 
   function fromFacade(f: ModelFacade): ResolvedModel | HttpError {
+    if (f.provider === 'simulated' && !deps.simulatorRunning()) {
+      return new HttpError(
+        503,
+        'upstream_not_configured',
+        `"${f.model}" is served by the built-in simulated provider, which runs only with DEMO=true. ` +
+          'Ask an admin to point the facade at a real provider, or start the gateway with DEMO=true.',
+      )
+    }
     if (f.provider !== 'openai' && f.provider !== 'anthropic' && f.provider !== 'simulated') {
       if (!named.has(f.provider)) {
         return new HttpError(

@@ -1,15 +1,16 @@
-import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import type { Logger } from 'pino'
 import type { Env } from '../core/config/env.ts'
 import type { ReportError } from '../core/errors/background-errors.ts'
+import { readFileIfPresent } from '../core/storage/local-files.ts'
 import { scanSegment } from '../core/storage/record-framing.ts'
 import type { Warehouse } from '../core/storage/warehouse.ts'
-import type { JournalStatus } from '../core/usage/usage-journal.ts'
+import { drainableSegments, type JournalStatus } from '../core/usage/usage-journal.ts'
 import type { SpillSink } from '../core/usage/usage-recorder.ts'
-import { decodeBatch } from './batch-codec.ts'
+import { type DecodedBatch, decodeBatch, UndecodableBatchError } from './batch-codec.ts'
 import { type BatchInserter, createBatchInserter, TransientInsertError } from './batch-inserter.ts'
 import { createDiskSpool, type DiskSpool, readAck, type SpoolStatus } from './disk-spool.ts'
-import type { RecoveryProgress } from './journal-recovery.ts'
+import { peekJournalSegment, type RecoveryProgress, readJournalSegment } from './journal-recovery.ts'
 import { createQuarantineStore, type QuarantineStore } from './quarantine-store.ts'
 import { createRedisSpill, type RedisSpill, type RedisSpillStatus, type SpillJobData } from './redis-spill.ts'
 import {
@@ -19,22 +20,18 @@ import {
   stoppedProgress,
 } from './replay.worker.ts'
 
-export interface OutageLogger {
-  warn(obj: object, msg: string): void
-  error(obj: object, msg: string): void
-}
-
 export interface SpilledBatch {
   batchId: string
-  store: 'redis' | 'disk'
+  /** `journal`: parked in the journal (or left there by a crash), delivered by its drainer. */
+  store: 'redis' | 'disk' | 'journal'
   createdAt: number
   rows: number
   bytes: number
-  /** Redis job state, or the spool segment holding the batch. */
+  /** Redis job state, the spool segment, or the journal segment holding the batch. */
   location: string
 }
 
-/** The write-ahead journal as ops see it (core/usage-journal.ts, core/journal-recovery.ts). */
+/** The write-ahead journal as ops see it (core/usage/usage-journal.ts, worker/journal-recovery.ts). */
 export type OpsJournalStatus = JournalStatus & {
   oldestAgeSeconds: number | undefined
   recovery: RecoveryProgress
@@ -57,7 +54,8 @@ export interface OpsStatus {
  * Everything that keeps usage through an outage, built once per process:
  * the spill sink the recorder uses (Redis when configured, the disk spool
  * behind it), the batch inserter (classification + quarantine), the replay
- * worker when this process has the 'worker' role, and the ops operations
+ * worker when this process has the 'worker' role (bootstrap.ts starts it),
+ * and the ops operations
  * the admin API and CLI drive.
  */
 export interface OutageKit {
@@ -82,7 +80,7 @@ export const POLICIES = {
   redisOverBudget:
     'Above REDIS_SPILL_MAX_BYTES of spilled payload in Redis, new spills go to the disk spool; nothing is evicted.',
   spoolFull:
-    'At SPOOL_MAX_BYTES (or ENOSPC) the spool refuses new batches; the recorder keeps them in memory and retries every flush. Rows are lost only if the process then dies.',
+    'At JOURNAL_MAX_BYTES (SPOOL_MAX_BYTES with JOURNAL=off) or ENOSPC the journal (the spool) refuses new rows; the recorder keeps them in memory and retries every flush. Rows are lost only if the process then dies.',
   corruptSegment:
     'A damaged spool segment is replayed up to and past the damage (crc-checked records only), then moved to the quarantine with the byte ranges skipped.',
 }
@@ -90,22 +88,24 @@ export const POLICIES = {
 export async function createOutageKit(deps: {
   env: Env
   warehouse: Warehouse
-  logger: OutageLogger
+  logger: Logger
   /** Failures of background housekeeping (Redis spill/replay): logged and counted. */
-  onBackgroundError?: ReportError
+  onBackgroundError: ReportError
   runWorker: boolean
   /** The journal's status, once Core has built it (it needs this kit's inserter and sinks). */
   journalStatus?: () => { status: JournalStatus; recovery: RecoveryProgress } | undefined
+  /** Ops "replay now" reaches the journal's drainer too. */
+  wakeJournal?: () => void
 }): Promise<OutageKit> {
   const { env, warehouse, logger } = deps
-  const quarantine = await createQuarantineStore(join(env.DATA_DIR, 'quarantine'))
+  const quarantine = await createQuarantineStore(join(env.DATA_DIR, 'quarantine'), logger)
   const spool = createDiskSpool({ dir: join(env.DATA_DIR, 'spool'), maxBytes: env.SPOOL_MAX_BYTES, logger })
   const redis = env.REDIS_URL
     ? createRedisSpill({
         url: env.REDIS_URL,
         maxBytes: env.REDIS_SPILL_MAX_BYTES,
-        fallback: spool,
-        logger,
+        // With the journal on, a batch Redis does not take stays in the journal (one local durable log).
+        fallback: env.JOURNAL === 'on' ? undefined : spool,
         onError: deps.onBackgroundError,
       })
     : undefined
@@ -141,33 +141,43 @@ export async function createOutageKit(deps: {
         maxGroupRows: env.RECORDER_MAX_ROWS,
       })
     : undefined
-  worker?.start()
   const rowsDropped = { value: 0 }
   const sink: SpillSink = redis ?? spool
   const segmentBatchCounts = new Map<string, number>()
 
+  /**
+   * A spooled batch, or undefined for a damaged record: the replay quarantines
+   * and reports those (replay.worker.ts); listing them is not the place.
+   */
+  function decodeListed(payload: Buffer): DecodedBatch | undefined {
+    try {
+      return decodeBatch(payload)
+    } catch (err) {
+      if (err instanceof UndecodableBatchError) return undefined
+      throw err
+    }
+  }
+
   async function spoolBatches(limit: number): Promise<SpilledBatch[]> {
     const out: SpilledBatch[] = []
     for (const seg of await spool.sealedSegments()) {
-      const buf = await readFile(seg.path).catch(() => undefined)
+      // Gone since the listing: replayed and deleted.
+      const buf = await readFileIfPresent(seg.path)
       if (!buf) continue
       const from = await readAck(seg.path)
       for (const r of scanSegment(buf).records) {
         if (r.offset < from) continue
         if (out.length >= limit) return out
-        try {
-          const b = decodeBatch(r.payload)
-          out.push({
-            batchId: b.batchId,
-            store: 'disk',
-            createdAt: b.createdAt,
-            rows: b.rows.length,
-            bytes: r.end - r.offset,
-            location: seg.name,
-          })
-        } catch {
-          // damaged records are reported through the quarantine once replayed
-        }
+        const b = decodeListed(r.payload)
+        if (!b) continue
+        out.push({
+          batchId: b.batchId,
+          store: 'disk',
+          createdAt: b.createdAt,
+          rows: b.rows.length,
+          bytes: r.end - r.offset,
+          location: seg.name,
+        })
       }
     }
     return out
@@ -181,19 +191,50 @@ export async function createOutageKit(deps: {
       seen.add(key)
       let count = segmentBatchCounts.get(key)
       if (count === undefined) {
-        const buf = await readFile(seg.path).catch(() => Buffer.alloc(0))
+        const buf = (await readFileIfPresent(seg.path)) ?? Buffer.alloc(0)
         count = scanSegment(buf).records.length
         segmentBatchCounts.set(key, count)
       }
       const from = await readAck(seg.path)
       if (from > 0) {
-        const buf = await readFile(seg.path).catch(() => Buffer.alloc(0))
+        const buf = (await readFileIfPresent(seg.path)) ?? Buffer.alloc(0)
         count = scanSegment(buf).records.filter((r) => r.offset >= from).length
       }
       n += count
     }
     for (const k of segmentBatchCounts.keys()) if (!seen.has(k)) segmentBatchCounts.delete(k)
     return n
+  }
+
+  const journalDir = env.JOURNAL === 'on' ? join(env.DATA_DIR, 'journal') : undefined
+
+  /** Batches the journal holds for its drainer (parked during an outage, or left by a crash). */
+  function journalBatches(limit: number, only?: string) {
+    const out: (SpilledBatch & { rowsData?: unknown[] })[] = []
+    if (!journalDir) return out
+    for (const seg of drainableSegments(journalDir)) {
+      if (out.length >= limit) break
+      try {
+        const peek = peekJournalSegment(seg.path, seg.id)
+        if (only !== undefined && peek.token !== only) continue
+        out.push({
+          batchId: peek.token,
+          store: 'journal',
+          createdAt: seg.createdAt,
+          rows: peek.rows,
+          bytes: seg.bytes,
+          location: seg.name,
+          ...(only !== undefined
+            ? { rowsData: readJournalSegment(seg.path, seg.id, { truncate: false }).rows }
+            : {}),
+        })
+      } catch (err) {
+        // Gone meanwhile (delivered), or unreadable: the drainer reports the latter.
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT')
+          logger.warn({ err: String(err), segment: seg.name }, 'ops: could not read a journal segment')
+      }
+    }
+    return out
   }
 
   const age = (t: number | undefined) => (t === undefined ? undefined : Math.max(0, (Date.now() - t) / 1000))
@@ -208,8 +249,9 @@ export async function createOutageKit(deps: {
     rowsDropped,
     async status() {
       const [reachable, r, d, batches] = await Promise.all([
-        warehouse.ping().catch(() => false),
-        redis?.status().catch(() => undefined),
+        warehouse.ping(),
+        // Shown as no Redis section rather than failing the whole status; the cause is logged and counted.
+        redis?.status().catch((err) => void deps.onBackgroundError('ops_status_redis', err)),
         spool.status(),
         countSpoolBatches(),
       ])
@@ -254,6 +296,7 @@ export async function createOutageKit(deps: {
         }
       }
       out.push(...(await spoolBatches(limit)))
+      out.push(...journalBatches(limit))
       return out.sort((a, b) => a.createdAt - b.createdAt).slice(0, limit)
     },
     async inspect(batchId) {
@@ -273,31 +316,37 @@ export async function createOutageKit(deps: {
           }
         }
       }
+      const [parked] = journalBatches(1, batchId)
+      if (parked) return { ...parked, rowsData: parked.rowsData ?? [] }
       for (const seg of await spool.sealedSegments()) {
-        const buf = await readFile(seg.path).catch(() => undefined)
+        const buf = await readFileIfPresent(seg.path)
         if (!buf) continue
         for (const r of scanSegment(buf).records) {
-          try {
-            const b = decodeBatch(r.payload)
-            if (b.batchId !== batchId) continue
-            return {
-              batchId,
-              store: 'disk',
-              createdAt: b.createdAt,
-              rows: b.rows.length,
-              bytes: r.end - r.offset,
-              location: seg.name,
-              rowsData: b.rows,
-            }
-          } catch {}
+          const b = decodeListed(r.payload)
+          if (b?.batchId !== batchId) continue
+          return {
+            batchId,
+            store: 'disk',
+            createdAt: b.createdAt,
+            rows: b.rows.length,
+            bytes: r.end - r.offset,
+            location: seg.name,
+            rowsData: b.rows,
+          }
         }
       }
       return undefined
     },
     async replayNow() {
       await spool.seal()
-      if (redis && redis.redis.status === 'ready') await redis.queue.removeRateLimitKey().catch(() => 0)
+      if (redis && redis.redis.status === 'ready') {
+        // The wake below still ends any backoff; only the queue's own rate limit stays.
+        await redis.queue
+          .removeRateLimitKey()
+          .catch((err) => deps.onBackgroundError('replay_now_rate_limit', err))
+      }
       worker?.wake()
+      deps.wakeJournal?.()
     },
     async retryQuarantined(id) {
       const entry = await quarantine.get(id)

@@ -42,6 +42,12 @@ export interface ApiKey {
   expiresAt: Date | null
   revokedAt: Date | null
   kind: 'key' | 'signin'
+  /**
+   * The key id its key-scoped budgets are set on, when not its own: a rotated
+   * key inherits it from the key it replaced, so a cap and the period's spend
+   * survive rotation (unset: the key's own id).
+   */
+  budgetKeyId?: string
 }
 
 /**
