@@ -5,7 +5,11 @@ COPY package.json package-lock.json ./
 COPY packages/contract/package.json packages/contract/
 COPY services/package.json services/
 COPY web/package.json web/
-RUN npm ci --no-audit --no-fund
+# npm ci checks every workspace of the lockfile, so the client-test manifest is
+# copied too; only the product's workspaces are installed (the real clients the
+# tests run, Claude Code and the Codex CLI among them, never enter the image).
+COPY tests/clients/package.json tests/clients/
+RUN npm ci --no-audit --no-fund --include-workspace-root -w packages/contract -w services -w web
 COPY . .
 # The dashboard is static files after this; its toolchain, the tests' tools and
 # the `node` dev dependency are not needed at run time (tests/compose.test.ts

@@ -11,7 +11,7 @@
  */
 import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
-import { normalizeTags } from '../services/src/core/usage-row.ts'
+import { normalizeTags } from '../services/src/core/usage/usage-row.ts'
 import { startDemoTraffic } from '../services/src/demo/demo-traffic.ts'
 
 const { values: args } = parseArgs({

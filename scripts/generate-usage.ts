@@ -14,11 +14,11 @@
  */
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
-import { createAdminStore } from '../services/src/core/admin-store.ts'
-import { loadEnv } from '../services/src/core/env.ts'
-import { migrate } from '../services/src/core/migrations.ts'
-import type { UsageRow } from '../services/src/core/usage-row.ts'
-import { createWarehouse } from '../services/src/core/warehouse.ts'
+import { loadEnv } from '../services/src/core/config/env.ts'
+import { createAdminStore } from '../services/src/core/identity/admin-store.ts'
+import { migrate } from '../services/src/core/storage/migrations.ts'
+import { createWarehouse } from '../services/src/core/storage/warehouse.ts'
+import type { UsageRow } from '../services/src/core/usage/usage-row.ts'
 import { createCatalogue } from '../services/src/demo/usage-catalogue.ts'
 import { generateUsageBatches } from '../services/src/demo/usage-generator.ts'
 

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto'
-import { toClickHouseTime } from '../services/src/core/usage-row.ts'
-import type { Warehouse } from '../services/src/core/warehouse.ts'
+import type { Warehouse } from '../services/src/core/storage/warehouse.ts'
+import { toClickHouseTime } from '../services/src/core/usage/usage-row.ts'
 
 const HOUR = 3_600_000
 

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
-import type { Core } from '../services/src/core/core.ts'
-import type { ApiKey, User } from '../services/src/core/entities.ts'
-import { toClickHouseTime, type UsageRow } from '../services/src/core/usage-row.ts'
+import type { Core } from '../services/src/bootstrap.ts'
+import type { ApiKey, User } from '../services/src/core/identity/entities.ts'
+import { toClickHouseTime, type UsageRow } from '../services/src/core/usage/usage-row.ts'
 
 /** Small deterministic PRNG so a failing property run can be replayed from its seed. */
 export function rng(seed: number) {

@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto'
-import type { AdminStore } from '../services/src/core/admin-store.ts'
-import type { ApiKey, Budget, User } from '../services/src/core/entities.ts'
-import { toClickHouseTime, type UsageRow } from '../services/src/core/usage-row.ts'
-import type { Warehouse } from '../services/src/core/warehouse.ts'
+import type { AdminStore } from '../services/src/core/identity/admin-store.ts'
+import type { ApiKey, Budget, User } from '../services/src/core/identity/entities.ts'
+import type { Warehouse } from '../services/src/core/storage/warehouse.ts'
+import { toClickHouseTime, type UsageRow } from '../services/src/core/usage/usage-row.ts'
 
 /** A team, a user in it and a key of that user, created through the real admin store. */
 export async function seedOwner(

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { createAdminStore } from '../services/src/core/admin-store.ts'
+import { createAdminStore } from '../services/src/core/identity/admin-store.ts'
 import { createFakeUpstream, type FakeUpstream } from '../services/src/simulator/fake-upstream.ts'
 import { startTestStack, TEST_ADMIN_TOKEN, type TestStack } from './helpers/test-core.ts'
 

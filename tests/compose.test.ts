@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { DCLinter } from 'dclint'
 import { describe, expect, it } from 'vitest'
-import { envSchema, parseEnv } from '../services/src/core/env.ts'
+import { envSchema, parseEnv } from '../services/src/core/config/env.ts'
 import {
   type ComposeService,
   composeVariables,
@@ -324,6 +324,21 @@ describe('Dockerfile', () => {
     expect(text).toContain(`chown node:node ${dataDir}`)
     expect(text.search(/^RUN .*chown node:node/m)).toBeLessThan(text.search(/^VOLUME/m))
     expect(text).toMatch(/^CMD \["node", "services\/src\/server\.ts"\]$/m)
+  })
+
+  it('copies every workspace manifest before npm ci, and installs only the product workspaces', () => {
+    const workspaces = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).workspaces as string[]
+    const install = text.search(/^RUN npm ci/m)
+    expect(install).toBeGreaterThan(0)
+    for (const ws of workspaces) {
+      const copy = text.indexOf(`COPY ${ws}/package.json ${ws}/`)
+      expect(copy, `${ws}/package.json copied before npm ci`).toBeGreaterThan(0)
+      expect(copy).toBeLessThan(install)
+    }
+    const installLine = text.slice(install).split('\n')[0]!
+    expect(installLine).not.toContain('tests/clients')
+    for (const ws of workspaces.filter((w) => !w.startsWith('tests/')))
+      expect(installLine).toContain(`-w ${ws}`)
   })
 
   it('keeps in the image every package the services import (dev dependencies are pruned)', () => {

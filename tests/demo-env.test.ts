@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs'
 import { describe, expect, it } from 'vitest'
-import { envSchema, parseEnv } from '../services/src/core/env.ts'
+import { envSchema, parseEnv } from '../services/src/core/config/env.ts'
 
 // .env.example is the user's reference: it must name every variable the schema
 // reads (set or commented out), and its values must pass the schema.

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { costNanos, nanosToUsdString } from '../services/src/core/pricing.ts'
-import { normalizeTags, usageRowSchema } from '../services/src/core/usage-row.ts'
+import { costNanos, nanosToUsdString } from '../services/src/core/pricing/pricing.ts'
+import { normalizeTags, usageRowSchema } from '../services/src/core/usage/usage-row.ts'
 import {
   DEMO_BATCH_PREFIX,
   DEMO_TEAM_IDS,

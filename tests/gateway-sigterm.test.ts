@@ -4,7 +4,7 @@ import { connect, createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
-import { createWarehouse } from '../services/src/core/warehouse.ts'
+import { createWarehouse } from '../services/src/core/storage/warehouse.ts'
 import { createFakeUpstream, type FakeUpstream } from '../services/src/simulator/fake-upstream.ts'
 import { type ServiceProcess, startService } from './helpers/service-process.ts'
 

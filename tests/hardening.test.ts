@@ -1,7 +1,7 @@
 import { request as httpRequest } from 'node:http'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { buildApp } from '../services/src/app.ts'
-import type { Core } from '../services/src/core/core.ts'
+import type { Core } from '../services/src/bootstrap.ts'
 import { startTestStack, TEST_ADMIN_TOKEN, type TestStack } from './helpers/test-core.ts'
 
 /** Issue 13 item 6: one test per hardening item, against the real app on the embedded engine. */

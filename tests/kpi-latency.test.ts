@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { UsageFilter } from '../services/src/api/filters.ts'
 import { latencySourceFits } from '../services/src/api/queries/kpis.ts'
-import type { UsageRow } from '../services/src/core/usage-row.ts'
+import type { UsageRow } from '../services/src/core/usage/usage-row.ts'
 import { makeRow, type Org, rng, seedOrg } from './api-fixtures.ts'
 import { startTestStack, TEST_ADMIN_TOKEN, type TestStack } from './helpers/test-core.ts'
 

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createLiveHub } from '../services/src/api/live-hub.ts'
-import type { UsageRow } from '../services/src/core/usage-row.ts'
+import type { UsageRow } from '../services/src/core/usage/usage-row.ts'
 import { insertHistory, makeRow, type Org, rng, seedOrg } from './api-fixtures.ts'
 import { startTestStack, TEST_ADMIN_TOKEN, type TestStack } from './helpers/test-core.ts'
 import { type LiveClient, openLive } from './live-client.ts'

@@ -3,9 +3,9 @@ import { cpSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { MIGRATIONS_DIR, migrate } from '../services/src/core/migrations.ts'
-import { toClickHouseTime } from '../services/src/core/usage-row.ts'
-import { createWarehouse, type Warehouse } from '../services/src/core/warehouse.ts'
+import { MIGRATIONS_DIR, migrate } from '../services/src/core/storage/migrations.ts'
+import { createWarehouse, type Warehouse } from '../services/src/core/storage/warehouse.ts'
+import { toClickHouseTime } from '../services/src/core/usage/usage-row.ts'
 
 // Migration 0007 on a database that already holds usage: rows written by the
 // schema of 0001-0006 read reasoning_tokens 0 and price_unknown false after

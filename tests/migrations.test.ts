@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { clusterize, loadMigrations, migrate } from '../services/src/core/migrations.ts'
+import { clusterize, loadMigrations, migrate } from '../services/src/core/storage/migrations.ts'
 import { startTestStack, type TestStack } from './helpers/test-core.ts'
 
 let stack: TestStack

@@ -1,6 +1,6 @@
 import { readFileSync, writeFileSync } from 'node:fs'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { HEADER_BYTES, scanSegment } from '../services/src/worker/spool-segment.ts'
+import { HEADER_BYTES, scanSegment } from '../services/src/core/storage/record-framing.ts'
 import { type ClickHouseHttp, startClickHouseHttp } from './helpers/clickhouse-http.ts'
 import { checkExactlyOnce, makeUsageRow, waitFor } from './helpers/clickhouse-http-checks.ts'
 import { type RedisProcess, startRedis } from './helpers/redis-server.ts'

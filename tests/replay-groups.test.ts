@@ -1,14 +1,14 @@
 import { readFileSync } from 'node:fs'
 import { Redis } from 'ioredis'
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
-import type { UsageBatch } from '../services/src/core/usage-row.ts'
+import { scanSegment } from '../services/src/core/storage/record-framing.ts'
+import type { UsageBatch } from '../services/src/core/usage/usage-row.ts'
 import { decodeBatch, encodeBatch } from '../services/src/worker/batch-codec.ts'
 import { readAck, writeGroupIntent } from '../services/src/worker/disk-spool.ts'
 import { GROUP_FIELD, groupKey } from '../services/src/worker/redis-replay.ts'
 import { SPILL_QUEUE } from '../services/src/worker/redis-spill.ts'
 import { createReplayWorker, type ReplayWorker } from '../services/src/worker/replay.worker.ts'
 import { mergeBatches } from '../services/src/worker/replay-groups.ts'
-import { scanSegment } from '../services/src/worker/spool-segment.ts'
 import {
   expectExactlyOnce as expectEveryRowOnce,
   makeUsageRow,

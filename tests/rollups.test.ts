@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { nanosToUsdString } from '../services/src/core/pricing.ts'
-import { toClickHouseTime, type UsageRow } from '../services/src/core/usage-row.ts'
+import { nanosToUsdString } from '../services/src/core/pricing/pricing.ts'
+import { toClickHouseTime, type UsageRow } from '../services/src/core/usage/usage-row.ts'
 import { startTestStack, type TestStack } from './helpers/test-core.ts'
 
 // Thousands of generated rows through the real recorder into the embedded

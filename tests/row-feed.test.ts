@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { createRowFeed, type RowFeed } from '../services/src/core/row-feed.ts'
-import { createUsageRecorder, type UsageRecorder } from '../services/src/core/usage-recorder.ts'
-import type { UsageRow } from '../services/src/core/usage-row.ts'
+import { createRowFeed, type RowFeed } from '../services/src/core/usage/row-feed.ts'
+import { createUsageRecorder, type UsageRecorder } from '../services/src/core/usage/usage-recorder.ts'
+import type { UsageRow } from '../services/src/core/usage/usage-row.ts'
 import { type RedisProcess, startRedis } from './helpers/redis-server.ts'
 import { startTestStack, type TestStack } from './helpers/test-core.ts'
 

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { createAdminStore } from '../services/src/core/admin-store.ts'
+import { createAdminStore } from '../services/src/core/identity/admin-store.ts'
 import { startTestStack, TEST_ADMIN_TOKEN, type TestStack } from './helpers/test-core.ts'
 import { openLive } from './live-client.ts'
 

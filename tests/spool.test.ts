@@ -2,9 +2,9 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
+import { scanSegment } from '../services/src/core/storage/record-framing.ts'
 import { decodeBatch } from '../services/src/worker/batch-codec.ts'
 import { createDiskSpool, SpoolFullError } from '../services/src/worker/disk-spool.ts'
-import { scanSegment } from '../services/src/worker/spool-segment.ts'
 import { makeUsageRow } from './helpers/clickhouse-http-checks.ts'
 
 const dirs: string[] = []

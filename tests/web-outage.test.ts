@@ -104,4 +104,36 @@ describe('a ClickHouse outage on the dashboard', () => {
     // Every card and chart retries on its own (every 5 s) until none shows the outage.
     await eventually(() => page.locator('[data-error="storage_unavailable"]').count()).toBe(0)
   }, 180_000)
+
+  it("live counters keep moving from the gateway's own rows while storage is down, each counted once after", async () => {
+    const requestsCard = page.locator('[data-kpi="requests"] .value[data-value]')
+    await page.goto(`${stack.url}/?live=1&range=7d`)
+    await page.locator('[data-live-status="live"]').waitFor({ timeout: 20_000 })
+    const before = Number(await requestsCard.getAttribute('data-value'))
+
+    await ch.stop()
+    try {
+      // The gateway's own rows: recorded (the path every proxied request takes), journaled and spilled.
+      const key = org.keys[1] ?? org.keys[0]!
+      for (let i = 0; i < 5; i++) stack.core.recorder.record(liveRow(key))
+      await eventually(
+        () => requestsCard.getAttribute('data-value'),
+        'the live card moves during the outage',
+      ).toBe(String(before + 5))
+      expect(await page.locator('[data-live-status]').getAttribute('data-live-status')).toBe('live')
+    } finally {
+      await ch.start()
+    }
+
+    // After the replay ClickHouse holds the rows: the card and the API agree, each row counted once.
+    await eventually(async () => {
+      await stack.core.outage.replayNow()
+      return (await stack.core.outage.listBatches(10)).length
+    }).toBe(0)
+    await eventually(
+      async () =>
+        ((await (await apiRes('/api/kpis?range=7d&tz=UTC')).json()) as { requests: number }).requests,
+    ).toBe(before + 5)
+    await eventually(() => requestsCard.getAttribute('data-value')).toBe(String(before + 5))
+  }, 180_000)
 })

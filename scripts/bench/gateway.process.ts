@@ -2,8 +2,8 @@ import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { buildApp } from '../../services/src/app.ts'
-import { createCore } from '../../services/src/core/core.ts'
-import { parseEnv } from '../../services/src/core/env.ts'
+import { createCore } from '../../services/src/bootstrap.ts'
+import { parseEnv } from '../../services/src/core/config/env.ts'
 
 /**
  * Our gateway for the benchmark, in its own process so the load generator

@@ -1,7 +1,7 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 import { hasZodFastifySchemaValidationErrors, isResponseSerializationError } from 'fastify-type-provider-zod'
 import { invalidInput, issuesOfValidation } from './api/input-errors.ts'
-import { errorBody, HttpError } from './core/errors.ts'
+import { errorBody, HttpError } from './core/errors/http-error.ts'
 
 /**
  * Every error of every route becomes the one envelope here:

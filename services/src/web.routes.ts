@@ -3,8 +3,8 @@ import { dirname, join, normalize, resolve, sep } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import fastifyStatic from '@fastify/static'
 import type { FastifyPluginAsync, FastifyReply } from 'fastify'
-import type { Core } from './core/core.ts'
-import { HttpError } from './core/errors.ts'
+import type { Core } from './bootstrap.ts'
+import { HttpError } from './core/errors/http-error.ts'
 
 /** A NUL or control character can name no file (the filesystem call would throw: a 500). */
 function refuseControlCharacters(path: string): void {

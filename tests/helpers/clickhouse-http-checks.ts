@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto'
 import { expect } from 'vitest'
-import type { UsageRow } from '../../services/src/core/usage-row.ts'
-import { toClickHouseTime } from '../../services/src/core/usage-row.ts'
-import type { Warehouse } from '../../services/src/core/warehouse.ts'
+import type { Warehouse } from '../../services/src/core/storage/warehouse.ts'
+import type { UsageRow } from '../../services/src/core/usage/usage-row.ts'
+import { toClickHouseTime } from '../../services/src/core/usage/usage-row.ts'
 
 /** A valid usage row with small varied numbers, spread over a few keys and models. */
 export function makeUsageRow(i: number, at = Date.now()): UsageRow {

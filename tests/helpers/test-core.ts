@@ -3,8 +3,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
 import { buildApp, type Role } from '../../services/src/app.ts'
-import { type Core, type CoreOverrides, createCore } from '../../services/src/core/core.ts'
-import { parseEnv } from '../../services/src/core/env.ts'
+import { type Core, type CoreOverrides, createCore } from '../../services/src/bootstrap.ts'
+import { parseEnv } from '../../services/src/core/config/env.ts'
 
 export const TEST_ADMIN_TOKEN = 'test-admin-token-0123456789'
 

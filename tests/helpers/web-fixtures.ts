@@ -1,7 +1,7 @@
-import type { Core } from '../../services/src/core/core.ts'
-import type { ModelFacade } from '../../services/src/core/entities.ts'
-import { costNanos, nanosToUsdString } from '../../services/src/core/pricing.ts'
-import { toClickHouseTime, type UsageRow } from '../../services/src/core/usage-row.ts'
+import type { Core } from '../../services/src/bootstrap.ts'
+import type { ModelFacade } from '../../services/src/core/identity/entities.ts'
+import { costNanos, nanosToUsdString } from '../../services/src/core/pricing/pricing.ts'
+import { toClickHouseTime, type UsageRow } from '../../services/src/core/usage/usage-row.ts'
 
 /**
  * A small, deterministic organisation with a month of traffic, for the

@@ -1,5 +1,5 @@
-import type { AdminStore } from '../core/admin-store.ts'
-import type { Warehouse } from '../core/warehouse.ts'
+import type { AdminStore } from '../core/identity/admin-store.ts'
+import type { Warehouse } from '../core/storage/warehouse.ts'
 import type { Alert } from './alert.ts'
 import type { AlertStore } from './alert-store.ts'
 import {

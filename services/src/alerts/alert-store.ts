@@ -1,5 +1,5 @@
-import { toClickHouseTime } from '../core/usage-row.ts'
-import type { Warehouse } from '../core/warehouse.ts'
+import type { Warehouse } from '../core/storage/warehouse.ts'
+import { toClickHouseTime } from '../core/usage/usage-row.ts'
 import { type Alert, type AlertCandidate, type AlertKind, alertId } from './alert.ts'
 
 export interface AlertStore {

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import { Redis } from 'ioredis'
-import type { Core } from '../core/core.ts'
+import type { Core } from '../bootstrap.ts'
 import { type AlertMonitor, createAlertMonitor } from './alert-monitor.ts'
 import { type AlertStore, createAlertStore } from './alert-store.ts'
 import { createWebhookNotifier, parseWebhookUrls } from './webhook-notifier.ts'

@@ -1,8 +1,8 @@
 import { periodWindow } from '../budgets/budget-period.ts'
 import { recordedSpendNanos } from '../budgets/budget-spend.ts'
-import type { Budget } from '../core/entities.ts'
-import { toClickHouseTime } from '../core/usage-row.ts'
-import type { Warehouse } from '../core/warehouse.ts'
+import type { Budget } from '../core/identity/entities.ts'
+import type { Warehouse } from '../core/storage/warehouse.ts'
+import { toClickHouseTime } from '../core/usage/usage-row.ts'
 import type { AlertCandidate } from './alert.ts'
 
 export interface AnomalyOptions {

@@ -1,16 +1,16 @@
 import type { FastifyPluginAsync } from 'fastify'
 import { z } from 'zod'
-import type { Core } from '../core/core.ts'
+import type { Core } from '../bootstrap.ts'
+import { HttpError } from '../core/errors/http-error.ts'
 import {
   type ApiKey,
   BUILTIN_PROVIDERS,
   modelFacadeSchema,
   roleSchema,
   type Session,
-} from '../core/entities.ts'
-import { HttpError } from '../core/errors.ts'
-import { newId } from '../core/keys.ts'
-import { sessionStatus } from '../core/session-validity.ts'
+} from '../core/identity/entities.ts'
+import { newId } from '../core/identity/keys.ts'
+import { sessionStatus } from '../core/identity/session-validity.ts'
 import { requireRole } from './auth.plugin.ts'
 import { parseInput } from './input-errors.ts'
 

@@ -2,11 +2,17 @@ import { createHmac, randomBytes } from 'node:crypto'
 import cookie from '@fastify/cookie'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
-import { adminCredential, bearerToken, type Principal, principalFromBearer, safeEqual } from '../core/auth.ts'
-import type { Core } from '../core/core.ts'
-import type { Role } from '../core/entities.ts'
-import { HttpError } from '../core/errors.ts'
-import { sessionStatus } from '../core/session-validity.ts'
+import type { Core } from '../bootstrap.ts'
+import { HttpError } from '../core/errors/http-error.ts'
+import {
+  adminCredential,
+  bearerToken,
+  type Principal,
+  principalFromBearer,
+  safeEqual,
+} from '../core/identity/auth.ts'
+import type { Role } from '../core/identity/entities.ts'
+import { sessionStatus } from '../core/identity/session-validity.ts'
 
 declare module 'fastify' {
   interface FastifyRequest {

@@ -1,8 +1,8 @@
 import type { FastifyPluginAsync } from 'fastify'
 import { createAlertStore } from '../alerts/alert-store.ts'
-import type { Principal } from '../core/auth.ts'
-import type { Core } from '../core/core.ts'
-import type { Budget } from '../core/entities.ts'
+import type { Core } from '../bootstrap.ts'
+import type { Principal } from '../core/identity/auth.ts'
+import type { Budget } from '../core/identity/entities.ts'
 import { requireRole } from './auth.plugin.ts'
 import { budgetsWithStatus } from './budgets.routes.ts'
 

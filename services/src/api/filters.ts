@@ -1,9 +1,9 @@
 import type { ParsedFilter } from '@tokenmeter/contract'
-import type { AdminStore } from '../core/admin-store.ts'
-import type { Principal } from '../core/auth.ts'
-import { HttpError } from '../core/errors.ts'
-import { localMidnight, offsetMs } from '../core/time-zone.ts'
-import type { UsageRow } from '../core/usage-row.ts'
+import { HttpError } from '../core/errors/http-error.ts'
+import type { AdminStore } from '../core/identity/admin-store.ts'
+import type { Principal } from '../core/identity/auth.ts'
+import { localMidnight, offsetMs } from '../core/time/time-zone.ts'
+import type { UsageRow } from '../core/usage/usage-row.ts'
 import {
   type Granularity,
   MAX_RANGE_DAYS,

@@ -1,5 +1,5 @@
 import type { z } from 'zod'
-import { HttpError } from '../core/errors.ts'
+import { HttpError } from '../core/errors/http-error.ts'
 
 /**
  * The one mapping from "the caller sent something the schema refuses" to the

@@ -1,7 +1,7 @@
 import { filterSchema } from '@tokenmeter/contract'
 import { describe, expect, it, vi } from 'vitest'
-import type { AdminStore } from '../core/admin-store.ts'
-import type { Warehouse } from '../core/warehouse.ts'
+import type { AdminStore } from '../core/identity/admin-store.ts'
+import type { Warehouse } from '../core/storage/warehouse.ts'
 import { createLiveHub } from './live-hub.ts'
 
 // The hub's work bound, with the warehouse slowed down on purpose (an injected

@@ -1,7 +1,7 @@
-import type { AdminStore } from '../core/admin-store.ts'
-import type { UsageRecorder } from '../core/usage-recorder.ts'
-import type { UsageRow } from '../core/usage-row.ts'
-import type { Warehouse } from '../core/warehouse.ts'
+import type { AdminStore } from '../core/identity/admin-store.ts'
+import type { Warehouse } from '../core/storage/warehouse.ts'
+import type { UsageRecorder } from '../core/usage/usage-recorder.ts'
+import type { UsageRow } from '../core/usage/usage-row.ts'
 import {
   chTime,
   matchesRow,

@@ -2,8 +2,8 @@ import underPressure from '@fastify/under-pressure'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { Counter } from 'prom-client'
-import type { Core } from '../core/core.ts'
-import { errorBody } from '../core/errors.ts'
+import type { Core } from '../bootstrap.ts'
+import { errorBody } from '../core/errors/http-error.ts'
 
 /** Dashboard reads: what waits when the process is overloaded, so the gateway keeps its share. */
 function deferrable(request: FastifyRequest): boolean {

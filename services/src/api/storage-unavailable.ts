@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify'
-import type { Core } from '../core/core.ts'
-import { HttpError } from '../core/errors.ts'
+import type { Core } from '../bootstrap.ts'
+import { HttpError } from '../core/errors/http-error.ts'
 
 /** How long the API waits for ClickHouse to answer a ping before calling it unreachable. */
 const PING_TIMEOUT_MS = 1_500

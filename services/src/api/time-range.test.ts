@@ -1,6 +1,6 @@
 import { filterSchema } from '@tokenmeter/contract'
 import { describe, expect, it } from 'vitest'
-import { localMidnight } from '../core/time-zone.ts'
+import { localMidnight } from '../core/time/time-zone.ts'
 import { csvCell, parseCsv } from './csv.ts'
 import { parseInstant, resolveFilter } from './filters.ts'
 import { bucketIndex, pickSource, resolveRange } from './time-range.ts'

@@ -8,7 +8,7 @@
  * to and each bucket boundary inside) is a multiple of its bucket width.
  */
 
-import { localMidnight, localParts, offsetMs } from '../core/time-zone.ts'
+import { localMidnight, localParts, offsetMs } from '../core/time/time-zone.ts'
 
 export type Granularity = '5m' | '1h' | '1d'
 export type Source = 'usage_1d' | 'usage_1h' | 'usage_5m' | 'requests'

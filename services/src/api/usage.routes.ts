@@ -21,8 +21,8 @@ import {
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify'
 import type { ZodTypeProvider } from 'fastify-type-provider-zod'
 import { z } from 'zod'
-import type { Core } from '../core/core.ts'
-import { localParts } from '../core/time-zone.ts'
+import type { Core } from '../bootstrap.ts'
+import { localParts } from '../core/time/time-zone.ts'
 import { requireRole } from './auth.plugin.ts'
 import {
   assertInScope,

@@ -1,5 +1,5 @@
-import type { ApiKey, Budget, User } from '../core/entities.ts'
-import { errorBody } from '../core/errors.ts'
+import { errorBody } from '../core/errors/http-error.ts'
+import type { ApiKey, Budget, User } from '../core/identity/entities.ts'
 
 /**
  * What the gateway asks before forwarding and tells after the answer. The

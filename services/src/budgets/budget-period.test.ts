@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { isTimeZone } from '../core/time-zone.ts'
+import { isTimeZone } from '../core/time/time-zone.ts'
 import { periodWindow } from './budget-period.ts'
 
 const iso = (ms: number) => new Date(ms).toISOString()

@@ -1,5 +1,5 @@
-import type { Budget } from '../core/entities.ts'
-import { localMidnight, localParts } from '../core/time-zone.ts'
+import type { Budget } from '../core/identity/entities.ts'
+import { localMidnight, localParts } from '../core/time/time-zone.ts'
 
 /** One budget period: [start, end) as UTC instants, computed on the budget's own wall clock. */
 export interface PeriodWindow {

@@ -1,4 +1,4 @@
-import type { ApiKey, Budget, User } from '../core/entities.ts'
+import type { ApiKey, Budget, User } from '../core/identity/entities.ts'
 import type { BudgetCheck, BudgetDenial } from './budget-enforcer.ts'
 import type { PeriodWindow } from './budget-period.ts'
 

@@ -1,6 +1,6 @@
-import type { Budget } from '../core/entities.ts'
-import { toClickHouseTime } from '../core/usage-row.ts'
-import type { Warehouse } from '../core/warehouse.ts'
+import type { Budget } from '../core/identity/entities.ts'
+import type { Warehouse } from '../core/storage/warehouse.ts'
+import { toClickHouseTime } from '../core/usage/usage-row.ts'
 import type { PeriodWindow } from './budget-period.ts'
 
 // Identifiers come only from this allow-list; the scope id is a parameter.

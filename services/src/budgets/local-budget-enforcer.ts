@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto'
-import type { AdminStore } from '../core/admin-store.ts'
-import type { Budget } from '../core/entities.ts'
+import type { AdminStore } from '../core/identity/admin-store.ts'
+import type { Budget } from '../core/identity/entities.ts'
 import type { BudgetEnforcer, BudgetStatus, Reservation } from './budget-enforcer.ts'
 import { type PeriodWindow, periodWindow } from './budget-period.ts'
 import {

@@ -1,4 +1,4 @@
-import type { ModelFacade } from '../core/entities.ts'
+import type { ModelFacade } from '../core/identity/entities.ts'
 
 type Json = Record<string, unknown>
 

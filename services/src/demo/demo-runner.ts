@@ -1,4 +1,4 @@
-import type { Core } from '../core/core.ts'
+import type { Core } from '../bootstrap.ts'
 import { type DemoSeedResult, seedDemo } from './demo-seed.ts'
 import { type DemoTraffic, startDemoTraffic } from './demo-traffic.ts'
 

@@ -1,6 +1,6 @@
-import type { Core } from '../core/core.ts'
-import type { ApiKey, Team, User } from '../core/entities.ts'
-import type { UsageRow } from '../core/usage-row.ts'
+import type { Core } from '../bootstrap.ts'
+import type { ApiKey, Team, User } from '../core/identity/entities.ts'
+import type { UsageRow } from '../core/usage/usage-row.ts'
 import { createRng, hash32 } from './prng.ts'
 import {
   type Catalogue,

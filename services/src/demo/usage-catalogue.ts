@@ -1,5 +1,5 @@
-import type { ModelFacade, Provider, Team, User } from '../core/entities.ts'
-import { normalizeTags } from '../core/usage-row.ts'
+import type { ModelFacade, Provider, Team, User } from '../core/identity/entities.ts'
+import { normalizeTags } from '../core/usage/usage-row.ts'
 import { createRng, hash32, type Rng, shuffled, zipfWeights } from './prng.ts'
 
 /**

@@ -1,5 +1,5 @@
-import { costNanos, type TokenCounts } from '../core/pricing.ts'
-import type { UsageRow } from '../core/usage-row.ts'
+import { costNanos, type TokenCounts } from '../core/pricing/pricing.ts'
+import type { UsageRow } from '../core/usage/usage-row.ts'
 import { type AliasTable, createAliasTable, createRng, createTableNormal, hash32, type Rng } from './prng.ts'
 import type { Catalogue, CatalogueModel } from './usage-catalogue.ts'
 

@@ -1,7 +1,7 @@
 import { findProvider } from '@pydantic/genai-prices'
 import { describe, expect, it } from 'vitest'
-import type { ApiKey, ModelFacade } from '../core/entities.ts'
-import { createPriceCatalogue } from '../core/price-catalogue.ts'
+import type { ApiKey, ModelFacade } from '../core/identity/entities.ts'
+import { createPriceCatalogue } from '../core/pricing/price-catalogue.ts'
 import { createModelResolver, modelAllowed } from './model-resolver.ts'
 
 const catalogue = createPriceCatalogue()

@@ -1,7 +1,7 @@
-import type { ApiKey, ModelFacade } from '../core/entities.ts'
-import { HttpError } from '../core/errors.ts'
-import type { PriceCatalogue } from '../core/price-catalogue.ts'
-import { costNanos, type Prices, type TokenCounts } from '../core/pricing.ts'
+import { HttpError } from '../core/errors/http-error.ts'
+import type { ApiKey, ModelFacade } from '../core/identity/entities.ts'
+import type { PriceCatalogue } from '../core/pricing/price-catalogue.ts'
+import { costNanos, type Prices, type TokenCounts } from '../core/pricing/pricing.ts'
 import type { ApiKind } from './usage-capture.ts'
 
 /** What a requested model name turned into: where it goes, as what, and at which price. */

@@ -1,6 +1,6 @@
 import { Agent } from 'undici'
-import type { Provider } from '../core/entities.ts'
-import type { Env, NamedUpstream } from '../core/env.ts'
+import type { Env, NamedUpstream } from '../core/config/env.ts'
+import type { Provider } from '../core/identity/entities.ts'
 import type { ApiKind } from './usage-capture.ts'
 
 /** Where a provider's API lives: origin for the connection pool, path prefix for the routes. */

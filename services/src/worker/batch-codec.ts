@@ -1,5 +1,5 @@
 import { gunzipSync, gzipSync } from 'node:zlib'
-import { batchSchema, type UsageBatch } from '../core/usage-row.ts'
+import { batchSchema, type UsageBatch } from '../core/usage/usage-row.ts'
 
 /**
  * One encoding for a spilled batch, shared by the Redis queue and the disk

@@ -1,5 +1,5 @@
-import { type UsageBatch, type UsageRow, usageRowSchema } from '../core/usage-row.ts'
-import type { Warehouse } from '../core/warehouse.ts'
+import type { Warehouse } from '../core/storage/warehouse.ts'
+import { type UsageBatch, type UsageRow, usageRowSchema } from '../core/usage/usage-row.ts'
 import { classifyFailure } from './failure-classifier.ts'
 import type { QuarantineStore } from './quarantine-store.ts'
 

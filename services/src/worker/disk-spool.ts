@@ -1,12 +1,12 @@
 import { mkdirSync, readdirSync, renameSync, statSync } from 'node:fs'
 import { type FileHandle, open, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import type { SpillSink } from '../core/usage-recorder.ts'
-import type { UsageBatch } from '../core/usage-row.ts'
+import { encodeRecord } from '../core/storage/record-framing.ts'
+import type { SpillSink } from '../core/usage/usage-recorder.ts'
+import type { UsageBatch } from '../core/usage/usage-row.ts'
 import { encodeBatch } from './batch-codec.ts'
 import { writeFileDurably } from './durable-write.ts'
 import { insertNeverSent } from './failure-classifier.ts'
-import { encodeRecord } from './spool-segment.ts'
 
 /**
  * The local spill store: append-only segment files under DATA_DIR/spool.

@@ -1,6 +1,6 @@
 import { ClickHouseError } from '@clickhouse/client'
 import { describe, expect, it } from 'vitest'
-import { InsertNotSentError } from '../core/insert-errors.ts'
+import { InsertNotSentError } from '../core/storage/insert-errors.ts'
 import { TransientInsertError } from './batch-inserter.ts'
 import { classifyFailure, insertNeverSent, RowSchemaError } from './failure-classifier.ts'
 

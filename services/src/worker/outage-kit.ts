@@ -1,14 +1,15 @@
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import type { ReportError } from '../core/background-errors.ts'
-import type { Env } from '../core/env.ts'
-import type { RecoveryProgress } from '../core/journal-recovery.ts'
-import type { JournalStatus } from '../core/usage-journal.ts'
-import type { SpillSink } from '../core/usage-recorder.ts'
-import type { Warehouse } from '../core/warehouse.ts'
+import type { Env } from '../core/config/env.ts'
+import type { ReportError } from '../core/errors/background-errors.ts'
+import { scanSegment } from '../core/storage/record-framing.ts'
+import type { Warehouse } from '../core/storage/warehouse.ts'
+import type { JournalStatus } from '../core/usage/usage-journal.ts'
+import type { SpillSink } from '../core/usage/usage-recorder.ts'
 import { decodeBatch } from './batch-codec.ts'
 import { type BatchInserter, createBatchInserter, TransientInsertError } from './batch-inserter.ts'
 import { createDiskSpool, type DiskSpool, readAck, type SpoolStatus } from './disk-spool.ts'
+import type { RecoveryProgress } from './journal-recovery.ts'
 import { createQuarantineStore, type QuarantineStore } from './quarantine-store.ts'
 import { createRedisSpill, type RedisSpill, type RedisSpillStatus, type SpillJobData } from './redis-spill.ts'
 import {
@@ -17,7 +18,6 @@ import {
   type ReplayWorker,
   stoppedProgress,
 } from './replay.worker.ts'
-import { scanSegment } from './spool-segment.ts'
 
 export interface OutageLogger {
   warn(obj: object, msg: string): void

@@ -1,6 +1,6 @@
 import { type Job, Queue, Worker } from 'bullmq'
 import { Redis } from 'ioredis'
-import type { ReportError } from '../core/background-errors.ts'
+import type { ReportError } from '../core/errors/background-errors.ts'
 import { type DecodedBatch, decodeBatch, UndecodableBatchError } from './batch-codec.ts'
 import type { QuarantineStore } from './quarantine-store.ts'
 import { SPILL_BYTES_KEY, SPILL_QUEUE, type SpillJobData } from './redis-spill.ts'

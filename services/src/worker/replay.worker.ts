@@ -1,7 +1,8 @@
 import { readFile, rm } from 'node:fs/promises'
 import { setImmediate as yieldToLoop } from 'node:timers/promises'
 import { type Queue, Worker } from 'bullmq'
-import type { ReportError } from '../core/background-errors.ts'
+import type { ReportError } from '../core/errors/background-errors.ts'
+import { type SegmentRecord, scanSegment } from '../core/storage/record-framing.ts'
 import { type DecodedBatch, decodeBatch, UndecodableBatchError } from './batch-codec.ts'
 import { type BatchInserter, TransientInsertError } from './batch-inserter.ts'
 import {
@@ -20,7 +21,6 @@ import type { QuarantineStore } from './quarantine-store.ts'
 import { startRedisReplay } from './redis-replay.ts'
 import { canJoin, mergeBatches, tokenOf } from './replay-groups.ts'
 import { idleStoreProgress, ReplayLoop, type StoreProgress } from './replay-loop.ts'
-import { type SegmentRecord, scanSegment } from './spool-segment.ts'
 
 export interface ReplayProgress {
   state: 'idle' | 'replaying' | 'backing-off' | 'stopped'

@@ -1,5 +1,5 @@
-import type { AdminStore } from '../../core/admin-store.ts'
-import type { Warehouse } from '../../core/warehouse.ts'
+import type { AdminStore } from '../../core/identity/admin-store.ts'
+import type { Warehouse } from '../../core/storage/warehouse.ts'
 import { csvLine } from '../csv.ts'
 import { type Scope, type UsageFilter, whereClause } from '../filters.ts'
 import { localDate } from '../time-range.ts'

@@ -1,6 +1,6 @@
 import type { FilterOptions } from '@tokenmeter/contract'
-import type { AdminStore } from '../../core/admin-store.ts'
-import type { Warehouse } from '../../core/warehouse.ts'
+import type { AdminStore } from '../../core/identity/admin-store.ts'
+import type { Warehouse } from '../../core/storage/warehouse.ts'
 import type { Scope } from '../filters.ts'
 
 /** What the filter pickers may offer this caller: scoped entities from the store, values seen in usage. */

@@ -1,5 +1,5 @@
 import type { Kpis } from '@tokenmeter/contract'
-import type { Warehouse } from '../../core/warehouse.ts'
+import type { Warehouse } from '../../core/storage/warehouse.ts'
 import { type Scope, type UsageFilter, whereClause } from '../filters.ts'
 import { fragments, type MetricRow, metricsSelect, readTotals, type Totals, totalTokens } from './sql.ts'
 

@@ -1,6 +1,6 @@
 import { periodWindow } from '../../budgets/budget-period.ts'
-import type { Budget } from '../../core/entities.ts'
-import { isTimeZone } from '../../core/time-zone.ts'
+import type { Budget } from '../../core/identity/entities.ts'
+import { isTimeZone } from '../../core/time/time-zone.ts'
 import { pickSource, type Source } from '../time-range.ts'
 
 /** Start of the budget period containing `nowMs`, the same window the enforcer uses. */

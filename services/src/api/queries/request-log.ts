@@ -1,7 +1,7 @@
 import type { RequestLogResult } from '@tokenmeter/contract'
 import { z } from 'zod'
-import { HttpError } from '../../core/errors.ts'
-import type { Warehouse } from '../../core/warehouse.ts'
+import { HttpError } from '../../core/errors/http-error.ts'
+import type { Warehouse } from '../../core/storage/warehouse.ts'
 import { type Scope, type UsageFilter, whereClause } from '../filters.ts'
 
 const cursorSchema = z.tuple([z.string().regex(/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}$/), z.uuid()])

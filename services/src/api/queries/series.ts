@@ -1,6 +1,6 @@
 import { OTHER_SERIES_ID, type Point, type SeriesResult } from '@tokenmeter/contract'
-import type { AdminStore } from '../../core/admin-store.ts'
-import type { Warehouse } from '../../core/warehouse.ts'
+import type { AdminStore } from '../../core/identity/admin-store.ts'
+import type { Warehouse } from '../../core/storage/warehouse.ts'
 import { type Scope, type UsageFilter, whereClause } from '../filters.ts'
 import { bucketIndex } from '../time-range.ts'
 import {

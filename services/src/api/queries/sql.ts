@@ -1,4 +1,4 @@
-import type { AdminStore } from '../../core/admin-store.ts'
+import type { AdminStore } from '../../core/identity/admin-store.ts'
 import type { Granularity, Source } from '../time-range.ts'
 
 /**

@@ -1,7 +1,9 @@
 import { crc32 } from 'node:zlib'
 
 /**
- * Record framing of a spool segment file. Each record:
+ * Record framing of the append-only segment files on local disk: the disk
+ * spool's (worker/disk-spool.ts) and the usage journal's
+ * (core/usage/usage-journal.ts). Each record:
  *   magic 'TMS1' (4 bytes) | payload length u32 LE | crc32(payload) u32 LE | payload
  * Segments are append-only; the crc catches torn or flipped bytes, and the
  * magic lets a reader resynchronise after a damaged record so the records

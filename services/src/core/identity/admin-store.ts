@@ -1,7 +1,7 @@
+import type { Warehouse } from '../storage/warehouse.ts'
+import { toClickHouseTime } from '../usage/usage-row.ts'
 import type { ApiKey, Budget, ModelFacade, Role, Session, Team, User } from './entities.ts'
 import { generateKeyPlaintext, hashKey, keyPrefix, newId } from './keys.ts'
-import { toClickHouseTime } from './usage-row.ts'
-import type { Warehouse } from './warehouse.ts'
 
 /**
  * Teams, users, keys, model facades and budgets: durable in ClickHouse

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
+import type { Warehouse } from '../storage/warehouse.ts'
 import { createUsageRecorder } from './usage-recorder.ts'
 import type { UsageBatch, UsageRow } from './usage-row.ts'
-import type { Warehouse } from './warehouse.ts'
 
 // A burst of batches must not all be handed to ClickHouse at once: queued
 // inside the engine they time out and spill rows ClickHouse then also stores

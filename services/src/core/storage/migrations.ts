@@ -5,7 +5,7 @@ import type { Warehouse } from './warehouse.ts'
 /** Oldest ClickHouse server we support: the 25.8 LTS line (JSON type, stable dedup settings). */
 export const MIN_CLICKHOUSE_VERSION = '25.8'
 
-export const MIGRATIONS_DIR = new URL('../../../clickhouse/', import.meta.url).pathname
+export const MIGRATIONS_DIR = new URL('../../../../clickhouse/', import.meta.url).pathname
 
 export interface Migration {
   version: number

@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto'
-import { InsertNotSentError, JournaledBatchError } from './insert-errors.ts'
+import { InsertNotSentError, JournaledBatchError } from '../storage/insert-errors.ts'
+import type { Warehouse } from '../storage/warehouse.ts'
 import type { UsageJournal } from './usage-journal.ts'
 import type { UsageBatch, UsageRow } from './usage-row.ts'
-import type { Warehouse } from './warehouse.ts'
 
 /**
  * Where a batch goes when ClickHouse did not take it. Implementations

@@ -1,25 +1,25 @@
 import { randomBytes } from 'node:crypto'
 import { join } from 'node:path'
 import { Registry } from 'prom-client'
-import { createBudgetEnforcer } from '../budgets/budget-enforcer.factory.ts'
-import type { BudgetEnforcer } from '../budgets/budget-enforcer.ts'
-import { createOutageKit, type OutageKit } from '../worker/outage-kit.ts'
-import { registerOutageMetrics } from '../worker/outage-metrics.ts'
-import { type AdminStore, createAdminStore } from './admin-store.ts'
-import { type BackgroundErrors, createBackgroundErrors } from './background-errors.ts'
-import type { Env } from './env.ts'
-import { type JournalRecovery, startJournalRecovery } from './journal-recovery.ts'
-import { registerRecorderMetrics } from './metrics.ts'
-import { migrate } from './migrations.ts'
-import { createRowFeed, type RowFeed } from './row-feed.ts'
-import { createUsageJournal, type UsageJournal } from './usage-journal.ts'
+import { createBudgetEnforcer } from './budgets/budget-enforcer.factory.ts'
+import type { BudgetEnforcer } from './budgets/budget-enforcer.ts'
+import type { Env } from './core/config/env.ts'
+import { type BackgroundErrors, createBackgroundErrors } from './core/errors/background-errors.ts'
+import { type AdminStore, createAdminStore } from './core/identity/admin-store.ts'
+import { migrate } from './core/storage/migrations.ts'
+import { createWarehouse, type Warehouse } from './core/storage/warehouse.ts'
+import { registerRecorderMetrics } from './core/usage/recorder-metrics.ts'
+import { createRowFeed, type RowFeed } from './core/usage/row-feed.ts'
+import { createUsageJournal, type UsageJournal } from './core/usage/usage-journal.ts'
 import {
   createUsageRecorder,
   type RecorderLogger,
   type SpillSink,
   type UsageRecorder,
-} from './usage-recorder.ts'
-import { createWarehouse, type Warehouse } from './warehouse.ts'
+} from './core/usage/usage-recorder.ts'
+import { type JournalRecovery, startJournalRecovery } from './worker/journal-recovery.ts'
+import { createOutageKit, type OutageKit } from './worker/outage-kit.ts'
+import { registerOutageMetrics } from './worker/outage-metrics.ts'
 
 /**
  * The shared resources of one process, built once and handed to every

@@ -11,7 +11,7 @@ import {
 } from 'node:fs'
 import { join } from 'node:path'
 import { crc32 } from 'node:zlib'
-import { HEADER_BYTES, RECORD_MAGIC } from '../worker/spool-segment.ts'
+import { HEADER_BYTES, RECORD_MAGIC } from '../storage/record-framing.ts'
 import type { UsageRow } from './usage-row.ts'
 
 /**
@@ -34,7 +34,7 @@ import type { UsageRow } from './usage-row.ts'
  * drops the repeat (raw table and every rollup). Acknowledging a batch (its
  * insert succeeded, or a spill store took it) deletes its segment.
  *
- * Record framing is the spool's (worker/spool-segment.ts): magic, length,
+ * Record framing is the spool's (core/storage/record-framing.ts, shared): magic, length,
  * crc32, payload; payloads are JSON: `{"i":<row index>,"r":<row>}` for a row,
  * `{"c":"<token>"}` for a cut.
  */

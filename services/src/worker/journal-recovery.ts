@@ -1,10 +1,10 @@
 import { readFileSync, truncateSync, unlinkSync } from 'node:fs'
-import type { QuarantineStore } from '../worker/quarantine-store.ts'
-import { type SegmentProblem, scanSegment } from '../worker/spool-segment.ts'
-import { JournaledBatchError } from './insert-errors.ts'
-import { journalToken, leftoverSegments, type UsageJournal } from './usage-journal.ts'
-import type { SpillSink } from './usage-recorder.ts'
-import type { UsageBatch, UsageRow } from './usage-row.ts'
+import { JournaledBatchError } from '../core/storage/insert-errors.ts'
+import { type SegmentProblem, scanSegment } from '../core/storage/record-framing.ts'
+import { journalToken, leftoverSegments, type UsageJournal } from '../core/usage/usage-journal.ts'
+import type { SpillSink } from '../core/usage/usage-recorder.ts'
+import type { UsageBatch, UsageRow } from '../core/usage/usage-row.ts'
+import type { QuarantineStore } from './quarantine-store.ts'
 
 export interface RecoveryProgress {
   state: 'idle' | 'recovering' | 'waiting' | 'done' | 'stopped'

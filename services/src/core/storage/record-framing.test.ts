@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { encodeRecord, HEADER_BYTES, scanSegment } from './spool-segment.ts'
+import { encodeRecord, HEADER_BYTES, scanSegment } from './record-framing.ts'
 
 const rec = (s: string) => encodeRecord(Buffer.from(s))
 
