@@ -1,6 +1,6 @@
 import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
-import type { Locator, Page } from 'playwright-core'
+import type { Page } from 'playwright-core'
 
 // The README's pictures in docs/screenshots. Every browser test writes them through here, and
 // only when asked (`UPDATE_SCREENSHOTS=1`): an ordinary test run leaves the committed files alone.
@@ -26,18 +26,15 @@ export async function animationsDone(page: Page): Promise<void> {
 
 /**
  * Saves docs/screenshots/<name>.png when UPDATE_SCREENSHOTS=1, else does nothing. The whole page
- * by default; the viewport with `fullPage: false` (a fixed overlay is only right in the viewport),
- * or one element with `element`.
+ * by default; the viewport with `fullPage: false` (a fixed overlay is only right in the viewport).
  */
 export async function saveScreenshot(
   page: Page,
   name: string,
-  opts: { fullPage?: boolean; element?: Locator } = {},
+  opts: { fullPage?: boolean } = {},
 ): Promise<void> {
   if (!UPDATE_SCREENSHOTS) return
   mkdirSync(SCREENSHOTS_DIR, { recursive: true })
   await animationsDone(page)
-  const path = join(SCREENSHOTS_DIR, `${name}.png`)
-  if (opts.element) await opts.element.screenshot({ path })
-  else await page.screenshot({ path, fullPage: opts.fullPage ?? true })
+  await page.screenshot({ path: join(SCREENSHOTS_DIR, `${name}.png`), fullPage: opts.fullPage ?? true })
 }
