@@ -11,6 +11,7 @@
  */
 import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
+import { pino } from 'pino'
 import { normalizeTags } from '../services/src/core/usage/usage-row.ts'
 import { startDemoTraffic } from '../services/src/demo/demo-traffic.ts'
 
@@ -59,7 +60,7 @@ const traffic = startDemoTraffic({
     apps: [args.app],
     projects: [{ name: args.project, tags: normalizeTags(args.tags) }],
   })),
-  logger: { warn: (obj, msg) => console.warn(msg, obj) },
+  logger: pino({ level: 'warn' }, pino.destination(2)),
 })
 console.log(`Sending ~${rps} req/s to ${args.url} with ${plaintexts.length} key(s); Ctrl-C stops.`)
 

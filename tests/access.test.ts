@@ -86,8 +86,12 @@ describe('role matrix over HTTP', () => {
       const bd = (await get('/api/breakdown?by=user&limit=500')).json()
       expect(bd.rows.map((r: { id: string }) => r.id).sort()).toEqual([...users].sort())
 
+      // Users are ranked network-wide for every role (the default leaderboard visibility,
+      // tests/members.test.ts has the others); only the rows the role may open link.
       const lb = (await get('/api/leaderboard?by=user&limit=100')).json()
-      expect(lb.rows.every((r: { id: string }) => users.has(r.id))).toBe(true)
+      expect(new Set(lb.rows.map((r: { id: string }) => r.id))).toEqual(new Set(rows.map((r) => r.user_id)))
+      for (const r of lb.rows as { id: string; canOpen: boolean }[])
+        expect(r.canOpen, r.id).toBe(users.has(r.id))
 
       const spend = (await get('/api/keys/spend')).json()
       const visibleKeys = org.keys.filter((k) =>

@@ -1,5 +1,6 @@
 import { createServer, type IncomingMessage } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import { pino } from 'pino'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { Alert } from '../services/src/alerts/alert.ts'
 import { createAlertMonitor } from '../services/src/alerts/alert-monitor.ts'
@@ -67,7 +68,9 @@ function monitor() {
       urls: [`${receiver.url}/ok`, `${receiver.url}/flaky`],
       secret: SECRET,
       baseDelayMs: 5,
+      log: pino({ enabled: false }),
     }),
+    log: pino({ enabled: false }),
   })
 }
 

@@ -46,7 +46,8 @@ const spent = async (budgetId: string) => {
 }
 
 beforeAll(async () => {
-  stack = await startTestStack({ listen: true })
+  // DEMO=true: the built-in simulated provider (the demo's upstream) serves the sim-* facades.
+  stack = await startTestStack({ listen: true, env: { DEMO: 'true' } })
   for (const t of ['team-a', 'team-b']) await admin('POST', '/api/admin/teams', { teamId: t, name: t })
   await user('mover', 'team-a', 'member')
   await user('lead-a', 'team-a', 'lead')

@@ -1,3 +1,4 @@
+import { pino } from 'pino'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { createBudgetEnforcer } from '../services/src/budgets/budget-enforcer.factory.ts'
 import type { BudgetDecision, Reservation } from '../services/src/budgets/budget-enforcer.ts'
@@ -122,7 +123,12 @@ describe('in-process budget enforcer', () => {
     core.recorder.record(usageRow(key, 5 * USD, Date.now() - 8 * 86_400_000))
     await core.recorder.flush()
     // A fresh enforcer over the same store and warehouse is what a restarted process builds.
-    const restarted = createBudgetEnforcer({ env: core.env, store: core.store, warehouse: core.warehouse })
+    const restarted = createBudgetEnforcer({
+      env: core.env,
+      store: core.store,
+      warehouse: core.warehouse,
+      log: pino({ enabled: false }),
+    })
     try {
       const [status] = await restarted.status!(core.store.budgets().filter((b) => b.budgetId === 'b_restart'))
       expect(status!.spentUsd).toBe(1.5)

@@ -1,4 +1,5 @@
 import { Redis } from 'ioredis'
+import { pino } from 'pino'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { createBudgetEnforcer } from '../services/src/budgets/budget-enforcer.factory.ts'
 import type { BudgetEnforcer, Reservation } from '../services/src/budgets/budget-enforcer.ts'
@@ -29,7 +30,7 @@ function enforcer(
     redis: client,
     reservationTtlMs: opts.reservationTtlMs,
     sweepEveryMs: opts.sweepEveryMs ?? 50,
-    warn: () => {},
+    log: pino({ enabled: false }),
   })
   enforcers.push(e)
   return e

@@ -1,3 +1,4 @@
+import { pino } from 'pino'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createAlertStore } from '../services/src/alerts/alert-store.ts'
 import { createInflight } from '../services/src/api/inflight.ts'
@@ -97,6 +98,7 @@ describe('alerts panel API', () => {
 describe('live pushes', () => {
   it('an idle refresh that finds the same numbers pushes nothing; a new row pushes once', async () => {
     const hub = createLiveHub({
+      log: pino({ enabled: false }),
       warehouse: stack.core.warehouse,
       store: stack.core.store,
       recorder: stack.core.recorder,

@@ -1,3 +1,4 @@
+import { pino } from 'pino'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { costNanos, nanosToUsdString } from '../services/src/core/pricing/pricing.ts'
 import { normalizeTags, usageRowSchema } from '../services/src/core/usage/usage-row.ts'
@@ -107,7 +108,8 @@ describe('demo seed (embedded engine)', () => {
   const size = { rows: 12_000, days: 10, insertRows: 5_000 }
 
   beforeAll(async () => {
-    stack = await startTestStack({ listen: true })
+    // DEMO=true, as in the product's demo: the built-in simulated provider serves the demo's facades.
+    stack = await startTestStack({ listen: true, env: { DEMO: 'true' } })
     first = await seedDemo(stack.core, size)
   })
   afterAll(async () => stack?.close())
@@ -181,7 +183,12 @@ describe('demo seed (embedded engine)', () => {
   })
 
   it('live demo traffic goes through the gateway and lands one row per request', async () => {
-    const traffic = startDemoTraffic({ gatewayUrl: stack.url, keys: first.liveKeys, rps: 0 })
+    const traffic = startDemoTraffic({
+      gatewayUrl: stack.url,
+      keys: first.liveKeys,
+      rps: 0,
+      logger: pino({ enabled: false }),
+    })
     const statuses: number[] = []
     for (let i = 0; i < 24; i++) statuses.push(await traffic.sendOne())
     await traffic.stop()

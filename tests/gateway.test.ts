@@ -128,7 +128,7 @@ beforeAll(async () => {
       MODEL_PASSTHROUGH: 'false',
     },
   })
-  // Wire the simulated provider to this test's fake, as server.ts does with its own.
+  // Wire the simulated provider to this test's fake, as bootstrap.ts does with its own (DEMO=true).
   stack.core.simulatedBaseUrl = `${fake.url}/v1`
   await admin('POST', '/api/admin/teams', { teamId: 'team-a', name: 'Team A' })
   await admin('POST', '/api/admin/users', {

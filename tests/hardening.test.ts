@@ -14,7 +14,8 @@ beforeAll(async () => {
   stack = await startTestStack({
     listen: true,
     roles: ['gateway', 'api', 'web'],
-    env: { METRICS_TOKEN, SIGNIN_ATTEMPTS_PER_MIN: '1000' },
+    // DEMO=true: the built-in simulated provider (the demo's upstream) serves the sim-* facades.
+    env: { METRICS_TOKEN, SIGNIN_ATTEMPTS_PER_MIN: '1000', DEMO: 'true' },
   })
   const s = stack.core.store
   await s.upsertTeam({ teamId: 'team_a', name: 'Team A' })

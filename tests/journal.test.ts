@@ -2,6 +2,7 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, truncateSync, writeF
 import { ServerResponse } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { pino } from 'pino'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { HEADER_BYTES, scanSegment } from '../services/src/core/storage/record-framing.ts'
 import { createUsageJournal } from '../services/src/core/usage/usage-journal.ts'
@@ -18,7 +19,7 @@ import { startTestStack, TEST_ADMIN_TOKEN, type TestStack } from './helpers/test
  * acknowledged), then the product starts on it. Plus the gateway's ordering:
  * a row is journaled before the client gets the end of its answer.
  */
-const quiet = { warn() {}, error() {} }
+const quiet = pino({ enabled: false })
 let dataDir: string
 let stack: TestStack
 let fake: FakeUpstream

@@ -33,6 +33,8 @@ beforeAll(async () => {
   stack = await startTestStack({
     listen: true,
     env: {
+      // DEMO=true: the built-in simulated provider (the demo's upstream) serves the sim-* facades.
+      DEMO: 'true',
       LIVE_MAX_SOCKETS_PER_USER: String(SOCKETS_CAP),
       LIVE_SUBSCRIBES_PER_SEC: String(PER_SEC),
       LIVE_SUBSCRIBE_BURST: String(BURST),

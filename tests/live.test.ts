@@ -1,3 +1,4 @@
+import { pino } from 'pino'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createLiveHub } from '../services/src/api/live-hub.ts'
 import type { UsageRow } from '../services/src/core/usage/usage-row.ts'
@@ -17,7 +18,8 @@ let org: Org
 const recorded: UsageRow[] = []
 
 beforeAll(async () => {
-  stack = await startTestStack({ listen: true, env: { RECORDER_FLUSH_MS: '600000' } })
+  // DEMO=true: the built-in simulated provider (the demo's upstream) serves the sim-* facades.
+  stack = await startTestStack({ listen: true, env: { RECORDER_FLUSH_MS: '600000', DEMO: 'true' } })
   org = await seedOrg(stack.core)
   await insertHistory(stack.core, org, 300, 1, 11, Date.now())
   await stack.core.store.upsertModel({
@@ -146,8 +148,74 @@ describe('live mode', () => {
     c.close()
   })
 
+  it('with no traffic, viewers cost no queries: no push after the first, ClickHouse sees only the hub refreshes', async () => {
+    // A fixed window (not a sliding preset), so no bucket moves while nothing happens.
+    const day = 86_400_000
+    const start = Math.floor(Date.now() / day) * day
+    const filter = {
+      tz: 'UTC',
+      from: new Date(start - day).toISOString(),
+      to: new Date(start + 2 * day).toISOString(),
+    } as const
+    // The hub's own statements, apart from anything else the server runs meanwhile (the alert monitor).
+    let hubSelects = 0
+    const wh = stack.core.warehouse
+    const hub = createLiveHub({
+      log: pino({ enabled: false }),
+      warehouse: {
+        ...wh,
+        query: (sql, params, signal) => {
+          hubSelects++
+          return wh.query(sql, params, signal)
+        },
+      },
+      store: stack.core.store,
+      recorder: stack.core.recorder,
+      pushMs: 20,
+      idleRefreshMs: 100,
+    })
+    const selects = () => hubSelects
+    /** Statements and refreshes over `refreshes` idle refreshes, counted between refreshes. */
+    const overRefreshes = async (refreshes: number) => {
+      const quiet = () => hub.stats().refreshesRunning === 0 && hub.stats().refreshesQueued === 0
+      await expect.poll(quiet, { timeout: 15_000, interval: 5 }).toBe(true)
+      const [s0, r0] = [selects(), hub.stats().refreshesStarted]
+      await expect
+        .poll(() => hub.stats().refreshesStarted >= r0 + refreshes && quiet(), {
+          timeout: 30_000,
+          interval: 5,
+        })
+        .toBe(true)
+      return { statements: selects() - s0, refreshes: hub.stats().refreshesStarted - r0 }
+    }
+    const inbox: string[][] = []
+    const subscribe = () => {
+      const got: string[] = []
+      inbox.push(got)
+      hub.subscribe(filter, { kind: 'all' }, { send: (m) => got.push(m), bufferedAmount: () => 0 })
+    }
+    subscribe()
+    await expect.poll(() => inbox[0]!.length, { timeout: 15_000 }).toBe(1)
+    const one = await overRefreshes(3)
+    const perRefresh = one.statements / one.refreshes
+    expect(perRefresh).toBeGreaterThan(0)
+    for (let i = 0; i < 9; i++) subscribe()
+    await expect.poll(() => inbox.every((got) => got.length === 1), { timeout: 15_000 }).toBe(true)
+    const ten = await overRefreshes(3)
+    // Ten viewers of one filter cost what one does: the hub's refreshes, nothing per viewer.
+    expect(ten.statements).toBe(ten.refreshes * perRefresh)
+    // And nothing was pushed after the first snapshot: a page re-requests only on a push.
+    expect(inbox.map((got) => got.length)).toEqual(inbox.map(() => 1))
+    hub.close()
+    // The server counts every statement it sends: tokenmeter_clickhouse_queries_total{kind}.
+    const sent = wh.statementCounts().select
+    expect(sent).toBeGreaterThanOrEqual(hubSelects)
+    expect(await metric('tokenmeter_clickhouse_queries_total{kind="select"}')).toBeGreaterThanOrEqual(sent)
+  })
+
   it('a slow subscriber is skipped, then sent only the newest state; the overlay is bounded', async () => {
     const hub = createLiveHub({
+      log: pino({ enabled: false }),
       warehouse: stack.core.warehouse,
       store: stack.core.store,
       recorder: stack.core.recorder,

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs'
 import { Redis } from 'ioredis'
+import { pino } from 'pino'
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { scanSegment } from '../services/src/core/storage/record-framing.ts'
 import type { UsageBatch } from '../services/src/core/usage/usage-row.ts'
@@ -51,7 +52,8 @@ function worker(maxGroupRows: number, redisUrl?: string) {
     quarantine: stack.core.outage.quarantine,
     redisUrl,
     insertTimeoutMs: 10_000,
-    logger: { warn: () => {}, error: () => {} },
+    logger: pino({ enabled: false }),
+    onError: stack.core.backgroundErrors.report,
     probe: () => stack.core.warehouse.ping(),
     pollMs: 20,
     maxGroupRows,

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto'
+import { pino } from 'pino'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createRowFeed, type RowFeed } from '../services/src/core/usage/row-feed.ts'
 import { createUsageRecorder, type UsageRecorder } from '../services/src/core/usage/usage-recorder.ts'
@@ -19,7 +20,7 @@ function recorder(): UsageRecorder {
     maxRows: 1_000_000,
     flushMs: 3_600_000,
     insertTimeoutMs: 1_000,
-    logger: { warn: () => {}, error: () => {} },
+    logger: pino({ enabled: false }),
   })
   recorders.push(r)
   return r
@@ -92,8 +93,12 @@ describe('row feed across processes', () => {
   it('delivers a row recorded in one process to listeners in another, exactly once each', async () => {
     const gateway = recorder()
     const api = recorder()
-    const gatewayFeed = createRowFeed({ recorder: gateway, redisUrl: redis.url })
-    const apiFeed = createRowFeed({ recorder: api, redisUrl: redis.url })
+    const gatewayFeed = createRowFeed({
+      recorder: gateway,
+      redisUrl: redis.url,
+      log: pino({ enabled: false }),
+    })
+    const apiFeed = createRowFeed({ recorder: api, redisUrl: redis.url, log: pino({ enabled: false }) })
     feeds = [gatewayFeed, apiFeed]
     const seenByApi: string[] = []
     const seenByGateway: string[] = []

@@ -1,6 +1,7 @@
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { pino } from 'pino'
 import { afterEach, describe, expect, it } from 'vitest'
 import { scanSegment } from '../services/src/core/storage/record-framing.ts'
 import { decodeBatch } from '../services/src/worker/batch-codec.ts'
@@ -25,7 +26,7 @@ const batch = (i: number, rows = 5) => ({
 describe('disk spool', () => {
   it('keeps concurrent spills whole, in order, fsynced, in sealed segments', async () => {
     const dir = tmp()
-    const spool = createDiskSpool({ dir, maxBytes: 10_000_000 })
+    const spool = createDiskSpool({ dir, maxBytes: 10_000_000, logger: pino({ enabled: false }) })
     await Promise.all(Array.from({ length: 20 }, (_, i) => spool.spill(batch(i), 'test')))
     await spool.seal()
     const segs = await spool.sealedSegments()
@@ -40,7 +41,7 @@ describe('disk spool', () => {
 
   it('refuses new batches when full and says so, instead of growing or dropping', async () => {
     const dir = tmp()
-    const spool = createDiskSpool({ dir, maxBytes: 3_000 })
+    const spool = createDiskSpool({ dir, maxBytes: 3_000, logger: pino({ enabled: false }) })
     let stored = 0
     let refused = 0
     for (let i = 0; i < 20; i++) {
@@ -63,14 +64,19 @@ describe('disk spool', () => {
 
   it('seals what a dead writer left open, and starts fresh segments per process', async () => {
     const dir = tmp()
-    const spool = createDiskSpool({ dir, maxBytes: 10_000_000, sealAfterMs: 60_000 })
+    const spool = createDiskSpool({
+      dir,
+      maxBytes: 10_000_000,
+      sealAfterMs: 60_000,
+      logger: pino({ enabled: false }),
+    })
     await spool.spill(batch(1), 'test')
     expect(readdirSync(dir).some((n) => n.endsWith('.open'))).toBe(true)
     // Simulate a crashed writer: an .open file owned by a pid that is not running.
     const open = readdirSync(dir).find((n) => n.endsWith('.open'))!
     const orphan = open.replace(`-${process.pid}-`, '-999999-')
     writeFileSync(join(dir, orphan), readFileSync(join(dir, open)))
-    const next = createDiskSpool({ dir, maxBytes: 10_000_000 })
+    const next = createDiskSpool({ dir, maxBytes: 10_000_000, logger: pino({ enabled: false }) })
     expect((await next.sealedSegments()).map((s) => s.name)).toEqual([orphan.replace('.open', '.seg')])
     await spool.close()
     await next.close()

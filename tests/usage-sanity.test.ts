@@ -63,7 +63,8 @@ const status = async () => {
 }
 
 beforeAll(async () => {
-  stack = await startTestStack({ listen: true })
+  // DEMO=true: the built-in simulated provider (the demo's upstream) serves the sim-* facades.
+  stack = await startTestStack({ listen: true, env: { DEMO: 'true' } })
   await admin('POST', '/api/admin/teams', { teamId: 'team-s', name: 'S' })
   await admin('POST', '/api/admin/users', {
     userId: 'user-s',

@@ -146,6 +146,9 @@ const PAGES = (): [string, string, Prepare?][] => {
     ['admin-models', '/admin/models'],
     ['admin-budgets', '/admin/budgets'],
     ['admin-sessions', '/admin/sessions'],
+    ['admin-settings', '/admin/settings'],
+    ['models', '/models'],
+    ['my-keys', '/account/keys?range=30d'],
     ['ops', '/ops'],
   ]
 }
@@ -340,6 +343,7 @@ describe('accessibility and layout', () => {
       '/admin/models',
       '/admin/budgets',
       '/admin/sessions',
+      '/admin/settings',
       '/ops',
       '/admin/usage',
     ]) {

@@ -62,7 +62,8 @@ beforeAll(async () => {
   stack = await startTestStack({
     listen: true,
     roles: ['gateway', 'api', 'web'],
-    env: { ALERT_CHECK_MS: '500' },
+    // DEMO=true: the built-in simulated provider (the demo's upstream) serves the sim-* facades.
+    env: { ALERT_CHECK_MS: '500', DEMO: 'true' },
   })
   org = await seedOrg(stack.core)
   // More models than the keys chart shows (12), so an "other" series exists, and one

@@ -4,14 +4,17 @@ import { join } from 'node:path'
 import { buildApp } from '../../services/src/app.ts'
 import { createCore } from '../../services/src/bootstrap.ts'
 import { parseEnv } from '../../services/src/core/config/env.ts'
+import { errorLogger } from './lib/report.ts'
 
 /**
  * Our gateway for the benchmark, in its own process so the load generator
  * never shares its event loop: the product's Core on the embedded engine
  * (recording on, rollups attached, local budgets), the gateway role only.
  * Args: --upstream=<origin> [--data-dir=<dir>] [--journal=off] [--api] (also serve the API,
- * for the live benchmark). Prints `READY <json>` with the URL, a virtual key
- * and the data directory; on SIGTERM it flushes usage and exits.
+ * for the live benchmark) [--viewers=N] (N more people, leads of the bench team, each with
+ * a key: live viewers are people, each with the product's per-user socket allowance).
+ * Prints `READY <json>` with the URL, a virtual key, the viewers' keys and the data
+ * directory; on SIGTERM it flushes usage and exits.
  */
 const arg = (name: string) => process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3)
 const upstream = arg('upstream')
@@ -21,6 +24,7 @@ const withApi = process.argv.includes('--api')
 const insertNice = arg('insert-nice')
 /** --journal=off: the gateway without its write-ahead journal, only to measure the journal's cost. */
 const journal = arg('journal')
+const viewers = Number(arg('viewers') ?? 0)
 const dataDir = arg('data-dir') ?? mkdtempSync(join(tmpdir(), 'tokenmeter-bench-gw-'))
 const ADMIN_TOKEN = 'bench-admin-token-0123456789'
 
@@ -35,7 +39,7 @@ const env = parseEnv({
   ...(insertNice ? { EMBEDDED_INSERT_NICE: insertNice } : {}),
   ...(journal ? { JOURNAL: journal } : {}),
 })
-const core = await createCore(env, { logger: { warn: () => {}, error: (o, m) => console.error(m, o) } })
+const core = await createCore(env, { logger: errorLogger() })
 await core.store.upsertTeam({ teamId: 'bench-team', name: 'Bench team' })
 await core.store.upsertUser({
   userId: 'bench-user',
@@ -55,9 +59,23 @@ await core.store.upsertModel({
   cacheWritePerM: 0,
 })
 const { plaintext } = await core.store.createKey({ userId: 'bench-user', name: 'bench' })
+const viewerKeys: string[] = []
+for (let i = 0; i < viewers; i++) {
+  const userId = `bench-viewer-${i}`
+  await core.store.upsertUser({
+    userId,
+    email: `viewer-${i}@example.com`,
+    name: `Viewer ${i}`,
+    teamId: 'bench-team',
+    role: 'lead',
+  })
+  viewerKeys.push((await core.store.createKey({ userId, name: `viewer ${i}` })).plaintext)
+}
 const app = await buildApp(core, { roles: withApi ? ['gateway', 'api'] : ['gateway'] })
 const url = await app.listen({ host: '127.0.0.1', port: 0 })
-process.stdout.write(`READY ${JSON.stringify({ url, key: plaintext, dataDir, adminToken: ADMIN_TOKEN })}\n`)
+process.stdout.write(
+  `READY ${JSON.stringify({ url, key: plaintext, viewerKeys, dataDir, adminToken: ADMIN_TOKEN })}\n`,
+)
 
 let stopping = false
 process.on('SIGTERM', async () => {

@@ -14,7 +14,7 @@ import { decodeBatch, encodeBatch } from '../../services/src/worker/batch-codec.
 import { createRedisSpill } from '../../services/src/worker/redis-spill.ts'
 import { createReplayWorker } from '../../services/src/worker/replay.worker.ts'
 import { startRedis } from '../../tests/helpers/redis-server.ts'
-import { commandFor, emit, log, parseArgs, type Table } from './lib/report.ts'
+import { commandFor, emit, errorLogger, log, parseArgs, type Table } from './lib/report.ts'
 import { fmt, measure, ratio } from './lib/stats.ts'
 
 /**
@@ -52,7 +52,7 @@ const env = parseEnv({
   ...(BATCH_ARG ? { RECORDER_MAX_ROWS: BATCH_ARG } : {}),
   ...(redis ? { REDIS_URL: redis.url } : {}),
 })
-const quietLogger = { warn: () => {}, error: (o: object, m: string) => log(`${m} ${JSON.stringify(o)}`) }
+const quietLogger = errorLogger()
 const spillCauses = new Map<string, number>()
 const core = await createCore(env, {
   logger: quietLogger,
@@ -312,6 +312,7 @@ async function drain(redisUrl: string | undefined, expected: number) {
     redisUrl,
     insertTimeoutMs: env.CLICKHOUSE_INSERT_TIMEOUT_MS,
     logger: quietLogger,
+    onError: core.backgroundErrors.report,
     probe: () => wh.ping(),
     pollMs: 20,
     maxGroupRows: BATCH,
@@ -399,7 +400,7 @@ if (redis && core.outage.redis) {
     url: redis.url,
     maxBytes: budget,
     fallback: core.outage.spool,
-    logger: quietLogger,
+    onError: core.backgroundErrors.report,
   })
   const base2 = await usedMemory()
   for (const b of replayBatches()) await small.spill({ ...b, batchId: `${b.batchId}-small` }, REFUSED)

@@ -12,7 +12,7 @@ import { createCatalogue } from '../../services/src/demo/usage-catalogue.ts'
 import { generateUsageBatches } from '../../services/src/demo/usage-generator.ts'
 import { cpuSeconds, startChild } from './lib/child.ts'
 import { closedLoop, type LoadResult, type Target } from './lib/load.ts'
-import { commandFor, emit, log, parseArgs, type Table } from './lib/report.ts'
+import { commandFor, emit, errorLogger, log, parseArgs, type Table } from './lib/report.ts'
 import { fmt, measure, percentile, ratio } from './lib/stats.ts'
 
 /**
@@ -157,7 +157,7 @@ const env = parseEnv({
   JOURNAL: 'off',
   CLICKHOUSE_INSERT_TIMEOUT_MS: '120000',
 })
-const logger = { warn: () => {}, error: (o: object, msg: string) => log(`${msg} ${JSON.stringify(o)}`) }
+const logger = errorLogger()
 const spillCauses = new Map<string, number>()
 const core = await createCore(env, {
   logger,

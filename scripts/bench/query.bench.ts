@@ -7,7 +7,7 @@ import { parseEnv } from '../../services/src/core/config/env.ts'
 import { toClickHouseTime } from '../../services/src/core/usage/usage-row.ts'
 import { createCatalogue } from '../../services/src/demo/usage-catalogue.ts'
 import { generateUsageBatches } from '../../services/src/demo/usage-generator.ts'
-import { commandFor, emit, log, parseArgs, type Table } from './lib/report.ts'
+import { commandFor, emit, errorLogger, log, parseArgs, type Table } from './lib/report.ts'
 import { fmt, measure, percentile, ratio } from './lib/stats.ts'
 
 /**
@@ -33,7 +33,7 @@ for (const size of SIZES) {
   const dataDir = mkdtempSync(join(tmpdir(), 'tokenmeter-bench-query-'))
   const env = parseEnv({ DATA_DIR: dataDir, DEMO: 'false', LOG_LEVEL: 'silent', ROLES: 'api', ADMIN_TOKEN })
   const core = await createCore(env, {
-    logger: { warn: () => {}, error: (o, m) => log(`${m} ${JSON.stringify(o)}`) },
+    logger: errorLogger(),
   })
   const app = await buildApp(core, { roles: ['api'] })
   await app.ready()

@@ -1,15 +1,17 @@
 import helmet from '@fastify/helmet'
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import type { Core } from './bootstrap.ts'
+import type { ProcessRole } from './core/config/env.ts'
 import { errorBody, HttpError } from './core/errors/http-error.ts'
 import { bearerToken, safeEqual } from './core/identity/auth.ts'
 import { createErrorHandler } from './error-handler.ts'
 import { securityHeaders } from './security-headers.ts'
 import { WEB_BUILD_DIR } from './web.routes.ts'
 
-export type Role = 'gateway' | 'api' | 'worker' | 'web'
+export type Role = ProcessRole
 
 export interface AppOptions {
+  /** Which routes to mount; default: the Core's roles (ROLES). */
   roles?: Role[]
   logger?: boolean | object
   /** A ready pino logger shared with the rest of the process (server.ts). */
@@ -18,10 +20,10 @@ export interface AppOptions {
 
 /**
  * Builds the HTTP app for the given roles over a ready Core. Never listens:
- * server.ts does, tests use `app.inject` or listen on port 0 themselves.
+ * server.ts does (through bootstrap.ts), tests use `app.inject` or listen on port 0 themselves.
  */
 export async function buildApp(core: Core, opts: AppOptions = {}): Promise<FastifyInstance> {
-  const roles = new Set(opts.roles ?? ['gateway', 'api', 'web'])
+  const roles: ReadonlySet<Role> = opts.roles ? new Set(opts.roles) : core.roles
   const app = Fastify({
     ...(opts.loggerInstance ? { loggerInstance: opts.loggerInstance } : { logger: opts.logger ?? false }),
     bodyLimit: core.env.MAX_BODY_BYTES,
@@ -53,7 +55,7 @@ export async function buildApp(core: Core, opts: AppOptions = {}): Promise<Fasti
   // gateway-only process ClickHouse is reported but does not decide. While
   // shutting down, Fastify itself answers 503 (return503OnClosing).
   app.get('/readyz', async (_req, reply) => {
-    const clickhouse = await core.warehouse.ping().catch(() => false)
+    const clickhouse = await core.warehouse.ping()
     const needsClickHouse = roles.has('api')
     const ready = clickhouse || !needsClickHouse
     return reply

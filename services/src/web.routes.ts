@@ -34,6 +34,7 @@ function safeDecode(p: string): string {
   try {
     return decodeURIComponent(p)
   } catch {
+    // A malformed escape is the client's: look the path up as written (a 404 at worst).
     return p
   }
 }

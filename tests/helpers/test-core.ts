@@ -33,16 +33,20 @@ export async function startTestStack(
   } = {},
 ): Promise<TestStack> {
   const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'tokenmeter-test-'))
+  const roles = opts.roles ?? ['gateway', 'api']
   const env = parseEnv({
     DATA_DIR: dataDir,
     ADMIN_TOKEN: TEST_ADMIN_TOKEN,
     DEMO: 'false',
     LOG_LEVEL: 'silent',
     RECORDER_FLUSH_MS: '200',
+    // The background jobs of these roles (the alert monitor with api), and
+    // the replay worker, as in the all-in-one process.
+    ROLES: [...roles, 'worker'].join(','),
     ...opts.env,
   })
   const core = await createCore(env, opts.overrides)
-  const app = await buildApp(core, { roles: opts.roles ?? ['gateway', 'api'] })
+  const app = await buildApp(core, { roles })
   let url = ''
   if (opts.listen) url = await app.listen({ host: '127.0.0.1', port: 0 })
   else await app.ready()

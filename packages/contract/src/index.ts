@@ -5,6 +5,8 @@
  * dashboard imports their types, so renaming a field breaks both builds.
  */
 export * from './filter.schema.ts'
+export * from './member-api.schema.ts'
 export * from './series-id.ts'
+export * from './settings.schema.ts'
 export * from './time-zone-name.ts'
 export * from './usage-api.schema.ts'

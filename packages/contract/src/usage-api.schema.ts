@@ -140,7 +140,20 @@ export type BreakdownResult = z.infer<typeof breakdownResponse>
 
 export const leaderboardResponse = z.object({
   metric: z.enum(['tokens', 'spend', 'requests']),
-  rows: z.array(z.object({ rank: z.number(), id: z.string(), name: z.string(), value: z.number() })),
+  ranked: z
+    .enum(['network', 'team', 'own'])
+    .describe(
+      "whose usage is ranked: the whole network, the caller's team, or only what the caller may see (keys)",
+    ),
+  rows: z.array(
+    z.object({
+      rank: z.number(),
+      id: z.string(),
+      name: z.string(),
+      value: z.number(),
+      canOpen: z.boolean().describe("the caller may open this row's detail page"),
+    }),
+  ),
 })
 export type LeaderboardResult = z.infer<typeof leaderboardResponse>
 
@@ -153,6 +166,9 @@ export const keySpendResponse = z.object({
       userId: z.string(),
       teamId: z.string(),
       revoked: z.boolean(),
+      allowedModels: z
+        .array(z.string())
+        .describe('names or `*` patterns the key may call; empty: every model'),
       spentUsd: z.number().describe('spend in the requested range'),
       capUsd: z.number().nullable(),
       period: z.enum(['day', 'week', 'month']).nullable(),

@@ -1,3 +1,4 @@
+import { type Logger, pino } from 'pino'
 /**
  * What every benchmark returns: tables that bench.ts prints as Markdown and
  * docs/BENCHMARKS.md reproduces. A child process prints its tables as one
@@ -51,4 +52,9 @@ export function commandFor(name: string, args: BenchArgs): string {
 
 export function log(msg: string): void {
   process.stderr.write(`[bench] ${msg}\n`)
+}
+
+/** The Core's logger for a bench: errors only, as JSON lines through log(). */
+export function errorLogger(): Logger {
+  return pino({ level: 'error' }, { write: (line: string) => log(line.trimEnd()) })
 }

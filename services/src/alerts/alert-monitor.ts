@@ -1,3 +1,4 @@
+import type { Logger } from 'pino'
 import type { AdminStore } from '../core/identity/admin-store.ts'
 import type { Warehouse } from '../core/storage/warehouse.ts'
 import type { Alert } from './alert.ts'
@@ -23,7 +24,7 @@ export interface AlertMonitorDeps {
   claim?: (alertId: string) => Promise<boolean>
   options?: Partial<AnomalyOptions>
   everyMs?: number
-  warn?: (msg: string, obj: object) => void
+  log: Logger
 }
 
 export interface AlertMonitor {
@@ -75,7 +76,7 @@ export function createAlertMonitor(deps: AlertMonitorDeps): AlertMonitor {
       timer = setInterval(() => {
         running ??= monitor
           .runOnce()
-          .catch((err) => deps.warn?.('alert detection failed', { err: String(err) }))
+          .catch((err) => deps.log.warn({ err: String(err) }, 'alert detection failed'))
           .finally(() => {
             running = undefined
           })

@@ -1,4 +1,5 @@
 import { createHmac, timingSafeEqual } from 'node:crypto'
+import type { Logger } from 'pino'
 import type { Alert } from './alert.ts'
 
 export const SIGNATURE_HEADER = 'x-tokenmeter-signature'
@@ -57,7 +58,7 @@ export interface WebhookNotifierOptions {
   baseDelayMs?: number
   timeoutMs?: number
   fetch?: typeof fetch
-  warn?: (msg: string, obj: object) => void
+  log: Logger
 }
 
 export function parseWebhookUrls(list: string): string[] {
@@ -109,12 +110,10 @@ export function createWebhookNotifier(opts: WebhookNotifierOptions): WebhookNoti
       }
     }
     // The URL is configuration, not a secret, but may carry a token in its query: log the origin only.
-    opts.warn?.('alert webhook delivery failed', {
-      alertId: alert.alertId,
-      origin: new URL(url).origin,
-      attempts,
-      lastError,
-    })
+    opts.log.warn(
+      { alertId: alert.alertId, origin: new URL(url).origin, attempts, lastError },
+      'alert webhook delivery failed',
+    )
     return false
   }
 

@@ -48,6 +48,8 @@ const keyBody = z.strictObject({
     .optional(),
   expiresAt: z.iso.datetime({ offset: true }).optional(),
 })
+/** What may change on a live key without issuing a new one; an empty list allows every model. */
+const keyChangeBody = z.strictObject({ allowedModels: keyBody.shape.allowedModels.unwrap() })
 const rotateBody = z.strictObject({
   graceSeconds: z.number().int().min(0).max(MAX_GRACE_SECONDS).default(3600),
 })
@@ -129,6 +131,17 @@ export const adminRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { cor
       throw new HttpError(404, 'not_found', `No key ${keyId}; see GET /api/admin/keys.`)
     return key
   }
+  // With passthrough any name may be served, so only a facade-only gateway can call a name unknown.
+  const knownModels = (names: string[]) => {
+    const unknown = core.env.MODEL_PASSTHROUGH ? [] : names.filter((m) => !m.includes('*') && !store.model(m))
+    if (unknown.length > 0) {
+      throw new HttpError(
+        400,
+        'unknown_model',
+        `Invalid key: allowedModels names unknown models (${unknown.join(', ')}); add them with PUT /api/admin/models/:model first.`,
+      )
+    }
+  }
   const knownUser = (userId: string) => {
     const user = store.user(userId)
     if (!user)
@@ -167,17 +180,7 @@ export const adminRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { cor
     if (expiresAt && expiresAt.getTime() <= Date.now()) {
       throw new HttpError(400, 'invalid_body', 'Invalid key: expiresAt must be in the future.')
     }
-    // With passthrough any name may be served, so only a facade-only gateway can call a name unknown.
-    const unknown = core.env.MODEL_PASSTHROUGH
-      ? []
-      : (b.allowedModels ?? []).filter((m) => !m.includes('*') && !store.model(m))
-    if (unknown.length > 0) {
-      throw new HttpError(
-        400,
-        'unknown_model',
-        `Invalid key: allowedModels names unknown models (${unknown.join(', ')}); add them with PUT /api/admin/models/:model first.`,
-      )
-    }
+    knownModels(b.allowedModels ?? [])
     const { key, plaintext } = await store.createKey({
       userId: b.userId,
       name: b.name,
@@ -185,6 +188,12 @@ export const adminRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { cor
       expiresAt,
     })
     return reply.code(201).send({ key: publicKey(key), plaintext })
+  })
+  app.patch<{ Params: { keyId: string } }>('/keys/:keyId', async (request) => {
+    const key = knownKey(request.params.keyId)
+    const b = parse(keyChangeBody, request.body, 'key change')
+    knownModels(b.allowedModels)
+    return { key: publicKey(await store.setAllowedModels(key.keyId, b.allowedModels)) }
   })
   app.post<{ Params: { keyId: string } }>('/keys/:keyId/revoke', async (request) => {
     const found = store.key(request.params.keyId)

@@ -9,7 +9,9 @@ import { liveRoutes } from './live.routes.ts'
 import { loadShedPlugin } from './load-shed.plugin.ts'
 import { opsRoutes } from './ops.routes.ts'
 import { useRouteSchemas } from './route-schemas.ts'
+import { selfServiceRoutes } from './self-service.routes.ts'
 import { sessionRoutes } from './session.routes.ts'
+import { settingsRoutes } from './settings.routes.ts'
 import { usageRoutes } from './usage.routes.ts'
 
 /** Everything under /api: zod route schemas and their OpenAPI document, auth, then each area in its own plugin. */
@@ -31,8 +33,10 @@ export const apiRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { core 
   await app.register(sessionRoutes, { core })
   await app.register(usageRoutes, { core })
   await app.register(liveRoutes, { core })
+  await app.register(selfServiceRoutes, { core })
   await app.register(adminRoutes, { core, prefix: '/admin' })
   await app.register(budgetsRoutes, { core, prefix: '/admin' })
+  await app.register(settingsRoutes, { core, prefix: '/admin' })
   await app.register((await import('./budget-status.routes.ts')).budgetStatusRoutes, { core })
   await app.register((await import('./alerts.routes.ts')).alertsRoutes, { core })
   await app.register(opsRoutes, { core, prefix: '/admin/ops' })

@@ -111,6 +111,7 @@ export function originAllowed(
   try {
     return new URL(origin).host === host
   } catch {
+    // Not a URL: not an origin we could allow (the caller answers 403).
     return false
   }
 }

@@ -166,20 +166,31 @@ export function assertInScope(
   lists: Pick<UsageFilter['lists'], 'keys' | 'teams' | 'users'>,
   store: AdminStore,
 ) {
-  if (scope.kind === 'all') return
+  const denial = outOfScope(scope, lists, store)
+  if (denial) throw denial
+}
+
+/** The refusal assertInScope throws, or undefined when every named id is in scope. */
+export function outOfScope(
+  scope: Scope,
+  lists: Partial<Pick<UsageFilter['lists'], 'keys' | 'teams' | 'users'>>,
+  store: AdminStore,
+): HttpError | undefined {
+  if (scope.kind === 'all') return undefined
   const deny = (what: string, id: string) =>
     new HttpError(403, 'forbidden_filter', `The ${what} "${id}" is outside what you may see.`, {
       parameter: `${what}s`,
     })
-  for (const t of lists.teams) if (t !== scope.teamId) throw deny('team', t)
-  for (const u of lists.users) {
+  for (const t of lists.teams ?? []) if (t !== scope.teamId) return deny('team', t)
+  for (const u of lists.users ?? []) {
     const ok = scope.kind === 'team' ? store.user(u)?.teamId === scope.teamId : u === scope.userId
-    if (!ok) throw deny('user', u)
+    if (!ok) return deny('user', u)
   }
-  for (const k of lists.keys) {
+  for (const k of lists.keys ?? []) {
     const ok = scope.kind === 'team' ? store.key(k)?.teamId === scope.teamId : scope.keyIds.includes(k)
-    if (!ok) throw deny('key', k)
+    if (!ok) return deny('key', k)
   }
+  return undefined
 }
 
 // ---- SQL: values only as {name:Type} params, identifiers from the maps above. ----

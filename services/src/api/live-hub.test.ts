@@ -1,4 +1,5 @@
 import { filterSchema } from '@tokenmeter/contract'
+import { pino } from 'pino'
 import { describe, expect, it, vi } from 'vitest'
 import type { AdminStore } from '../core/identity/admin-store.ts'
 import type { Warehouse } from '../core/storage/warehouse.ts'
@@ -33,6 +34,7 @@ describe('live hub work bound', () => {
   it('runs at most maxRefreshes refreshes at once; a topic left before its turn costs nothing', async () => {
     const slow = slowWarehouse()
     const hub = createLiveHub({
+      log: pino({ enabled: false }),
       warehouse: slow.wh,
       store: {} as AdminStore,
       recorder: noRows,
@@ -62,6 +64,7 @@ describe('live hub work bound', () => {
     let pressed = false
     let ticks = 0
     const hub = createLiveHub({
+      log: pino({ enabled: false }),
       warehouse: slow.wh,
       store: {} as AdminStore,
       recorder: noRows,

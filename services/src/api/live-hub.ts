@@ -1,3 +1,4 @@
+import type { Logger } from 'pino'
 import type { AdminStore } from '../core/identity/admin-store.ts'
 import type { Warehouse } from '../core/storage/warehouse.ts'
 import type { UsageRecorder } from '../core/usage/usage-recorder.ts'
@@ -83,7 +84,7 @@ export interface LiveHubOptions {
   maxRefreshes?: number
   /** True while the process is overloaded: only first snapshots are refreshed. */
   underPressure?: () => boolean
-  log?: (obj: object, msg: string) => void
+  log: Logger
 }
 
 interface PendingRow {
@@ -258,7 +259,7 @@ export function createLiveHub(opts: LiveHubOptions): LiveHub {
       t.nextRefreshAt = Date.now() + (busy ? busyRefreshMs : idleRefreshMs)
     } catch (err) {
       // Keep the last base; the overlay still moves. Try again shortly.
-      opts.log?.({ err: String(err), topic: t.key }, 'live refresh failed')
+      opts.log.warn({ err: String(err), topic: t.key }, 'live refresh failed')
       t.nextRefreshAt = Date.now() + busyRefreshMs
     } finally {
       t.refreshing = false

@@ -42,7 +42,7 @@ export const liveRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { core
     recorder: core.rowFeed,
     maxRefreshes: core.env.LIVE_MAX_REFRESHES,
     underPressure: overloaded,
-    log: (obj, msg) => app.log.warn(obj, msg),
+    log: core.log.child({ module: 'live' }),
   })
   app.addHook('onClose', async () => hub.close())
   const subscribes = registerLiveMetrics(core, hub)

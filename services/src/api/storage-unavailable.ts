@@ -11,7 +11,7 @@ async function reachable(core: Core): Promise<boolean> {
     timer = setTimeout(() => resolve(false), PING_TIMEOUT_MS)
   })
   try {
-    return await Promise.race([core.warehouse.ping().catch(() => false), timeout])
+    return await Promise.race([core.warehouse.ping(), timeout])
   } finally {
     clearTimeout(timer)
   }
@@ -22,18 +22,25 @@ async function reachable(core: Core): Promise<boolean> {
  * Redis and the sealed spool segments, and at least what this process spilled
  * minus what its replay has written back (the spool's open segment is not
  * listed yet), plus what the recorder holds in memory. Best effort: a count
- * that cannot be read is left out rather than failing the answer.
+ * that cannot be read is left out rather than failing the answer (and the
+ * failure is logged and counted as a background error).
  */
 export async function bufferedRows(core: Core): Promise<number> {
   const [listed, replayed] = await Promise.all([
     core.outage
       .listBatches(1_000)
       .then((batches) => batches.reduce((n, b) => n + (b.rows ?? 0), 0))
-      .catch(() => 0),
+      .catch((err) => {
+        core.backgroundErrors.report('buffered_rows', err, { source: 'spilled batches' })
+        return 0
+      }),
     core.outage
       .status()
       .then((s) => s.replay.rows)
-      .catch(() => 0),
+      .catch((err) => {
+        core.backgroundErrors.report('buffered_rows', err, { source: 'replay status' })
+        return 0
+      }),
   ])
   const stats = core.recorder.stats()
   return Math.max(listed, stats.spilled - replayed) + stats.pendingRows

@@ -23,9 +23,11 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod'
 import { z } from 'zod'
 import type { Core } from '../bootstrap.ts'
 import { localParts } from '../core/time/time-zone.ts'
+import { readSettings } from './admin-settings.ts'
 import { requireRole } from './auth.plugin.ts'
 import {
   assertInScope,
+  outOfScope,
   type ParsedFilter,
   resolveFilter,
   type Scope,
@@ -34,6 +36,7 @@ import {
   type UsageFilter,
 } from './filters.ts'
 import { createInflight } from './inflight.ts'
+import { leaderboardRanking } from './leaderboard-access.ts'
 import { queryBreakdown } from './queries/breakdown.ts'
 import { exportCostCsv } from './queries/cost-export.ts'
 import { queryFilterOptions } from './queries/filter-options.ts'
@@ -148,7 +151,9 @@ export const usageRoutes: FastifyPluginAsync<{ core: Core }> = async (plain, { c
     {
       ...signedIn,
       schema: {
-        ...doc('Top users, teams or keys'),
+        ...doc(
+          'Top users, teams or keys: users and teams network-wide unless an admin restricted it (ranked says whose); keys within your scope',
+        ),
         querystring: leaderboardQuery,
         response: responses(leaderboardResponse),
       },
@@ -156,7 +161,16 @@ export const usageRoutes: FastifyPluginAsync<{ core: Core }> = async (plain, { c
     async (request) => {
       const q = request.query
       const { f, scope } = context(request, q)
-      return queryLeaderboard(wh, store, f, scope, q.by, q.metric, q.limit)
+      const { leaderboardVisibility } = readSettings(store)
+      const ranking = leaderboardRanking(request.principal!, scope, q.by, leaderboardVisibility)
+      const board = await queryLeaderboard(wh, store, f, ranking.scope, q.by, q.metric, q.limit)
+      const list = ({ user: 'users', team: 'teams', key: 'keys' } as const)[q.by]
+      return {
+        ...board,
+        ranked: ranking.ranked,
+        // A row links to its detail page only where that page would answer the caller.
+        rows: board.rows.map((r) => ({ ...r, canOpen: !outOfScope(scope, { [list]: [r.id] }, store) })),
+      }
     },
   )
 

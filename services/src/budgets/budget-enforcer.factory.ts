@@ -1,4 +1,5 @@
 import { Redis } from 'ioredis'
+import type { Logger } from 'pino'
 import type { Env } from '../core/config/env.ts'
 import type { AdminStore } from '../core/identity/admin-store.ts'
 import type { Warehouse } from '../core/storage/warehouse.ts'
@@ -15,7 +16,7 @@ export interface BudgetEnforcerFactoryDeps {
   redis?: Redis
   sweepEveryMs?: number
   reservationTtlMs?: number
-  warn?: (msg: string, obj: object) => void
+  log: Logger
 }
 
 /**
@@ -46,13 +47,15 @@ export function createBudgetEnforcer(deps: BudgetEnforcerFactoryDeps): BudgetEnf
       maxRetriesPerRequest: 1,
       connectionName: 'tokenmeter-budgets',
     })
-  const warn = deps.warn ?? ((msg, obj) => console.warn(msg, obj))
   let lastWarn = 0
   const onError = (err: unknown, what: string) => {
     // One line per 10 s is enough to tell an operator Redis is away.
     if (Date.now() - lastWarn < 10_000) return
     lastWarn = Date.now()
-    warn('budget counters unavailable', { what, err: err instanceof Error ? err.message : String(err) })
+    deps.log.warn(
+      { what, err: err instanceof Error ? err.message : String(err) },
+      'budget counters unavailable',
+    )
   }
   if (!deps.redis) redis.on('error', (err) => onError(err, 'connection'))
   return createRedisBudgetEnforcer({ ...base, redis, ownsRedis: !deps.redis, onError })

@@ -109,7 +109,8 @@ export interface RedisBudgetEnforcerDeps extends BudgetEnforcerDeps {
   redis: Redis
   /** Closes the client on close() (true when the factory created it). */
   ownsRedis?: boolean
-  onError?: (err: unknown, what: string) => void
+  /** Redis failures the enforcer works around (fail mode, sweeps): logged by the caller, throttled. */
+  onError: (err: unknown, what: string) => void
 }
 
 // The scope is part of the key: re-pointing a budget at another key/user/team starts a fresh count.
@@ -129,7 +130,7 @@ export function createRedisBudgetEnforcer(deps: RedisBudgetEnforcerDeps): Budget
   redis.defineCommand('budgetSeed', { numberOfKeys: 1, lua: SEED })
   redis.defineCommand('budgetSettle', { lua: SETTLE })
   redis.defineCommand('budgetSweep', { numberOfKeys: 1, lua: SWEEP })
-  const report = deps.onError ?? (() => {})
+  const report = deps.onError
 
   // Reservations of this process: settle needs the counter keys even after a
   // sweep removed the reservation from Redis.
@@ -270,7 +271,13 @@ export function createRedisBudgetEnforcer(deps: RedisBudgetEnforcerDeps): Budget
     async close() {
       clearInterval(timer)
       await sweeping
-      if (deps.ownsRedis) await redis.quit().catch(() => redis.disconnect())
+      if (deps.ownsRedis) {
+        await redis.quit().catch((err) => {
+          // Redis away at shutdown: drop the connection instead of waiting for it.
+          report(err, 'quit')
+          redis.disconnect()
+        })
+      }
     },
   }
 }

@@ -33,7 +33,7 @@ export function loopbackUrl(address: string): string {
 export function startDemo(
   core: Core,
   seed: DemoSeedResult,
-  opts: { address: string; url: string; gateway: boolean; logger?: { warn(obj: object, msg: string): void } },
+  opts: { address: string; url: string; gateway: boolean },
 ): DemoRun {
   const rps = core.env.DEMO_TRAFFIC_RPS
   const traffic =
@@ -42,7 +42,7 @@ export function startDemo(
           gatewayUrl: loopbackUrl(opts.address),
           keys: seed.liveKeys,
           rps,
-          logger: opts.logger,
+          logger: core.log.child({ module: 'demo-traffic' }),
         })
       : undefined
   console.log(

@@ -1,3 +1,4 @@
+import type { Logger } from 'pino'
 /**
  * Live demo traffic: real HTTP requests through our own gateway, as a client
  * would send them (Bearer key, x-project, x-client-app, x-tags), so the
@@ -23,7 +24,7 @@ export interface DemoTrafficOptions {
   /** Adds `x-fake-behavior` now and then (errors, cache hits, slow streams) for the simulated provider. */
   behaviors?: boolean
   random?: () => number
-  logger?: { warn(obj: object, msg: string): void }
+  logger: Logger
 }
 
 export interface DemoTrafficStats {
@@ -156,7 +157,7 @@ export function startDemoTraffic(opts: DemoTrafficOptions): DemoTraffic {
     // One warning is enough to notice a misconfigured demo; no log spam every second.
     if (!warned) {
       warned = true
-      opts.logger?.warn(detail, 'demo traffic request failed')
+      opts.logger.warn(detail, 'demo traffic request failed')
     }
   }
 

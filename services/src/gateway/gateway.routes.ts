@@ -8,14 +8,14 @@ import { worstCase, worstCaseNanos } from '../budgets/worst-case.ts'
 import { HttpError } from '../core/errors/http-error.ts'
 import { bearerToken } from '../core/identity/auth.ts'
 import type { ApiKey, ModelFacade, User } from '../core/identity/entities.ts'
+import { modelAllowed } from '../core/identity/model-patterns.ts'
 import { createPriceCatalogue } from '../core/pricing/price-catalogue.ts'
 import { nanosToUsdString } from '../core/pricing/pricing.ts'
 import { normalizeTags, toClickHouseTime, type UsageRow } from '../core/usage/usage-row.ts'
-import { createFakeUpstream, type FakeUpstream } from '../simulator/fake-upstream.ts'
 import { endsStream } from './answer-end.ts'
 import { authLimitedCounter, usageSanitizedCounter } from './gateway-metrics.ts'
 import { headerText } from './header-text.ts'
-import { createModelResolver, modelAllowed, type ResolvedModel } from './model-resolver.ts'
+import { createModelResolver, type ResolvedModel } from './model-resolver.ts'
 import { errorFlavor, providerErrorBody } from './provider-errors.ts'
 import { checkBody } from './request-checks.ts'
 import { createResponseOwners } from './response-owners.ts'
@@ -146,17 +146,12 @@ export const gatewayRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { c
     catalogue: createPriceCatalogue(),
     passthrough: core.env.MODEL_PASSTHROUGH,
     namedUpstreams: core.env.namedUpstreams,
+    // Only with DEMO=true (bootstrap.ts starts it); a simulated facade otherwise gets a 503 saying so.
+    simulatorRunning: () => core.simulatedBaseUrl !== undefined,
   })
   const sanitized = usageSanitizedCounter(core.metrics)
   const responseOwners = createResponseOwners<UpstreamTarget>(RESPONSE_OWNERS)
   const timeoutMs = core.env.UPSTREAM_TIMEOUT_MS
-  // A stack built without server.ts (tests, scripts) still gets a simulated provider.
-  let ownSimulator: Promise<FakeUpstream> | undefined
-  const simulatedBaseUrl = async (): Promise<string> => {
-    if (core.simulatedBaseUrl) return core.simulatedBaseUrl
-    ownSimulator ??= createFakeUpstream()
-    return `${(await ownSimulator).url}/v1`
-  }
   // Our answers are written on the raw socket, so Fastify cannot mark them
   // `connection: close` while shutting down; without it a keep-alive client
   // would hold the server open until its idle timeout.
@@ -167,7 +162,6 @@ export const gatewayRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { c
   })
   app.addHook('onClose', async () => {
     await upstreams.close()
-    if (ownSimulator) await (await ownSimulator).close()
   })
 
   // Our own JSON parser: it keeps the raw bytes, forwarded untouched when the
@@ -505,10 +499,8 @@ export const gatewayRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { c
     facade: ResolvedModel,
     reservation: Reservation,
   ): Promise<void> {
-    const target = upstreams.target(
-      facade.provider,
-      facade.provider === 'simulated' ? await simulatedBaseUrl() : undefined,
-    )!
+    // The resolver refused a simulated facade when no simulator runs.
+    const target = upstreams.target(facade.provider, core.simulatedBaseUrl)!
     const billed = BILLED[kind]
     const streamed = kind !== 'embeddings' && kind !== 'count_tokens' && body.stream === true
     row.streamed = streamed
@@ -695,7 +687,18 @@ export const gatewayRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { c
       failure === 'client_disconnected' ? 499 : failure === 'upstream_timeout' ? 504 : failure ? 502 : status
     const journaled = finishRow(row, caller, finalStatus, failure || errorClassFor(status))
     if (complete && !failure) {
-      if (journaled) await journaled.catch(() => {})
+      // JOURNAL_FSYNC_MS=0 promises the row is on disk before the answer ends. When the
+      // fdatasync fails the row is still recorded (in memory, inserted with its batch),
+      // but not durable: the answer ends anyway (the upstream was called and billed),
+      // and the broken promise is logged with the request id and counted.
+      if (journaled) {
+        await journaled.catch((err) =>
+          core.backgroundErrors.report('journal_sync', err, {
+            requestId: request.id,
+            detail: 'answered before its usage row was durable',
+          }),
+        )
+      }
       for (const h of held) if (!res.write(h)) await drained(res)
       res.end()
     }

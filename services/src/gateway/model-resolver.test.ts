@@ -1,8 +1,9 @@
 import { findProvider } from '@pydantic/genai-prices'
 import { describe, expect, it } from 'vitest'
 import type { ApiKey, ModelFacade } from '../core/identity/entities.ts'
+import { modelAllowed } from '../core/identity/model-patterns.ts'
 import { createPriceCatalogue } from '../core/pricing/price-catalogue.ts'
-import { createModelResolver, modelAllowed } from './model-resolver.ts'
+import { createModelResolver } from './model-resolver.ts'
 
 const catalogue = createPriceCatalogue()
 
@@ -33,13 +34,14 @@ const facade = (model: string, over: Partial<ModelFacade> = {}): ModelFacade => 
   ...over,
 })
 
-function resolver(facades: ModelFacade[], passthrough = true) {
+function resolver(facades: ModelFacade[], passthrough = true, simulatorRunning = true) {
   const byName = new Map(facades.map((f) => [f.model, f]))
   return createModelResolver({
     facades: { model: (n) => byName.get(n), models: () => [...byName.values()] },
     catalogue,
     passthrough,
     namedUpstreams: [{ name: 'openrouter', catalogue: 'openrouter' }],
+    simulatorRunning: () => simulatorRunning,
   })
 }
 
@@ -141,6 +143,17 @@ describe('createModelResolver', () => {
     expect(r.resolve('gone', 'chat', key()).error).toMatchObject({
       status: 503,
       code: 'upstream_not_configured',
+    })
+  })
+
+  it('refuses a simulated facade with a 503 naming DEMO=true while the simulator is not running', () => {
+    const sim = facade('sim-chat', { provider: 'simulated', upstreamModel: 'sim-small' })
+    const off = resolver([sim], true, false).resolve('sim-chat', 'chat', key())
+    expect(off.error).toMatchObject({ status: 503, code: 'upstream_not_configured' })
+    expect(off.error!.message).toContain('runs only with DEMO=true')
+    expect(resolver([sim], true, true).resolve('sim-chat', 'chat', key()).model).toMatchObject({
+      provider: 'simulated',
+      upstreamModel: 'sim-small',
     })
   })
 

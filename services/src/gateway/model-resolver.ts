@@ -1,5 +1,6 @@
 import { HttpError } from '../core/errors/http-error.ts'
 import type { ApiKey, ModelFacade } from '../core/identity/entities.ts'
+import { modelAllowed } from '../core/identity/model-patterns.ts'
 import type { PriceCatalogue } from '../core/pricing/price-catalogue.ts'
 import { costNanos, type Prices, type TokenCounts } from '../core/pricing/pricing.ts'
 import type { ApiKind } from './usage-capture.ts'
@@ -27,7 +28,8 @@ export interface ResolvedModel {
 
 /**
  * The resolved model, or the refusal to send (400 unknown_model, 403
- * model_not_allowed, 503 upstream_not_configured). A refused name that did
+ * model_not_allowed, 503 upstream_not_configured: a named upstream not
+ * configured, or the simulated provider without DEMO=true). A refused name that did
  * resolve keeps its model, so the refusal's row still names provider and upstream.
  */
 export type Resolution =
@@ -46,6 +48,8 @@ export interface ModelResolverDeps {
   passthrough: boolean
   /** Configured named upstreams and the catalogue provider that prices each. */
   namedUpstreams: { name: string; catalogue: string }[]
+  /** Whether the built-in simulated provider runs here (DEMO=true; bootstrap.ts starts it). */
+  simulatorRunning: () => boolean
 }
 
 const ZERO: Prices = { inputPerM: 0, outputPerM: 0, cachedReadPerM: 0, cacheWritePerM: 0 }
@@ -55,22 +59,6 @@ const OPENAI_NAME = /^(gpt-|o[134](-|$)|chatgpt-|text-embedding-|codex-|omni-mod
 
 /** Bare names that Claude Code and people use for "the current one" of a family. */
 const FAMILIES = new Set(['sonnet', 'opus', 'haiku'])
-
-/**
- * `*` matches any run of characters; everything else literally. Matched on the
- * name the client sends, so `claude-*` allows every Claude id, dated or not.
- */
-export function modelAllowed(patterns: readonly string[], name: string): boolean {
-  if (patterns.length === 0) return true
-  return patterns.some((p) => {
-    if (!p.includes('*')) return p === name
-    const re = p
-      .split('*')
-      .map((s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'))
-      .join('.*')
-    return new RegExp(`^${re}$`).test(name)
-  })
-}
 
 /**
  * Resolution order: the key's allowedModels, then a facade (an admin's
@@ -93,6 +81,14 @@ export function createModelResolver(deps: ModelResolverDeps): ModelResolver {
   }
 
   function fromFacade(f: ModelFacade): ResolvedModel | HttpError {
+    if (f.provider === 'simulated' && !deps.simulatorRunning()) {
+      return new HttpError(
+        503,
+        'upstream_not_configured',
+        `"${f.model}" is served by the built-in simulated provider, which runs only with DEMO=true. ` +
+          'Ask an admin to point the facade at a real provider, or start the gateway with DEMO=true.',
+      )
+    }
     if (f.provider !== 'openai' && f.provider !== 'anthropic' && f.provider !== 'simulated') {
       if (!named.has(f.provider)) {
         return new HttpError(

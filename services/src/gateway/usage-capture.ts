@@ -127,6 +127,7 @@ export function usageFromBody(kind: ApiKind, body: Buffer, into: CapturedUsage):
   try {
     json = JSON.parse(body.toString('utf8')) as Json
   } catch {
+    // Not JSON (a proxy's HTML error page): it carries no usage; the row keeps the status.
     return
   }
   if (!json || typeof json !== 'object') return
@@ -186,6 +187,7 @@ export function createSseTap(kind: ApiKind, usage: CapturedUsage, stripInjectedU
     try {
       obj = JSON.parse(value) as Json
     } catch {
+      // Not a JSON event (a keep-alive comment, a provider's oddity): no usage in it.
       return false
     }
     if (kind === 'messages') {

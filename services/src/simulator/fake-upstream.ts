@@ -663,6 +663,7 @@ export async function createFakeUpstream(opts: FakeUpstreamOptions = {}): Promis
         }
         send(res, 404, { error: { message: `no route ${route}`, type: 'invalid_request_error' } })
       }
+      // As a provider that fails mid-answer: the connection drops and the gateway records the upstream failure (502).
       run().catch(() => res.destroy())
     })
   })

@@ -1,6 +1,8 @@
 import { mkdirSync, readdirSync, renameSync, statSync } from 'node:fs'
-import { type FileHandle, open, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
+import { type FileHandle, open, readdir, rm, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import type { Logger } from 'pino'
+import { isMissingFile, readFileIfPresent } from '../core/storage/local-files.ts'
 import { encodeRecord } from '../core/storage/record-framing.ts'
 import type { SpillSink } from '../core/usage/usage-recorder.ts'
 import type { UsageBatch } from '../core/usage/usage-row.ts'
@@ -61,7 +63,7 @@ export interface DiskSpoolOptions {
   maxBytes: number
   segmentMaxBytes?: number
   sealAfterMs?: number
-  logger?: { warn(obj: object, msg: string): void }
+  logger: Logger
 }
 
 const SEGMENT = /^seg-(\d{13})-(\d+)-(\d+)\.(open|seg)$/
@@ -154,13 +156,10 @@ export function createDiskSpool(opts: DiskSpoolOptions): DiskSpool {
           await a.fh
             .truncate(before)
             .catch((e) =>
-              opts.logger?.warn(
-                { err: String(e), segment: a.name },
-                'spool: truncating a torn record failed',
-              ),
+              opts.logger.warn({ err: String(e), segment: a.name }, 'spool: truncating a torn record failed'),
             )
           await sealActive().catch((e) =>
-            opts.logger?.warn({ err: String(e) }, 'spool: sealing the segment failed'),
+            opts.logger.warn({ err: String(e) }, 'spool: sealing the segment failed'),
           )
           throw err
         }
@@ -178,7 +177,7 @@ export function createDiskSpool(opts: DiskSpoolOptions): DiskSpool {
         if (full) refusing = true
         lastError = `${full ? 'disk full' : 'write failed'}: ${(err as Error).message}`
         rejected += group.length
-        opts.logger?.warn({ err: lastError }, 'disk spool write failed')
+        opts.logger.warn({ err: lastError }, 'disk spool write failed')
         for (const g of group) g.reject(full ? new SpoolFullError(lastError) : err)
       }
     }
@@ -236,7 +235,11 @@ export function createDiskSpool(opts: DiskSpoolOptions): DiskSpool {
       for (const name of (await readdir(dir)).sort()) {
         const m = name.endsWith('.seg') ? SEGMENT.exec(name) : null
         if (!m) continue
-        const s = await stat(join(dir, name)).catch(() => undefined)
+        // Gone since readdir: a replay finished it and deleted it.
+        const s = await stat(join(dir, name)).catch((err) => {
+          if (isMissingFile(err)) return undefined
+          throw err
+        })
         if (s) out.push({ name, path: join(dir, name), bytes: s.size, createdAt: Number(m[1]) })
       }
       return out
@@ -277,7 +280,8 @@ export const ackPath = (segPath: string) => `${segPath}.ack`
 export const lockPath = (segPath: string) => `${segPath}.lock`
 
 export async function readAck(segPath: string): Promise<number> {
-  const raw = await readFile(ackPath(segPath), 'utf8').catch(() => '0')
+  // No ack file yet: nothing of the segment is acknowledged.
+  const raw = (await readFileIfPresent(ackPath(segPath), 'utf8')) ?? '0'
   const n = Number(raw)
   return Number.isInteger(n) && n >= 0 ? n : 0
 }
@@ -308,7 +312,7 @@ export interface GroupIntent {
 export const intentPath = (segPath: string) => `${segPath}.group`
 
 export async function readGroupIntent(segPath: string): Promise<GroupIntent | undefined> {
-  const raw = await readFile(intentPath(segPath), 'utf8').catch(() => undefined)
+  const raw = await readFileIfPresent(intentPath(segPath), 'utf8')
   if (raw === undefined) return undefined
   try {
     const v = JSON.parse(raw) as GroupIntent
@@ -330,8 +334,10 @@ export async function lockSegment(segPath: string): Promise<boolean> {
     try {
       await writeFile(path, String(process.pid), { flag: 'wx' })
       return true
-    } catch {
-      const owner = Number(await readFile(path, 'utf8').catch(() => '0'))
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
+      // Held: by us, by a live process, or by a dead one (taken over). Released since: try again.
+      const owner = Number((await readFileIfPresent(path, 'utf8')) ?? '0')
       if (owner === process.pid) return true
       if (owner > 0 && alive(owner)) return false
       await rm(path, { force: true })

@@ -1,4 +1,5 @@
 import { readFileSync, truncateSync, unlinkSync } from 'node:fs'
+import type { Logger } from 'pino'
 import { JournaledBatchError } from '../core/storage/insert-errors.ts'
 import { type SegmentProblem, scanSegment } from '../core/storage/record-framing.ts'
 import { journalToken, leftoverSegments, type UsageJournal } from '../core/usage/usage-journal.ts'
@@ -31,7 +32,7 @@ export interface RecoveryOptions {
   insertBatch: (batch: UsageBatch, opts: { rowsChecked: boolean }) => Promise<{ inserted: number }>
   spill?: SpillSink
   quarantine: QuarantineStore
-  logger: { warn(obj: object, msg: string): void; error(obj: object, msg: string): void }
+  logger: Logger
   maxBackoffMs?: number
 }
 

@@ -1,12 +1,13 @@
-import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import type { Logger } from 'pino'
 import type { Env } from '../core/config/env.ts'
 import type { ReportError } from '../core/errors/background-errors.ts'
+import { readFileIfPresent } from '../core/storage/local-files.ts'
 import { scanSegment } from '../core/storage/record-framing.ts'
 import type { Warehouse } from '../core/storage/warehouse.ts'
 import type { JournalStatus } from '../core/usage/usage-journal.ts'
 import type { SpillSink } from '../core/usage/usage-recorder.ts'
-import { decodeBatch } from './batch-codec.ts'
+import { type DecodedBatch, decodeBatch, UndecodableBatchError } from './batch-codec.ts'
 import { type BatchInserter, createBatchInserter, TransientInsertError } from './batch-inserter.ts'
 import { createDiskSpool, type DiskSpool, readAck, type SpoolStatus } from './disk-spool.ts'
 import type { RecoveryProgress } from './journal-recovery.ts'
@@ -19,11 +20,6 @@ import {
   stoppedProgress,
 } from './replay.worker.ts'
 
-export interface OutageLogger {
-  warn(obj: object, msg: string): void
-  error(obj: object, msg: string): void
-}
-
 export interface SpilledBatch {
   batchId: string
   store: 'redis' | 'disk'
@@ -34,7 +30,7 @@ export interface SpilledBatch {
   location: string
 }
 
-/** The write-ahead journal as ops see it (core/usage-journal.ts, core/journal-recovery.ts). */
+/** The write-ahead journal as ops see it (core/usage/usage-journal.ts, worker/journal-recovery.ts). */
 export type OpsJournalStatus = JournalStatus & {
   oldestAgeSeconds: number | undefined
   recovery: RecoveryProgress
@@ -57,7 +53,8 @@ export interface OpsStatus {
  * Everything that keeps usage through an outage, built once per process:
  * the spill sink the recorder uses (Redis when configured, the disk spool
  * behind it), the batch inserter (classification + quarantine), the replay
- * worker when this process has the 'worker' role, and the ops operations
+ * worker when this process has the 'worker' role (bootstrap.ts starts it),
+ * and the ops operations
  * the admin API and CLI drive.
  */
 export interface OutageKit {
@@ -90,22 +87,21 @@ export const POLICIES = {
 export async function createOutageKit(deps: {
   env: Env
   warehouse: Warehouse
-  logger: OutageLogger
+  logger: Logger
   /** Failures of background housekeeping (Redis spill/replay): logged and counted. */
-  onBackgroundError?: ReportError
+  onBackgroundError: ReportError
   runWorker: boolean
   /** The journal's status, once Core has built it (it needs this kit's inserter and sinks). */
   journalStatus?: () => { status: JournalStatus; recovery: RecoveryProgress } | undefined
 }): Promise<OutageKit> {
   const { env, warehouse, logger } = deps
-  const quarantine = await createQuarantineStore(join(env.DATA_DIR, 'quarantine'))
+  const quarantine = await createQuarantineStore(join(env.DATA_DIR, 'quarantine'), logger)
   const spool = createDiskSpool({ dir: join(env.DATA_DIR, 'spool'), maxBytes: env.SPOOL_MAX_BYTES, logger })
   const redis = env.REDIS_URL
     ? createRedisSpill({
         url: env.REDIS_URL,
         maxBytes: env.REDIS_SPILL_MAX_BYTES,
         fallback: spool,
-        logger,
         onError: deps.onBackgroundError,
       })
     : undefined
@@ -141,33 +137,43 @@ export async function createOutageKit(deps: {
         maxGroupRows: env.RECORDER_MAX_ROWS,
       })
     : undefined
-  worker?.start()
   const rowsDropped = { value: 0 }
   const sink: SpillSink = redis ?? spool
   const segmentBatchCounts = new Map<string, number>()
 
+  /**
+   * A spooled batch, or undefined for a damaged record: the replay quarantines
+   * and reports those (replay.worker.ts); listing them is not the place.
+   */
+  function decodeListed(payload: Buffer): DecodedBatch | undefined {
+    try {
+      return decodeBatch(payload)
+    } catch (err) {
+      if (err instanceof UndecodableBatchError) return undefined
+      throw err
+    }
+  }
+
   async function spoolBatches(limit: number): Promise<SpilledBatch[]> {
     const out: SpilledBatch[] = []
     for (const seg of await spool.sealedSegments()) {
-      const buf = await readFile(seg.path).catch(() => undefined)
+      // Gone since the listing: replayed and deleted.
+      const buf = await readFileIfPresent(seg.path)
       if (!buf) continue
       const from = await readAck(seg.path)
       for (const r of scanSegment(buf).records) {
         if (r.offset < from) continue
         if (out.length >= limit) return out
-        try {
-          const b = decodeBatch(r.payload)
-          out.push({
-            batchId: b.batchId,
-            store: 'disk',
-            createdAt: b.createdAt,
-            rows: b.rows.length,
-            bytes: r.end - r.offset,
-            location: seg.name,
-          })
-        } catch {
-          // damaged records are reported through the quarantine once replayed
-        }
+        const b = decodeListed(r.payload)
+        if (!b) continue
+        out.push({
+          batchId: b.batchId,
+          store: 'disk',
+          createdAt: b.createdAt,
+          rows: b.rows.length,
+          bytes: r.end - r.offset,
+          location: seg.name,
+        })
       }
     }
     return out
@@ -181,13 +187,13 @@ export async function createOutageKit(deps: {
       seen.add(key)
       let count = segmentBatchCounts.get(key)
       if (count === undefined) {
-        const buf = await readFile(seg.path).catch(() => Buffer.alloc(0))
+        const buf = (await readFileIfPresent(seg.path)) ?? Buffer.alloc(0)
         count = scanSegment(buf).records.length
         segmentBatchCounts.set(key, count)
       }
       const from = await readAck(seg.path)
       if (from > 0) {
-        const buf = await readFile(seg.path).catch(() => Buffer.alloc(0))
+        const buf = (await readFileIfPresent(seg.path)) ?? Buffer.alloc(0)
         count = scanSegment(buf).records.filter((r) => r.offset >= from).length
       }
       n += count
@@ -208,8 +214,9 @@ export async function createOutageKit(deps: {
     rowsDropped,
     async status() {
       const [reachable, r, d, batches] = await Promise.all([
-        warehouse.ping().catch(() => false),
-        redis?.status().catch(() => undefined),
+        warehouse.ping(),
+        // Shown as no Redis section rather than failing the whole status; the cause is logged and counted.
+        redis?.status().catch((err) => void deps.onBackgroundError('ops_status_redis', err)),
         spool.status(),
         countSpoolBatches(),
       ])
@@ -274,29 +281,32 @@ export async function createOutageKit(deps: {
         }
       }
       for (const seg of await spool.sealedSegments()) {
-        const buf = await readFile(seg.path).catch(() => undefined)
+        const buf = await readFileIfPresent(seg.path)
         if (!buf) continue
         for (const r of scanSegment(buf).records) {
-          try {
-            const b = decodeBatch(r.payload)
-            if (b.batchId !== batchId) continue
-            return {
-              batchId,
-              store: 'disk',
-              createdAt: b.createdAt,
-              rows: b.rows.length,
-              bytes: r.end - r.offset,
-              location: seg.name,
-              rowsData: b.rows,
-            }
-          } catch {}
+          const b = decodeListed(r.payload)
+          if (b?.batchId !== batchId) continue
+          return {
+            batchId,
+            store: 'disk',
+            createdAt: b.createdAt,
+            rows: b.rows.length,
+            bytes: r.end - r.offset,
+            location: seg.name,
+            rowsData: b.rows,
+          }
         }
       }
       return undefined
     },
     async replayNow() {
       await spool.seal()
-      if (redis && redis.redis.status === 'ready') await redis.queue.removeRateLimitKey().catch(() => 0)
+      if (redis && redis.redis.status === 'ready') {
+        // The wake below still ends any backoff; only the queue's own rate limit stays.
+        await redis.queue
+          .removeRateLimitKey()
+          .catch((err) => deps.onBackgroundError('replay_now_rate_limit', err))
+      }
       worker?.wake()
     },
     async retryQuarantined(id) {

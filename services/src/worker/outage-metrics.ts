@@ -12,6 +12,7 @@ export function registerOutageMetrics(registry: Registry, kit: OutageKit): void 
   const snapshot = () => {
     if (!cached || Date.now() - cached.at > 1_000) {
       cached = { at: Date.now(), status: kit.status() }
+      // The scrape awaiting this snapshot gets the error; here only the cache forgets it.
       cached.status.catch(() => {
         cached = undefined
       })

@@ -1,5 +1,7 @@
-import { mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises'
+import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises'
 import { join } from 'node:path'
+import type { Logger } from 'pino'
+import { readFileIfPresent } from '../core/storage/local-files.ts'
 import { writeFileDurably } from './durable-write.ts'
 
 /**
@@ -39,7 +41,7 @@ export interface QuarantineStore {
 
 const ID = /^[A-Za-z0-9_.-]{1,160}$/
 
-export async function createQuarantineStore(dir: string): Promise<QuarantineStore> {
+export async function createQuarantineStore(dir: string, logger: Logger): Promise<QuarantineStore> {
   await mkdir(dir, { recursive: true })
   let cache = { entries: 0, rows: 0 }
 
@@ -58,9 +60,14 @@ export async function createQuarantineStore(dir: string): Promise<QuarantineStor
   }
 
   async function readEntry(path: string): Promise<QuarantineEntry | undefined> {
+    // Gone since the listing: retried or removed by an operator.
+    const text = await readFileIfPresent(path, 'utf8')
+    if (text === undefined) return undefined
     try {
-      return JSON.parse(await readFile(path, 'utf8')) as QuarantineEntry
-    } catch {
+      return JSON.parse(text) as QuarantineEntry
+    } catch (err) {
+      // Entries are written whole (write, fsync, rename): this one was damaged on disk.
+      logger.error({ path, err: String(err) }, 'quarantine entry unreadable; left in place for an operator')
       return undefined
     }
   }

@@ -26,8 +26,8 @@ export interface RedisReplayOptions {
   quarantine: QuarantineStore
   maxGroupRows: number
   lockDuration: number
-  /** Worker connection and close failures: logged and counted (core/background-errors.ts). */
-  onError?: ReportError
+  /** Connection, worker and close failures: logged and counted (core/errors/background-errors.ts). */
+  onError: ReportError
   /**
    * Inserts the members as one insert (their merged rows and group token),
    * waiting out ClickHouse outages; throws to give the jobs back (on stop).
@@ -56,11 +56,12 @@ interface Member {
  */
 export function startRedisReplay(opts: RedisReplayOptions) {
   const redis = new Redis(opts.url, { maxRetriesPerRequest: null, enableOfflineQueue: true })
-  redis.on('error', () => {})
+  // While Redis is away every reconnect attempt errors: counted, logged once per 10 s.
+  redis.on('error', (err) => opts.onError('redis_replay_connection', err))
   const blocking = redis.duplicate()
-  blocking.on('error', () => {})
+  blocking.on('error', (err) => opts.onError('redis_replay_connection', err))
   const queue = new Queue(SPILL_QUEUE, { connection: redis })
-  queue.on('error', () => {})
+  queue.on('error', (err) => opts.onError('redis_replay_queue', err))
 
   let open: Member[] = []
   let openRows = 0
@@ -193,14 +194,14 @@ export function startRedisReplay(opts: RedisReplayOptions) {
       drainDelay: 1,
     },
   )
-  worker.on('error', (err) => opts.onError?.('redis_replay', err))
+  worker.on('error', (err) => opts.onError('redis_replay', err))
 
   return {
     queue,
     async close() {
-      await worker.close().catch((e) => opts.onError?.('redis_replay_close', e))
+      await worker.close().catch((e) => opts.onError('redis_replay_close', e))
       clearTimeout(collectTimer)
-      await queue.close().catch((e) => opts.onError?.('redis_replay_close', e))
+      await queue.close().catch((e) => opts.onError('redis_replay_close', e))
       redis.disconnect()
       blocking.disconnect()
     },

@@ -59,7 +59,7 @@ export interface RedisSpill extends SpillSink {
  * is down rejects at once instead of piling up in memory, and the spill falls
  * through to the disk spool.
  */
-export function failFastRedis(url: string): Redis {
+export function failFastRedis(url: string, onError: (err: Error) => void): Redis {
   const redis = new Redis(url, {
     enableOfflineQueue: false,
     maxRetriesPerRequest: 1,
@@ -69,7 +69,8 @@ export function failFastRedis(url: string): Redis {
     retryStrategy: (times) => Math.min(times * 200, 2_000),
     lazyConnect: false,
   })
-  redis.on('error', () => {})
+  // While Redis is away every reconnect attempt errors: the caller counts them (and logs once per 10 s).
+  redis.on('error', onError)
   return redis
 }
 
@@ -77,12 +78,11 @@ export function createRedisSpill(opts: {
   url: string
   maxBytes: number
   fallback: DiskSpool
-  logger: { warn(obj: object, msg: string): void }
-  onError?: ReportError
+  /** Connection and housekeeping failures: logged and counted (core/errors/background-errors.ts). */
+  onError: ReportError
 }): RedisSpill {
-  const report: ReportError =
-    opts.onError ?? ((where, err) => opts.logger.warn({ where, err: String(err) }, 'redis spill error'))
-  const redis = failFastRedis(opts.url)
+  const report = opts.onError
+  const redis = failFastRedis(opts.url, (err) => report('redis_spill_connection', err))
   const queue = new Queue(SPILL_QUEUE, { connection: redis })
   // Connection errors also surface as failed spills (counted there); this keeps their cause visible.
   queue.on('error', (err) => report('redis_spill_queue', err))

@@ -1,7 +1,9 @@
-import { readFile, rm } from 'node:fs/promises'
+import { rm } from 'node:fs/promises'
 import { setImmediate as yieldToLoop } from 'node:timers/promises'
 import { type Queue, Worker } from 'bullmq'
+import type { Logger } from 'pino'
 import type { ReportError } from '../core/errors/background-errors.ts'
+import { readFileIfPresent } from '../core/storage/local-files.ts'
 import { type SegmentRecord, scanSegment } from '../core/storage/record-framing.ts'
 import { type DecodedBatch, decodeBatch, UndecodableBatchError } from './batch-codec.ts'
 import { type BatchInserter, TransientInsertError } from './batch-inserter.ts'
@@ -72,10 +74,10 @@ export interface ReplayWorkerOptions {
   quarantine: QuarantineStore
   redisUrl?: string
   insertTimeoutMs: number
-  logger: { warn(obj: object, msg: string): void; error(obj: object, msg: string): void }
-  /** Redis replay connection failures: logged and counted (core/background-errors.ts). */
-  onError?: ReportError
-  /** Whether ClickHouse answers; lets a backoff end as soon as it is back. */
+  logger: Logger
+  /** Redis replay connection failures: logged and counted (core/errors/background-errors.ts). */
+  onError: ReportError
+  /** Whether ClickHouse answers (never throws: Warehouse.ping); lets a backoff end as soon as it is back. */
   probe: () => Promise<boolean>
   pollMs?: number
   maxBackoffMs?: number
@@ -125,7 +127,7 @@ export function createReplayWorker(opts: ReplayWorkerOptions): ReplayWorker {
     const timeout = new Promise<boolean>((resolve) => {
       timer = setTimeout(() => resolve(false), 1_000)
     })
-    const ok = await Promise.race([opts.probe().catch(() => false), timeout])
+    const ok = await Promise.race([opts.probe(), timeout])
     clearTimeout(timer)
     return ok
   }
@@ -169,7 +171,8 @@ export function createReplayWorker(opts: ReplayWorkerOptions): ReplayWorker {
    * unavailable and the loop should back off.
    */
   async function replaySegment(seg: SegmentInfo): Promise<boolean> {
-    const buf = await readFile(seg.path).catch(() => undefined)
+    // Gone: another worker finished it since the listing.
+    const buf = await readFileIfPresent(seg.path)
     if (!buf) return true
     const from = await readAck(seg.path)
     const intent = await readGroupIntent(seg.path)

@@ -16,7 +16,20 @@ import type {
 // The answers' types come from the zod schemas the server validates and
 // documents with (packages/contract): a renamed or retyped field fails
 // `npm run check -w web`, not the page at run time.
-export type { BreakdownRow, FilterOptions, Kpis, Me, MonthlyUsage, Point, Role } from '@tokenmeter/contract'
+export type {
+  AdminSettings,
+  AvailableModels,
+  BreakdownRow,
+  FilterOptions,
+  Kpis,
+  LeaderboardVisibility,
+  Me,
+  MonthlyUsage,
+  MyKey,
+  MyKeys,
+  Point,
+  Role,
+} from '@tokenmeter/contract'
 export type Series = SeriesResult
 export type Breakdown = BreakdownResult
 export type Leaderboard = LeaderboardResult
@@ -79,7 +92,7 @@ export async function api<T>(path: string, init: RequestInit = {}): Promise<T> {
 export const get = <T>(path: string, params?: URLSearchParams | string) =>
   api<T>(params && String(params) ? `${path}?${params}` : path)
 
-export const send = <T>(method: 'POST' | 'PUT' | 'DELETE', path: string, body?: unknown) =>
+export const send = <T>(method: 'POST' | 'PUT' | 'PATCH' | 'DELETE', path: string, body?: unknown) =>
   api<T>(path, { method, body: body === undefined ? undefined : JSON.stringify(body) })
 
 // --- Anomaly alerts (GET /api/alerts, POST /api/alerts/{id}/ack) -----------------

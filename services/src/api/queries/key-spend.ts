@@ -70,6 +70,7 @@ export async function queryKeySpend(
         userId: k.userId,
         teamId: k.teamId,
         revoked: k.revokedAt !== null && k.revokedAt.getTime() <= nowMs,
+        allowedModels: k.allowedModels,
         spentUsd: spent.get(k.keyId) ?? 0,
         capUsd: b ? b.capUsd : null,
         period: b ? b.period : null,

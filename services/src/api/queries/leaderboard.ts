@@ -1,10 +1,14 @@
-import type { LeaderboardResult } from '@tokenmeter/contract'
 import type { AdminStore } from '../../core/identity/admin-store.ts'
 import type { Warehouse } from '../../core/storage/warehouse.ts'
 import { type Scope, type UsageFilter, whereClause } from '../filters.ts'
 import { fragments, GROUP_COLUMNS, groupName } from './sql.ts'
 
 export type LeaderMetric = 'tokens' | 'spend' | 'requests'
+
+export interface LeaderboardRows {
+  metric: LeaderMetric
+  rows: { rank: number; id: string; name: string; value: number }[]
+}
 
 export async function queryLeaderboard(
   wh: Warehouse,
@@ -14,7 +18,7 @@ export async function queryLeaderboard(
   by: 'user' | 'team' | 'key',
   metric: LeaderMetric,
   limit: number,
-): Promise<LeaderboardResult> {
+): Promise<LeaderboardRows> {
   const src = f.range.source
   const fr = fragments(src)
   const where = whereClause(f, scope, fr.time)

@@ -9,6 +9,7 @@ const bool = z
 
 /** The parts a process can run (ROLES). */
 export const PROCESS_ROLES = ['gateway', 'api', 'worker', 'web'] as const
+export type ProcessRole = (typeof PROCESS_ROLES)[number]
 
 export const envSchema = z.object({
   HOST: z.string().default('127.0.0.1'),
@@ -267,6 +268,11 @@ export function parseEnv(source: Record<string, string | undefined>): Env {
     throw new Error(`Invalid configuration:\n${upstreams.join('\n')}`)
   }
   return { ...parsed.data, namedUpstreams: upstreams as NamedUpstream[] }
+}
+
+/** The roles ROLES names (the schema has checked each entry). */
+export function rolesOf(env: Pick<Env, 'ROLES'>): ProcessRole[] {
+  return env.ROLES.split(',').map((r) => r.trim() as ProcessRole)
 }
 
 export function loadEnv(): Env {

@@ -1,3 +1,4 @@
+import type { Logger } from 'pino'
 import { Counter, type Registry } from 'prom-client'
 
 /**
@@ -17,7 +18,7 @@ export interface BackgroundErrors {
 const LOG_EVERY_MS = 10_000
 
 export function createBackgroundErrors(deps: {
-  log: { error(obj: object, msg: string): void }
+  log: Logger
   registry?: Registry
   now?: () => number
 }): BackgroundErrors {

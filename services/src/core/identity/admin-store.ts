@@ -4,7 +4,7 @@ import type { ApiKey, Budget, ModelFacade, Role, Session, Team, User } from './e
 import { generateKeyPlaintext, hashKey, keyPrefix, newId } from './keys.ts'
 
 /**
- * Teams, users, keys, model facades and budgets: durable in ClickHouse
+ * Teams, users, keys, model facades, budgets and settings: durable in ClickHouse
  * (ReplacingMergeTree), served from memory. Writes go to ClickHouse first and
  * then to this process's cache; other processes pick them up on `refresh()`,
  * which server-mode processes run every second so a revocation holds on every
@@ -36,12 +36,17 @@ export interface AdminStore {
     kind?: ApiKey['kind']
   }): Promise<{ key: ApiKey; plaintext: string }>
   revokeKey(keyId: string, at?: Date): Promise<ApiKey>
+  /** Changes which models a key may call (the same key id, prefix and hash). */
+  setAllowedModels(keyId: string, allowedModels: string[]): Promise<ApiKey>
   /** A new key for the same owner; the old one keeps working until `graceMs` has passed. */
   rotateKey(keyId: string, graceMs: number): Promise<{ key: ApiKey; plaintext: string; old: ApiKey }>
   upsertModel(model: ModelFacade): Promise<ModelFacade>
   deleteModel(model: string): Promise<void>
   upsertBudget(budget: Budget): Promise<Budget>
   deleteBudget(budgetId: string): Promise<void>
+  /** An admin setting's stored text, or undefined when never set (the API owns names, defaults and checks). */
+  setting(name: string): string | undefined
+  putSetting(name: string, value: string): Promise<void>
   /** Sessions not yet past their expiry plus a day (ended ones included, for the admin list). */
   sessions(): Session[]
   session(sessionId: string): Session | undefined
@@ -79,6 +84,7 @@ export function createAdminStore(wh: Warehouse): AdminStore {
   let models = new Map<string, ModelFacade>()
   let budgets = new Map<string, Budget>()
   let sessions = new Map<string, Session>()
+  let settings = new Map<string, string>()
   const listeners = new Set<() => void>()
   // Monotonic version so two writes in one millisecond still order correctly.
   let lastVersion = 0
@@ -159,14 +165,16 @@ export function createAdminStore(wh: Warehouse): AdminStore {
 
   const store: AdminStore = {
     async refresh() {
-      const [t, u, k, m, b, s] = await Promise.all([
+      const [t, u, k, m, b, s, st] = await Promise.all([
         read('teams'),
         read('users'),
         read('api_keys'),
         read('model_facades'),
         read('budgets'),
         readSessions(),
+        read('settings'),
       ])
+      settings = new Map(st.map((r) => [String(r.name), String(r.value)]))
       sessions = new Map(s.map((r) => [String(r.session_id), toSession(r)]))
       teams = new Map(t.map((r) => [String(r.team_id), { teamId: String(r.team_id), name: String(r.name) }]))
       users = new Map(
@@ -310,6 +318,13 @@ export function createAdminStore(wh: Warehouse): AdminStore {
       await store.endSessionsWhere((s) => s.source !== 'admin-token' && s.sourceId === keyId, 'key revoked')
       return revoked
     },
+    async setAllowedModels(keyId, allowedModels) {
+      const key = keys.get(keyId)
+      if (!key) throw new Error(`unknown key ${keyId}`)
+      const changed = { ...key, allowedModels }
+      await writeKey(changed)
+      return changed
+    },
     async rotateKey(keyId, graceMs) {
       const old = keys.get(keyId)
       if (!old) throw new Error(`unknown key ${keyId}`)
@@ -398,6 +413,12 @@ export function createAdminStore(wh: Warehouse): AdminStore {
         },
       ])
       budgets.delete(budgetId)
+      changed()
+    },
+    setting: (name) => settings.get(name),
+    async putSetting(name, value) {
+      await wh.insertRows('settings', [{ name, value, updated_at: version() }])
+      settings.set(name, value)
       changed()
     },
     sessions: () => [...sessions.values()],

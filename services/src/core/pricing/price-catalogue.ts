@@ -37,8 +37,22 @@ export interface CataloguePrice {
    * tiers (long context): an upper bound, for budget reservations.
    */
   worstCase: Prices
+  /** Today's base prices (the first tier), as people read a price list; `tiered` when tiers raise them. */
+  base: Prices
+  tiered: boolean
   /** Cost of one request in integer nano-USD, tiers and date-bound prices applied. */
   cost(tokens: TokenCounts): number
+}
+
+/** A model the catalogue prices, as the "Available models" page lists it. */
+export interface CatalogueModel {
+  provider: 'openai' | 'anthropic'
+  /** The catalogue's id: a name clients can send (dated ids and aliases match it too). */
+  id: string
+  /** Base per-million prices in force today (the first tier where the catalogue has tiers). */
+  prices: Prices
+  /** Long-context tiers raise some prices past a number of tokens. */
+  tiered: boolean
 }
 
 export interface PriceCatalogue {
@@ -48,11 +62,32 @@ export interface PriceCatalogue {
   providerOf(model: string): 'openai' | 'anthropic' | undefined
   /** The newest Anthropic model of a family (`sonnet`, `opus`, `haiku`), for bare aliases. */
   newestOfFamily(family: string): string | undefined
+  /** The OpenAI and Anthropic models it prices (not deprecated), what passthrough can route by name. */
+  list(): CatalogueModel[]
 }
 
 const MAX_CACHED = 4096
 /** Cached look-ups expire so that a price that starts on a date is picked up without a restart. */
 const CACHE_MS = 3_600_000
+
+function base(p: ModelPrice[string]): number | undefined {
+  if (p === undefined) return undefined
+  return typeof p === 'number' ? p : p.base
+}
+
+/** Today's base prices; a unit without its own price is billed at its parent's (the package's rule). */
+function baseOf(mp: ModelPrice): { prices: Prices; tiered: boolean } {
+  const input = base(mp.input_mtok) ?? 0
+  return {
+    prices: {
+      inputPerM: input,
+      outputPerM: base(mp.output_mtok) ?? 0,
+      cachedReadPerM: base(mp.cache_read_mtok) ?? input,
+      cacheWritePerM: base(mp.cache_write_mtok) ?? input,
+    },
+    tiered: Object.values(mp).some((v) => v !== undefined && typeof v !== 'number'),
+  }
+}
 
 function highest(p: ModelPrice[string]): number | undefined {
   if (p === undefined) return undefined
@@ -99,9 +134,12 @@ export function createPriceCatalogue(): PriceCatalogue {
     if (!found) return undefined
     // Later cost calls scan this one model, not the provider's hundreds.
     const single: CatalogueProvider = { ...provider, models: [found.model] }
+    const { prices, tiered } = baseOf(found.model_price)
     return {
       catalogueId: found.model.id,
       worstCase: worstCaseOf(found.model_price),
+      base: prices,
+      tiered,
       cost(tokens) {
         const r = calcPrice(usageOf(tokens), model, { provider: single })
         return r ? Math.round(r.total_price * 1e9) : 0
@@ -133,8 +171,29 @@ export function createPriceCatalogue(): PriceCatalogue {
     if (!best || version > best.version) families.set(family, { id: m.id, version })
   }
 
+  let listed: { at: number; models: CatalogueModel[] } | undefined
+  function list(): CatalogueModel[] {
+    const now = Date.now()
+    if (listed && now - listed.at < CACHE_MS) return listed.models
+    const models: CatalogueModel[] = []
+    for (const id of ROUTABLE) {
+      const provider = findProvider({ providerId: id })
+      for (const m of provider?.models ?? []) {
+        // Ids ending in "-" are match prefixes (fine-tune families), not names a client sends.
+        if (m.deprecated || m.id.endsWith('-')) continue
+        // The price in force now (some change on a date), as calcPrice picks it.
+        const found = provider && calcPrice({}, m.id, { provider: { ...provider, models: [m] } })
+        if (!found) continue
+        models.push({ provider: id, id: m.id, ...baseOf(found.model_price) })
+      }
+    }
+    listed = { at: now, models }
+    return models
+  }
+
   return {
     lookup,
+    list,
     providerOf(model) {
       return ROUTABLE.find((p) => lookup(p, model) !== undefined)
     },

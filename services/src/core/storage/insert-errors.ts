@@ -10,7 +10,7 @@ export class InsertNotSentError extends Error {
 /**
  * Wraps the failure of a journaled batch (one whose token names a journal
  * segment) on its way to a spill store. Such a batch may be delivered again
- * under the same token after a crash (core/journal-recovery.ts), so every copy
+ * under the same token after a crash (worker/journal-recovery.ts), so every copy
  * of it must replay alone under that token: it is never `mergeable`, whatever
  * the cause (this error carries no cause chain the classifier would read as
  * "never sent"). The message keeps the original failure for logs.

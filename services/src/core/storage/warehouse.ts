@@ -9,6 +9,9 @@ import {
 
 export type QueryParams = Record<string, unknown>
 
+/** What a statement sent to ClickHouse was: a read (query or stream), an insert, or DDL and other commands. */
+export type StatementKind = 'select' | 'insert' | 'command'
+
 /**
  * The one door to ClickHouse. It exists for two reasons:
  * - Embedded chdb applies `clickhouse_settings` as session-wide SET statements,
@@ -34,6 +37,13 @@ export interface Warehouse {
     format: 'CSVWithNames' | 'JSONEachRow',
   ): Promise<AsyncIterable<string>>
   command(sql: string, params?: QueryParams): Promise<void>
+  /**
+   * Statements sent since start, by kind (counted when sent, failed ones
+   * included): `tokenmeter_clickhouse_queries_total{kind}` and the live
+   * benchmark read it. Pings are not counted.
+   */
+  statementCounts(): Readonly<Record<StatementKind, number>>
+  /** Whether ClickHouse answers; never throws (false when it does not). */
   ping(): Promise<boolean>
   close(): Promise<void>
 }
@@ -138,6 +148,7 @@ export function createWarehouse(opts: WarehouseOptions): Warehouse {
         log: { level: ClickHouseLogLevel.OFF },
       })
     : createClient({ connection: chdb } as never)
+  const counts: Record<StatementKind, number> = { select: 0, insert: 0, command: 0 }
 
   return {
     mode,
@@ -146,6 +157,7 @@ export function createWarehouse(opts: WarehouseOptions): Warehouse {
       if (rows.length === 0) return
       if (!TABLE_NAME.test(table)) throw new Error(`invalid table name ${table}`)
       if (dedupToken !== undefined && !DEDUP_TOKEN.test(dedupToken)) throw new Error('invalid dedup token')
+      counts.insert++
       // An explicit empty token keeps a plain insert plain even on a session
       // where some earlier statement left a token behind.
       const settings = {
@@ -192,6 +204,7 @@ export function createWarehouse(opts: WarehouseOptions): Warehouse {
       result.stream?.resume?.()
     },
     async query<T>(sql: string, params: QueryParams = {}, signal?: AbortSignal) {
+      counts.select++
       const rs = await client.query({
         query: sql,
         query_params: params,
@@ -201,6 +214,7 @@ export function createWarehouse(opts: WarehouseOptions): Warehouse {
       return (await rs.json()) as T[]
     },
     async stream(sql, params, format) {
+      counts.select++
       const rs = await client.query({ query: sql, query_params: params, format })
       return (async function* () {
         for await (const rows of rs.stream()) {
@@ -209,11 +223,18 @@ export function createWarehouse(opts: WarehouseOptions): Warehouse {
       })()
     },
     async command(sql, params = {}) {
+      counts.command++
       await client.command({ query: sql, query_params: params })
     },
+    statementCounts: () => ({ ...counts }),
     async ping() {
-      const r = await client.ping()
-      return r.success
+      try {
+        return (await client.ping()).success
+      } catch {
+        // Unreachable is the answer a probe asks for, not an event: the inserts
+        // and queries that fail meanwhile report the cause.
+        return false
+      }
     },
     async close() {
       await client.close()

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import { Redis } from 'ioredis'
+import type { Logger } from 'pino'
 import type { UsageRecorder } from './usage-recorder.ts'
 import type { UsageRow } from './usage-row.ts'
 
@@ -21,11 +22,7 @@ const CHANNEL = 'tokenmeter:live-rows'
 const PUBLISH_MS = 50
 const MAX_OUTBOX = 10_000
 
-export function createRowFeed(opts: {
-  recorder: UsageRecorder
-  redisUrl?: string
-  log?: (obj: object, msg: string) => void
-}): RowFeed {
+export function createRowFeed(opts: { recorder: UsageRecorder; redisUrl?: string; log: Logger }): RowFeed {
   const listeners = new Set<(row: UsageRow) => void>()
   const deliver = (row: UsageRow) => {
     for (const l of listeners) l(row)
@@ -47,7 +44,7 @@ export function createRowFeed(opts: {
   const redisOpts = { enableOfflineQueue: false, maxRetriesPerRequest: 1, lazyConnect: false }
   const pub = new Redis(opts.redisUrl, redisOpts)
   const sub = new Redis(opts.redisUrl, { ...redisOpts, enableOfflineQueue: true })
-  const warn = (err: Error) => opts.log?.({ err: err.message }, 'live row feed: redis unavailable')
+  const warn = (err: Error) => opts.log.warn({ err: err.message }, 'live row feed: redis unavailable')
   pub.on('error', warn)
   sub.on('error', warn)
   void sub.subscribe(CHANNEL).catch(warn)

@@ -11,6 +11,8 @@ import {
 } from 'node:fs'
 import { join } from 'node:path'
 import { crc32 } from 'node:zlib'
+import type { Logger } from 'pino'
+import { isMissingFile } from '../storage/local-files.ts'
 import { HEADER_BYTES, RECORD_MAGIC } from '../storage/record-framing.ts'
 import type { UsageRow } from './usage-row.ts'
 
@@ -82,7 +84,7 @@ export interface JournalOptions {
   dir: string
   maxBytes: number
   fsyncMs: number
-  logger: { warn(obj: object, msg: string): void; error(obj: object, msg: string): void }
+  logger: Logger
 }
 
 /** Segment names owned by open journals of this process (tests run several Cores in one process). */
@@ -264,6 +266,7 @@ export function createUsageJournal(opts: JournalOptions): UsageJournal {
         syncSegment(seg)
       } catch (err) {
         synced = Promise.reject(err)
+        // fail() logged it; handled here so that it is not an unhandled rejection until ship() awaits it.
         synced.catch(() => {})
       } finally {
         closeSync(seg.fd)
@@ -332,8 +335,10 @@ export function leftoverSegments(
   let names: string[]
   try {
     names = readdirSync(dir)
-  } catch {
-    return []
+  } catch (err) {
+    // No journal directory yet: nothing was left. Anything else (EACCES) must stop the start.
+    if (isMissingFile(err)) return []
+    throw err
   }
   const out = []
   for (const name of names.sort()) {

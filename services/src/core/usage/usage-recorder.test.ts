@@ -1,3 +1,4 @@
+import { pino } from 'pino'
 import { describe, expect, it } from 'vitest'
 import type { Warehouse } from '../storage/warehouse.ts'
 import { createUsageRecorder } from './usage-recorder.ts'
@@ -42,7 +43,7 @@ describe('usage recorder', () => {
       maxRows: 10,
       flushMs: 60_000,
       insertTimeoutMs: 10_000,
-      logger: { warn: () => {}, error: () => {} },
+      logger: pino({ enabled: false }),
     })
     for (let i = 0; i < 100; i++) recorder.record(row(i))
     expect(held.stats().active).toBe(2)
@@ -72,7 +73,7 @@ describe('usage recorder', () => {
       maxRows: 10,
       flushMs: 60_000,
       insertTimeoutMs: 10_000,
-      logger: { warn: () => {}, error: () => {} },
+      logger: pino({ enabled: false }),
     })
     for (let i = 0; i < 100; i++) recorder.record(row(i))
     const flushed = recorder.flush()
@@ -94,7 +95,7 @@ describe('usage recorder', () => {
       maxRows: 1,
       flushMs: 60_000,
       insertTimeoutMs: 10_000,
-      logger: { warn: () => {}, error: () => {} },
+      logger: pino({ enabled: false }),
     })
     // 2 in flight + 16 waiting fit; the next 2 push the 2 oldest waiting ones out.
     for (let i = 0; i < 20; i++) recorder.record(row(i))

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto'
+import type { Logger } from 'pino'
 import { InsertNotSentError, JournaledBatchError } from '../storage/insert-errors.ts'
 import type { Warehouse } from '../storage/warehouse.ts'
 import type { UsageJournal } from './usage-journal.ts'
@@ -11,11 +12,6 @@ import type { UsageBatch, UsageRow } from './usage-row.ts'
  */
 export interface SpillSink {
   spill(batch: UsageBatch, cause: unknown): Promise<void>
-}
-
-export interface RecorderLogger {
-  warn(obj: object, msg: string): void
-  error(obj: object, msg: string): void
 }
 
 export interface RecorderStats {
@@ -54,7 +50,7 @@ export interface RecorderOptions {
   maxRows: number
   flushMs: number
   insertTimeoutMs: number
-  logger: RecorderLogger
+  logger: Logger
   /**
    * Inserts one batch, quarantining rows ClickHouse rejects for good and
    * landing the rest; rejects only on transient failures (which spill).
@@ -62,7 +58,7 @@ export interface RecorderOptions {
    */
   insertBatch?: (batch: UsageBatch, opts: { rowsChecked: boolean }) => Promise<{ inserted: number }>
   /**
-   * The write-ahead journal (core/usage-journal.ts): every row is written to
+   * The write-ahead journal (core/usage/usage-journal.ts): every row is written to
    * it in record(), a batch's dedup token is its journal position, and its
    * segment is acknowledged (deleted) once ClickHouse or a spill store took it.
    */
