@@ -102,7 +102,10 @@ async function layoutProblems(): Promise<string[]> {
       // A table behind a disclosure ("Show values as a table") is checked as it shows when opened.
       const disclosure = table.closest('details')
       if (disclosure) disclosure.open = true
-      const last = table.querySelector('tr:first-child > :last-child')
+      // The data's last column (a header may be visually hidden where rows become cards on a phone).
+      const last =
+        table.querySelector('tbody tr:first-child > :last-child') ??
+        table.querySelector('tr:first-child > :last-child')
       if (!last?.checkVisibility()) continue
       last.scrollIntoView({ block: 'nearest', inline: 'end' })
       const box = last.getBoundingClientRect()
