@@ -30,6 +30,9 @@ beforeAll(async () => {
       CLICKHOUSE_INSERT_TIMEOUT_MS: '1000',
       RECORDER_MAX_ROWS: '20',
       RECORDER_FLUSH_MS: '100',
+      // The disk spool is the local outage store of JOURNAL=off; with the journal on,
+      // the journal holds it (its full policy: tests/journal-merged.test.ts).
+      JOURNAL: 'off',
     },
     roles: ['api'],
   })

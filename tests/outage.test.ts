@@ -68,7 +68,13 @@ async function drained() {
   await waitFor('the replay to drain Redis and the spool', async () => {
     const s = await stack.core.outage.status()
     const redisLeft = s.redis ? s.redis.jobs.waiting + s.redis.jobs.active + s.redis.jobs.delayed : 0
-    if (redisLeft > 0 || s.disk.batches > 0 || stack.core.recorder.stats().pendingRows > 0) {
+    const journalLeft = s.journal ? s.journal.segments : 0
+    if (
+      redisLeft > 0 ||
+      s.disk.batches > 0 ||
+      journalLeft > 0 ||
+      stack.core.recorder.stats().pendingRows > 0
+    ) {
       await stack.core.outage.replayNow()
       return false
     }
@@ -127,19 +133,24 @@ describe('ClickHouse outages in server mode (HTTP + Redis)', () => {
     expect(anon.statusCode).toBe(401)
   }, 120_000)
 
-  it('spills to disk when ClickHouse and Redis are both gone, and replays from there', async () => {
+  it('keeps the batches in the journal when ClickHouse and Redis are both gone, and replays from there', async () => {
     const stop = traffic()
     await ch.stop()
     await redis.stop()
+    let parked: Awaited<ReturnType<typeof stack.core.outage.listBatches>> = []
     let during = await stack.core.outage.status()
-    await waitFor('the disk spool to take the spilled batches', async () => {
+    await waitFor('the journal to park the batches ClickHouse and Redis refused', async () => {
+      parked = (await stack.core.outage.listBatches(1_000)).filter((b) => b.store === 'journal')
       during = await stack.core.outage.status()
-      return during.disk.batches + during.disk.bytes > 0 && during.redis?.connected === false
+      return parked.length > 0 && during.redis?.connected === false
     })
     await redis.restart()
     await ch.start()
     await stop()
-    expect(during.disk.batches + during.disk.bytes).toBeGreaterThan(0)
+    // The journal is the local outage store (docs/OUTAGES.md): no second copy in the disk spool.
+    expect(parked.length).toBeGreaterThan(0)
+    expect(during.journal?.bytes).toBeGreaterThan(0)
+    expect(during.disk.batches + during.disk.bytes).toBe(0)
     expect(during.redis?.connected).toBe(false)
     await drained()
     await expectExactlyOnce()

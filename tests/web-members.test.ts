@@ -3,7 +3,6 @@ import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import type { Dialog, Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { createFakeUpstream, type FakeUpstream } from '../services/src/simulator/fake-upstream.ts'
 import { WEB_BUILD_DIR } from '../services/src/web.routes.ts'
 import { launchBrowser, type TestBrowser } from './helpers/browser.ts'
 import { startTestStack, TEST_ADMIN_TOKEN, type TestStack } from './helpers/test-core.ts'
@@ -51,16 +50,12 @@ async function signInWith(token: string) {
   expect(res.status()).toBe(200)
 }
 
-let fake: FakeUpstream
-
 beforeAll(async () => {
   if (!existsSync(join(WEB_BUILD_DIR, 'index.html'))) {
     execFileSync('npm', ['run', 'build:web'], { cwd: ROOT, stdio: 'ignore' })
   }
-  stack = await startTestStack({ listen: true, roles: ['gateway', 'api', 'web'] })
-  // The seeded facades are served by the simulated provider, which only DEMO=true starts: wire this test's own.
-  fake = await createFakeUpstream()
-  stack.core.simulatedBaseUrl = `${fake.url}/v1`
+  // DEMO=true: the built-in simulated provider (the demo's upstream) serves the sim-* facades.
+  stack = await startTestStack({ listen: true, roles: ['gateway', 'api', 'web'], env: { DEMO: 'true' } })
   org = await seedOrg(stack.core)
   browser = await launchBrowser()
   page = browser.context.pages()[0] ?? (await browser.context.newPage())
@@ -70,7 +65,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await browser?.close()
   await stack?.close()
-  await fake?.close()
 })
 
 describe("seed 001: a key's models, a member's models and keys, the leaderboard", () => {

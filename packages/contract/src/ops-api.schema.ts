@@ -35,6 +35,7 @@ export const opsStatusResponse = z.object({
       oldestAt: epochMs.optional(),
       oldestAgeSeconds: ageSeconds,
       rejectedRows: z.number().describe('rows the journal could not take (full, or a write error)'),
+      pendingRefused: z.number().describe('of those, rows of the batch being collected (not cut yet)'),
       lastError: z.string().optional(),
       fsyncMs: z.number(),
       recovery: z.object({
@@ -43,6 +44,9 @@ export const opsStatusResponse = z.object({
         segmentsDone: z.number(),
         rowsFound: z.number(),
         rowsDone: z.number(),
+        inserts: z
+          .number()
+          .describe('ClickHouse inserts that carried them: runs of parked segments go in one insert'),
         tornTails: z.number(),
         damagedRecords: z.number(),
         lastError: z.string().optional(),
@@ -96,11 +100,11 @@ export type OpsStatus = z.infer<typeof opsStatusResponse>
 
 export const spilledBatch = z.object({
   batchId: z.string(),
-  store: z.enum(['redis', 'disk']),
+  store: z.enum(['redis', 'disk', 'journal']),
   createdAt: epochMs,
   rows: z.number(),
   bytes: z.number(),
-  location: z.string().describe('the Redis job state, or the spool segment holding the batch'),
+  location: z.string().describe('the Redis job state, or the spool or journal segment holding the batch'),
 })
 export type SpilledBatch = z.infer<typeof spilledBatch>
 export const batchesQuery = z.strictObject({

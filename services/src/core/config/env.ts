@@ -60,8 +60,10 @@ export const envSchema = z.object({
   /**
    * The local write-ahead journal of usage rows (DATA_DIR/journal): a row is
    * written there before the client gets the end of its answer, so a killed
-   * process loses nothing (docs/OUTAGES.md). `off` exists only to measure its
-   * cost (npm run bench); production keeps it on.
+   * process loses nothing, and batches ClickHouse does not take stay there
+   * until it is back (docs/OUTAGES.md). `off` measures its cost (npm run
+   * bench) and falls back to the disk spool as the local outage store;
+   * production keeps it on.
    */
   JOURNAL: z.enum(['on', 'off']).default('on'),
   /**
@@ -70,9 +72,10 @@ export const envSchema = z.object({
    */
   /**
    * Bound of the journal. Normally it holds about one batch per process (a
-   * segment is deleted as soon as ClickHouse or a spill store took its
-   * batch); it grows only while neither takes them. Full: rows are answered
-   * and held in memory only, as with a full spool.
+   * segment is deleted as soon as ClickHouse or Redis took its batch); during
+   * an outage it holds the parked batches (about 360 bytes per row: at 2,000
+   * req/s the default lasts about 25 minutes). Full: rows are answered and
+   * held in memory only, as with a full spool.
    */
   JOURNAL_MAX_BYTES: z.coerce
     .number()
@@ -141,6 +144,11 @@ export const envSchema = z.object({
   LIVE_MAX_SOCKETS_PER_USER: z.coerce.number().int().positive().default(8),
   LIVE_SUBSCRIBES_PER_SEC: z.coerce.number().positive().default(5),
   LIVE_SUBSCRIBE_BURST: z.coerce.number().int().positive().default(20),
+  /**
+   * How long (ms) an answer of /api/kpis, /api/series or /api/breakdown serves identical requests
+   * of the same scope while no write changed the data (api/inflight.ts); 0 = only while it runs.
+   */
+  USAGE_ANSWER_KEEP_MS: z.coerce.number().int().nonnegative().max(60_000).default(1_000),
   /** ClickHouse refreshes of live views at once, across all subscribers. */
   LIVE_MAX_REFRESHES: z.coerce.number().int().positive().default(2),
   /** Event-loop delay (ms) above which dashboard queries and new subscriptions get 503; 0 = off. */
