@@ -2,7 +2,7 @@ import { mkdirSync, readdirSync, renameSync, statSync } from 'node:fs'
 import { type FileHandle, open, readdir, rm, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Logger } from 'pino'
-import { isMissingFile, readFileIfPresent } from '../core/storage/local-files.ts'
+import { isAlive, isMissingFile, readFileIfPresent } from '../core/storage/local-files.ts'
 import { encodeRecord } from '../core/storage/record-framing.ts'
 import type { SpillSink } from '../core/usage/usage-recorder.ts'
 import type { UsageBatch } from '../core/usage/usage-row.ts'
@@ -71,16 +71,6 @@ const SEGMENT = /^seg-(\d{13})-(\d+)-(\d+)\.(open|seg)$/
 const ownOpenSegments = new Set<string>()
 let seq = 0
 
-function alive(pid: number): boolean {
-  if (pid === process.pid) return true
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM'
-  }
-}
-
 export function createDiskSpool(opts: DiskSpoolOptions): DiskSpool {
   const { dir, maxBytes } = opts
   const segmentMaxBytes = opts.segmentMaxBytes ?? 8 * 1024 * 1024
@@ -91,7 +81,7 @@ export function createDiskSpool(opts: DiskSpoolOptions): DiskSpool {
   // tail is found by the reader's crc check and reported.
   for (const name of readdirSync(dir)) {
     const m = SEGMENT.exec(name)
-    const stale = Number(m?.[2]) === process.pid ? !ownOpenSegments.has(name) : !alive(Number(m?.[2]))
+    const stale = Number(m?.[2]) === process.pid ? !ownOpenSegments.has(name) : !isAlive(Number(m?.[2]))
     if (m?.[4] === 'open' && stale) {
       renameSync(join(dir, name), join(dir, name.replace(/\.open$/, '.seg')))
     }
@@ -339,7 +329,7 @@ export async function lockSegment(segPath: string): Promise<boolean> {
       // Held: by us, by a live process, or by a dead one (taken over). Released since: try again.
       const owner = Number((await readFileIfPresent(path, 'utf8')) ?? '0')
       if (owner === process.pid) return true
-      if (owner > 0 && alive(owner)) return false
+      if (owner > 0 && isAlive(owner)) return false
       await rm(path, { force: true })
     }
   }

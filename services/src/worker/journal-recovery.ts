@@ -1,12 +1,11 @@
 import { readdirSync, readFileSync, rmSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { Logger } from 'pino'
-import { isMissingFile } from '../core/storage/local-files.ts'
+import { isAlive, isMissingFile, readdirIfPresent } from '../core/storage/local-files.ts'
 import { type SegmentProblem, scanSegment } from '../core/storage/record-framing.ts'
 import {
   type DrainableSegment,
   drainableSegments,
-  isAlive,
   JOURNAL_SEGMENT,
   journalToken,
   type UsageJournal,
@@ -195,13 +194,7 @@ const INTENT = /^group-(grp-[0-9a-f]+)\.json$/
 export const intentFile = (dir: string, token: string) => join(dir, `group-${token}.json`)
 
 function readIntents(dir: string): GroupIntent[] {
-  let names: string[]
-  try {
-    names = readdirSync(dir)
-  } catch (err) {
-    if (isMissingFile(err)) return []
-    throw err
-  }
+  const names = readdirIfPresent(dir)
   const out: GroupIntent[] = []
   for (const name of names.sort()) {
     const m = INTENT.exec(name)

@@ -1,3 +1,4 @@
+import { readdirSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 
 /**
@@ -22,5 +23,26 @@ export async function readFileIfPresent(
   } catch (err) {
     if (isMissingFile(err)) return undefined
     throw err
+  }
+}
+
+/** The names in a directory, or none when the directory does not exist (yet). */
+export function readdirIfPresent(dir: string): string[] {
+  try {
+    return readdirSync(dir)
+  } catch (err) {
+    if (isMissingFile(err)) return []
+    throw err
+  }
+}
+
+/** Whether a process still runs (the owner named in a lock or segment file); EPERM: it runs as someone else. */
+export function isAlive(pid: number): boolean {
+  if (pid === process.pid) return true
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM'
   }
 }

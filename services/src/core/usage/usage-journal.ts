@@ -5,7 +5,6 @@ import {
   ftruncateSync,
   mkdirSync,
   openSync,
-  readdirSync,
   renameSync,
   statSync,
   unlinkSync,
@@ -14,7 +13,7 @@ import {
 import { join } from 'node:path'
 import { crc32 } from 'node:zlib'
 import type { Logger } from 'pino'
-import { isMissingFile } from '../storage/local-files.ts'
+import { isAlive, readdirIfPresent } from '../storage/local-files.ts'
 import { HEADER_BYTES, RECORD_MAGIC } from '../storage/record-framing.ts'
 import type { EncodedRows } from '../storage/warehouse.ts'
 import type { UsageRow } from './usage-row.ts'
@@ -608,14 +607,8 @@ export interface DrainableSegment {
  * ours to deliver.
  */
 export function drainableSegments(dir: string): DrainableSegment[] {
-  let names: string[]
-  try {
-    names = readdirSync(dir)
-  } catch (err) {
-    // No journal directory yet: nothing was left. Anything else (EACCES) must stop the start.
-    if (isMissingFile(err)) return []
-    throw err
-  }
+  // No journal directory yet: nothing was left. Anything else (EACCES) must stop the start.
+  const names = readdirIfPresent(dir)
   const out: DrainableSegment[] = []
   const alive = new Map<number, boolean>()
   for (const name of names.sort()) {
@@ -641,14 +634,4 @@ export function drainableSegments(dir: string): DrainableSegment[] {
     })
   }
   return out
-}
-
-export function isAlive(pid: number): boolean {
-  if (pid === process.pid) return true
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM'
-  }
 }
