@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { parseCsv } from '../services/src/api/csv.ts'
 import type { UsageRow } from '../services/src/core/usage/usage-row.ts'
 import { insertHistory, type Org, seedOrg } from './api-fixtures.ts'
+import { parseCsv } from './helpers/export-csv.ts'
 import { startTestStack, TEST_ADMIN_TOKEN, type TestStack } from './helpers/test-core.ts'
 import { openLive, upgradeStatus } from './live-client.ts'
 

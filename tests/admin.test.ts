@@ -16,20 +16,21 @@ async function call(
 
 beforeAll(async () => {
   stack = await startTestStack({ roles: ['api'] })
+  // The user every test makes keys and tokens for, so each test runs alone too.
+  await stack.core.store.upsertTeam({ teamId: 'ops', name: 'Ops' })
+  await stack.core.store.upsertUser({
+    userId: 'mia',
+    email: 'mia@example.com',
+    name: 'Mia',
+    teamId: 'ops',
+    role: 'member',
+  })
 })
 afterAll(async () => stack?.close())
 
 describe('admin API', () => {
   it('requires the admin role', async () => {
     expect((await call('GET', '/teams', undefined, {} as typeof auth)).status).toBe(401)
-    await call('POST', '/teams', { teamId: 'ops', name: 'Ops' })
-    await call('POST', '/users', {
-      userId: 'mia',
-      email: 'mia@example.com',
-      name: 'Mia',
-      teamId: 'ops',
-      role: 'member',
-    })
     const { body } = await call('POST', '/keys', { userId: 'mia', name: 'laptop' })
     const asMember = await call('GET', '/keys', undefined, { authorization: `Bearer ${body.plaintext}` })
     expect(asMember.status).toBe(403)

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { parseCsv } from '../services/src/api/csv.ts'
 import type { UsageRow } from '../services/src/core/usage/usage-row.ts'
 import { APPS, insertHistory, MODELS, type Org, PROJECTS, rng, seedOrg, TAGS } from './api-fixtures.ts'
+import { DOCUMENTED_EXPORT_HEADER, parseCsv } from './helpers/export-csv.ts'
 import { startTestStack, TEST_ADMIN_TOKEN, type TestStack } from './helpers/test-core.ts'
 
 /**
@@ -338,23 +338,7 @@ describe(`usage API equals a raw recomputation (seed ${SEED})`, () => {
       expect(csvRes.statusCode).toBe(200)
       expect(csvRes.headers['content-type']).toContain('text/csv')
       const [header, ...lines] = parseCsv(csvRes.body)
-      expect(header).toEqual([
-        'day',
-        'group_id',
-        'name',
-        'email',
-        'team',
-        'requests',
-        'input_tokens',
-        'output_tokens',
-        'cached_tokens',
-        'total_tokens',
-        'cost_usd',
-        'cost_usd_exact',
-        'cache_write_tokens',
-        'reasoning_tokens',
-        'unpriced_requests',
-      ])
+      expect(header).toEqual(['day', ...DOCUMENTED_EXPORT_HEADER])
       const perGroup = new Map<string, { requests: number; input: number; cost: number }>()
       const perDay = new Map<string, number>()
       for (const l of lines) {

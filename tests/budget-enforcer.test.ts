@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { createBudgetEnforcer } from '../services/src/budgets/budget-enforcer.factory.ts'
 import type { BudgetDecision, Reservation } from '../services/src/budgets/budget-enforcer.ts'
 import { createLocalBudgetEnforcer } from '../services/src/budgets/local-budget-enforcer.ts'
+import { createAdminStore } from '../services/src/core/identity/admin-store.ts'
 import { budget, recordedNanos, seedOwner, usageRow } from './budget-fixtures.ts'
 import { startTestStack, type TestStack } from './helpers/test-core.ts'
 
@@ -136,6 +137,42 @@ describe('in-process budget enforcer', () => {
       expect(big).toMatchObject({ ok: false, budgetId: 'b_restart', spentUsd: 1.5, capUsd: 2 })
       const small = await restarted.reserve({ key, user, model: 'm', worstCaseNanos: 0.5 * USD })
       expect(small.ok).toBe(true)
+    } finally {
+      await restarted.close()
+    }
+  })
+
+  it('a rotated key keeps the cap and the spend of the key it replaced, here and after a restart', async () => {
+    const { core } = stack
+    const { key, user } = await seedOwner(core.store, 'rotate')
+    await core.store.upsertBudget(
+      budget({ budgetId: 'b_rotate', scopeId: key.keyId, capUsd: 2, period: 'week' }),
+    )
+    core.recorder.record(usageRow(key, 1.5 * USD))
+    await core.recorder.flush()
+    const { key: fresh } = await core.store.rotateKey(key.keyId, 60_000)
+    const { key: third } = await core.store.rotateKey(fresh.keyId, 60_000)
+    expect(third.budgetKeyId).toBe(key.keyId)
+    core.recorder.record(usageRow(fresh, 0.25 * USD))
+    await core.recorder.flush()
+
+    // Another instance reads the lineage from ClickHouse, and a restarted enforcer rebuilds the spend of all three keys.
+    const other = createAdminStore(core.warehouse)
+    await other.refresh()
+    expect(other.keys().find((k) => k.keyId === third.keyId)?.budgetKeyId).toBe(key.keyId)
+    const restarted = createBudgetEnforcer({
+      env: core.env,
+      store: other,
+      warehouse: core.warehouse,
+      log: pino({ enabled: false }),
+    })
+    try {
+      for (const k of [key, fresh, third]) {
+        const denied = await restarted.reserve({ key: k, user, model: 'm', worstCaseNanos: 0.3 * USD })
+        expect(denied, k.keyId).toMatchObject({ ok: false, budgetId: 'b_rotate', spentUsd: 1.75, capUsd: 2 })
+      }
+      const fits = await restarted.reserve({ key: third, user, model: 'm', worstCaseNanos: 0.2 * USD })
+      expect(fits.ok).toBe(true)
     } finally {
       await restarted.close()
     }

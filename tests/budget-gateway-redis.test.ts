@@ -1,11 +1,11 @@
 import { type ChildProcess, spawn } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import OpenAI from 'openai'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { createFakeUpstream, type FakeUpstream } from '../services/src/simulator/fake-upstream.ts'
+import { freePort } from './helpers/free-port.ts'
 import { type RedisProcess, startRedis } from './helpers/redis-server.ts'
 
 // Two real gateway processes (each on its own embedded ClickHouse) share one
@@ -19,17 +19,6 @@ let fake: FakeUpstream
 let redis: RedisProcess
 const children: ChildProcess[] = []
 const dirs: string[] = []
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer()
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number }
-      srv.close(() => resolve(port))
-    })
-    srv.on('error', reject)
-  })
-}
 
 async function startGateway(): Promise<string> {
   const port = await freePort()

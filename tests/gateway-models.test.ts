@@ -2,8 +2,8 @@ import Anthropic from '@anthropic-ai/sdk'
 import { findProvider } from '@pydantic/genai-prices'
 import OpenAI, { type APIError } from 'openai'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { parseCsv } from '../services/src/api/csv.ts'
 import { createFakeUpstream, type FakeUpstream } from '../services/src/simulator/fake-upstream.ts'
+import { parseCsv } from './helpers/export-csv.ts'
 import { startTestStack, TEST_ADMIN_TOKEN, type TestStack } from './helpers/test-core.ts'
 
 // Models without a facade (passthrough, the default), priced from the
@@ -312,6 +312,11 @@ describe('models without a facade pass through, priced from the catalogue', () =
   })
 
   it('a model the catalogue does not know is forwarded, recorded at cost 0 and flagged price_unknown', async () => {
+    // A model the catalogue prices, to compare with in the export.
+    const priced = await openai.chat.completions
+      .create({ model: 'gpt-4o-2024-08-06', messages })
+      .withResponse()
+    await waitForRow(priced.response.headers.get('x-request-id'))
     const res = await openai.chat.completions.create({ model: 'gpt-imaginary-9', messages }).withResponse()
     expect(lastReceived(main).body?.model).toBe('gpt-imaginary-9')
     const id = res.response.headers.get('x-request-id')!
@@ -355,6 +360,11 @@ describe('models without a facade pass through, priced from the catalogue', () =
   })
 
   it('reasoning tokens reach the request log, KPIs, series, breakdown, monthly usage and CSV', async () => {
+    // A request with reasoning of this test's own; the totals below are whatever the file has sent.
+    const o3 = await openai.chat.completions
+      .create({ model: 'o3', messages, reasoning_effort: 'high' })
+      .withResponse()
+    await waitForRow(o3.response.headers.get('x-request-id'))
     await stack.core.recorder.flush()
     const [raw] = await stack.core.warehouse.query<{ r: string }>(
       'SELECT toString(sum(reasoning_tokens)) AS r FROM requests',

@@ -1,11 +1,12 @@
 import { type ChildProcess, spawn } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
-import { connect, createServer } from 'node:net'
+import { connect } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import { createWarehouse } from '../services/src/core/storage/warehouse.ts'
 import { createFakeUpstream, type FakeUpstream } from '../services/src/simulator/fake-upstream.ts'
+import { freePort } from './helpers/free-port.ts'
 import { type ServiceProcess, startService } from './helpers/service-process.ts'
 
 // The real server process under load gets SIGTERM: every request that was
@@ -23,17 +24,6 @@ afterAll(async () => {
   await fake?.close()
   rmSync(dataDir, { recursive: true, force: true })
 })
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer()
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number }
-      srv.close(() => resolve(port))
-    })
-    srv.on('error', reject)
-  })
-}
 
 describe('SIGTERM under load', () => {
   it('keeps every answered request', async () => {

@@ -1,6 +1,6 @@
 import Anthropic from '@anthropic-ai/sdk'
 import OpenAI, { APIError } from 'openai'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { createFakeUpstream, type FakeUpstream } from '../services/src/simulator/fake-upstream.ts'
 import { startTestStack, TEST_ADMIN_TOKEN, type TestStack } from './helpers/test-core.ts'
 
@@ -160,6 +160,67 @@ beforeAll(async () => {
 afterAll(async () => {
   await stack?.close()
   await fake?.close()
+})
+
+/**
+ * After every test, whichever ran: every request proxied so far has exactly
+ * one row, with the right tokens, cost and attribution (and nothing else was
+ * recorded). Each test registers what it sent with expectRow.
+ */
+afterEach(async () => {
+  let all: RowOut[] = []
+  // Rows land after the answer (flushed by the recorder): wait for exactly the expected set.
+  await expect
+    .poll(
+      async () => {
+        await stack.core.recorder.flush()
+        all = await rows()
+        return all.map((r) => r.request_id).sort()
+      },
+      { timeout: 10_000, interval: 50 },
+    )
+    .toEqual([...expected.keys()].sort())
+  for (const row of all) {
+    const e = expected.get(row.request_id)!
+    const facade = FACADES[e.model]
+    const ctx = `${e.model} ${row.request_id}`
+    expect(row.model, ctx).toBe(e.model)
+    expect(row.provider, ctx).toBe(facade?.provider ?? '')
+    expect(row.upstream_model, ctx).toBe(facade?.upstreamModel ?? '')
+    expect(row.status_code, ctx).toBe(e.status)
+    expect(row.error_class, ctx).toBe(e.errorClass)
+    expect(row.streamed, ctx).toBe(e.streamed)
+    expect(row.key_id, ctx).toMatch(/^key_/)
+    expect([row.user_id, row.team_id], ctx).toEqual(['user-a', 'team-a'])
+    expect(row.project, ctx).toBe(e.project ?? '')
+    expect(row.client_app, ctx).toBe(e.clientApp ?? '')
+    expect(row.tags, ctx).toEqual(e.tags ?? [])
+    expect(
+      [
+        row.input_tokens,
+        row.output_tokens,
+        row.cached_read_tokens,
+        row.cache_write_tokens,
+        row.tokens_estimated,
+      ],
+      ctx,
+    ).toEqual([e.input, e.output, e.cachedRead, e.cacheWrite, e.estimated])
+    const p = facade?.prices ?? { inputPerM: 0, outputPerM: 0, cachedReadPerM: 0, cacheWritePerM: 0 }
+    const usd =
+      (e.input * p.inputPerM +
+        e.output * p.outputPerM +
+        e.cachedRead * p.cachedReadPerM +
+        e.cacheWrite * p.cacheWritePerM) /
+      1e6
+    expect(Math.abs(Number(row.cost) - usd), ctx).toBeLessThan(1e-9)
+    expect(row.latency_ms, ctx).toBeGreaterThanOrEqual(0)
+    if (e.streamed && e.status === 200) expect(row.ttft_ms, ctx).toBeLessThanOrEqual(row.latency_ms)
+    // The slow stream keeps coming for 25 ms a chunk after its first byte.
+    if (e.model === 'gpt-slow' && e.status === 200) {
+      expect(row.ttft_ms, ctx).toBeGreaterThan(0)
+      expect(row.latency_ms - row.ttft_ms, ctx).toBeGreaterThan(100)
+    }
+  }
 })
 
 const messages = [
@@ -656,55 +717,3 @@ async function waitForRow(requestId: string): Promise<RowOut> {
   }
   throw new Error(`no row for ${requestId}`)
 }
-
-describe('recorded usage', () => {
-  it('every proxied request has exactly one row with the right tokens, cost and attribution', async () => {
-    await stack.core.recorder.flush()
-    const all = await rows()
-    const ids = all.map((r) => r.request_id)
-    expect(new Set(ids).size).toBe(ids.length)
-    expect(ids.sort()).toEqual([...expected.keys()].sort())
-    for (const row of all) {
-      const e = expected.get(row.request_id)!
-      const facade = FACADES[e.model]
-      const ctx = `${e.model} ${row.request_id}`
-      expect(row.model, ctx).toBe(e.model)
-      expect(row.provider, ctx).toBe(facade?.provider ?? '')
-      expect(row.upstream_model, ctx).toBe(facade?.upstreamModel ?? '')
-      expect(row.status_code, ctx).toBe(e.status)
-      expect(row.error_class, ctx).toBe(e.errorClass)
-      expect(row.streamed, ctx).toBe(e.streamed)
-      expect(row.key_id, ctx).toMatch(/^key_/)
-      expect([row.user_id, row.team_id], ctx).toEqual(['user-a', 'team-a'])
-      expect(row.project, ctx).toBe(e.project ?? '')
-      expect(row.client_app, ctx).toBe(e.clientApp ?? '')
-      expect(row.tags, ctx).toEqual(e.tags ?? [])
-      expect(
-        [
-          row.input_tokens,
-          row.output_tokens,
-          row.cached_read_tokens,
-          row.cache_write_tokens,
-          row.tokens_estimated,
-        ],
-        ctx,
-      ).toEqual([e.input, e.output, e.cachedRead, e.cacheWrite, e.estimated])
-      const p = facade?.prices ?? { inputPerM: 0, outputPerM: 0, cachedReadPerM: 0, cacheWritePerM: 0 }
-      const usd =
-        (e.input * p.inputPerM +
-          e.output * p.outputPerM +
-          e.cachedRead * p.cachedReadPerM +
-          e.cacheWrite * p.cacheWritePerM) /
-        1e6
-      expect(Math.abs(Number(row.cost) - usd), ctx).toBeLessThan(1e-9)
-      expect(row.latency_ms, ctx).toBeGreaterThanOrEqual(0)
-      if (e.streamed && e.status === 200) expect(row.ttft_ms, ctx).toBeLessThanOrEqual(row.latency_ms)
-      // The slow stream keeps coming for 25 ms a chunk after its first byte.
-      if (e.model === 'gpt-slow' && e.status === 200) {
-        expect(row.ttft_ms, ctx).toBeGreaterThan(0)
-        expect(row.latency_ms - row.ttft_ms, ctx).toBeGreaterThan(100)
-      }
-    }
-    expect(expected.size).toBeGreaterThan(25)
-  })
-})

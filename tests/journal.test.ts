@@ -8,8 +8,8 @@ import { HEADER_BYTES, scanSegment } from '../services/src/core/storage/record-f
 import { createUsageJournal } from '../services/src/core/usage/usage-journal.ts'
 import type { UsageRow } from '../services/src/core/usage/usage-row.ts'
 import { createFakeUpstream, type FakeUpstream } from '../services/src/simulator/fake-upstream.ts'
-import { readJournalSegment, startJournalRecovery } from '../services/src/worker/journal-recovery.ts'
-import { expectExactlyOnce, makeUsageRow } from './helpers/clickhouse-http-checks.ts'
+import { readJournalSegment } from '../services/src/worker/journal-recovery.ts'
+import { expectExactlyOnce, makeUsageRow, waitFor } from './helpers/clickhouse-http-checks.ts'
 import { startTestStack, TEST_ADMIN_TOKEN, type TestStack } from './helpers/test-core.ts'
 
 /**
@@ -26,14 +26,18 @@ let fake: FakeUpstream
 const expected = new Set<string>()
 let n = 0
 
-/** Writes `count` rows to a fresh segment the way a process that then died would; returns rows and path. */
-function deadSegment(dir: string, count: number, cut: boolean) {
+/**
+ * Writes `count` rows to a fresh segment the way a process that then died
+ * would, each answered on its own (one write, so one record, per row); returns rows and path.
+ */
+async function deadSegment(dir: string, count: number, cut: boolean) {
   const journal = createUsageJournal({ dir, maxBytes: 1 << 30, fsyncMs: 200, logger: quiet })
   const rows: UsageRow[] = []
   for (let i = 0; i < count; i++) {
     const row = makeUsageRow(n++)
     rows.push(row)
     journal.append(row)
+    await journal.durable()
   }
   const before = new Set(readdirSync(dir))
   const c = cut ? journal.cut() : undefined
@@ -54,14 +58,14 @@ beforeAll(async () => {
   mkdirSync(dir, { recursive: true })
 
   // A: the process died in the middle of writing its last row (torn tail).
-  const a = deadSegment(dir, 5, false)
+  const a = await deadSegment(dir, 5, false)
   await a.done
   const aPath = join(dir, newest(dir))
   truncateSync(aPath, readFileSync(aPath).length - 7)
   for (const r of a.rows.slice(0, 4)) expected.add(r.request_id)
 
   // B: a byte flipped in the third record; the records around it are intact.
-  const b = deadSegment(dir, 5, false)
+  const b = await deadSegment(dir, 5, false)
   await b.done
   const bPath = join(dir, newest(dir))
   const buf = readFileSync(bPath)
@@ -72,7 +76,7 @@ beforeAll(async () => {
   for (const [i, r] of b.rows.entries()) if (i !== 2) expected.add(r.request_id)
 
   // C: cut (its insert was sent), never acknowledged.
-  const c = deadSegment(dir, 5, true)
+  const c = await deadSegment(dir, 5, true)
   await c.done
   for (const r of c.rows) expected.add(r.request_id)
 
@@ -100,9 +104,41 @@ describe('journal segments', () => {
     // Synced: nothing left to wait for until the next row.
     expect(perAnswer.durable()).toBeUndefined()
     await perAnswer.close()
+  })
+
+  it('writes the rows of one turn of the event loop together, before the answers waiting for them go on', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tokenmeter-journal-unit-'))
     const grouped = createUsageJournal({ dir, maxBytes: 1 << 30, fsyncMs: 200, logger: quiet })
-    grouped.append(makeUsageRow(n++))
+    const rows = [makeUsageRow(n++), makeUsageRow(n++), makeUsageRow(n++)]
+    for (const r of rows) grouped.append(r)
+    const segment = join(dir, readdirSync(dir)[0]!)
+    // Taken, not yet written: the answers must wait.
+    expect(readFileSync(segment).length).toBe(0)
+    const wait = grouped.durable()
+    expect(wait).toBeInstanceOf(Promise)
+    await wait
+    // One record, one write, for the three rows; nothing left to wait for (no fsync per answer).
+    const { records } = scanSegment(readFileSync(segment))
+    expect(records).toHaveLength(1)
+    const id = readdirSync(dir)[0]!.slice(0, -4)
+    expect(readJournalSegment(segment, id).rows.map((r) => r.request_id)).toEqual(
+      rows.map((r) => r.request_id),
+    )
     expect(grouped.durable()).toBeUndefined()
+    // A cut writes what is pending first, so the batch's segment holds all its rows.
+    const last = makeUsageRow(n++)
+    grouped.append(last)
+    const cut = grouped.cut()!
+    expect(cut.token).toBe(`j-${id}`)
+    expect(cut.complete).toBe(true)
+    expect(scanSegment(readFileSync(segment)).records).toHaveLength(3)
+    // The insert sends the journal's bytes (JSONCompactEachRow): each row serialised once.
+    expect(cut.encoded!.columns).toEqual(Object.keys(last))
+    const lines = cut.encoded!.body.toString().trim().split('\n')
+    expect(lines.map((l) => JSON.parse(l)[0])).toEqual([...rows, last].map((r) => r.request_id))
+    expect(lines.map((l) => JSON.parse(l)[cut.encoded!.columns.indexOf('batch_id')])).toEqual(
+      Array(4).fill(cut.token),
+    )
     await grouped.close()
   })
 
@@ -125,7 +161,7 @@ describe('journal segments', () => {
 
   it('cuts a torn tail off at the last good record, the token the same as the lost cut', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'tokenmeter-journal-unit-'))
-    const torn = deadSegment(dir, 3, true)
+    const torn = await deadSegment(dir, 3, true)
     await torn.done
     const path = join(dir, newest(dir))
     const full = readFileSync(path).length
@@ -170,8 +206,10 @@ describe('journal left by a crash, delivered at start', () => {
   })
 
   it('re-delivers a batch whose insert landed before the crash under the same token: counted once', async () => {
+    // The start's own recovery of the segments left in beforeAll is over: this one finds only its own.
+    await stack.core.journal!.recovery.done()
     const dir = join(dataDir, 'journal')
-    const d = deadSegment(dir, 6, true)
+    const d = await deadSegment(dir, 6, true)
     await d.done
     // The insert of the cut batch reached ClickHouse; the process died before deleting the segment.
     const rows = d.rows.map((r) => ({ ...r, batch_id: d.token! }))
@@ -180,14 +218,15 @@ describe('journal left by a crash, delivered at start', () => {
       { rowsChecked: false },
     )
     for (const r of d.rows) expected.add(r.request_id)
-    const recovery = startJournalRecovery({
-      journal: stack.core.journal!.journal,
-      insertBatch: stack.core.outage.insertBatch,
-      quarantine: stack.core.outage.quarantine,
-      logger: quiet,
+    // The segment is a dead writer's now (its journal closed): the running drainer takes it.
+    const recovery = stack.core.journal!.recovery
+    const before = recovery.progress()
+    recovery.wake()
+    await waitFor('the drainer to deliver the segment', async () => {
+      const p = recovery.progress()
+      return p.segmentsDone === before.segmentsDone + 1 && p.state === 'done'
     })
-    await recovery.done()
-    expect(recovery.progress()).toMatchObject({ segmentsFound: 1, rowsDone: 6 })
+    expect(recovery.progress().rowsDone - before.rowsDone).toBe(6)
     await expectExactlyOnce(stack.core.warehouse, expected)
   })
 })

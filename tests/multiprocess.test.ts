@@ -9,8 +9,9 @@ import { createFakeUpstream, type FakeUpstream } from '../services/src/simulator
 import { type ClickHouseHttp, startClickHouseHttp } from './helpers/clickhouse-http.ts'
 import { waitFor } from './helpers/clickhouse-http-checks.ts'
 import { type ComposeFile, loadCompose, serviceEnv } from './helpers/compose-env.ts'
+import { freePort } from './helpers/free-port.ts'
 import { type RedisProcess, startRedis } from './helpers/redis-server.ts'
-import { freePort, type ServiceProcess, startService } from './helpers/service-process.ts'
+import { type ServiceProcess, startService } from './helpers/service-process.ts'
 
 /**
  * Server mode as docker-compose.yml runs it, without Docker: two gateway

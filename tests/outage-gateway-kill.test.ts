@@ -6,7 +6,8 @@ import type { Warehouse } from '../services/src/core/storage/warehouse.ts'
 import { createFakeUpstream, type FakeUpstream } from '../services/src/simulator/fake-upstream.ts'
 import { type ClickHouseHttp, startClickHouseHttp } from './helpers/clickhouse-http.ts'
 import { checkExactlyOnce, waitFor } from './helpers/clickhouse-http-checks.ts'
-import { freePort, type ServiceProcess, startService } from './helpers/service-process.ts'
+import { freePort } from './helpers/free-port.ts'
+import { type ServiceProcess, startService } from './helpers/service-process.ts'
 
 /**
  * The gateway's real process (`node services/src/server.ts`, as users start

@@ -68,7 +68,13 @@ async function drained() {
   await waitFor('the replay to drain Redis and the spool', async () => {
     const s = await stack.core.outage.status()
     const redisLeft = s.redis ? s.redis.jobs.waiting + s.redis.jobs.active + s.redis.jobs.delayed : 0
-    if (redisLeft > 0 || s.disk.batches > 0 || stack.core.recorder.stats().pendingRows > 0) {
+    const journalLeft = s.journal ? s.journal.segments : 0
+    if (
+      redisLeft > 0 ||
+      s.disk.batches > 0 ||
+      journalLeft > 0 ||
+      stack.core.recorder.stats().pendingRows > 0
+    ) {
       await stack.core.outage.replayNow()
       return false
     }
@@ -86,15 +92,23 @@ async function expectExactlyOnce() {
 }
 
 describe('ClickHouse outages in server mode (HTTP + Redis)', () => {
-  it('keeps every row through an outage under steady traffic, each once, rollups equal to raw', async () => {
+  it('keeps every row through an outage under steady traffic, each once, rollups equal to raw, and shows it to ops', async () => {
+    const inserted = () => stack.core.recorder.stats().inserted
     const stop = traffic()
-    await sleep(500)
+    const insertedAtStart = inserted()
+    await waitFor('traffic to reach ClickHouse before the outage', async () => inserted() > insertedAtStart)
     const spilledBefore = stack.core.recorder.stats().spilled
     await ch.stop()
+    // The outage itself: OUTAGE_MS of steady traffic (a scenario length, not a wait for something).
     await sleep(OUTAGE_MS)
-    const during = await stack.core.outage.status()
+    let during = await stack.core.outage.status()
+    await waitFor('Redis to hold the spilled batches', async () => {
+      during = await stack.core.outage.status()
+      return (during.redis?.jobs.waiting ?? 0) > 0
+    })
     await ch.start()
-    await sleep(500)
+    const insertedAtRestart = inserted()
+    await waitFor('traffic to reach ClickHouse again', async () => inserted() > insertedAtRestart)
     await stop()
     await drained()
     // The outage really went through Redis.
@@ -102,18 +116,41 @@ describe('ClickHouse outages in server mode (HTTP + Redis)', () => {
     expect(during.redis?.jobs.waiting ?? 0).toBeGreaterThan(0)
     expect(during.clickhouse.reachable).toBe(false)
     await expectExactlyOnce()
+
+    // Ops see the replay through the admin API.
+    const res = await stack.app.inject({
+      url: '/api/admin/ops/status',
+      headers: { authorization: `Bearer ${TEST_ADMIN_TOKEN}` },
+    })
+    expect(res.statusCode).toBe(200)
+    const s = res.json()
+    expect(s.mode).toBe('redis+disk')
+    expect(s.replay.batches).toBeGreaterThan(0)
+    expect(s.replay.rows).toBeGreaterThan(0)
+    expect(s.rowsDropped).toBe(0)
+    expect(s.redis.durabilityWarnings).toEqual([])
+    const anon = await stack.app.inject({ url: '/api/admin/ops/status' })
+    expect(anon.statusCode).toBe(401)
   }, 120_000)
 
-  it('spills to disk when ClickHouse and Redis are both gone, and replays from there', async () => {
+  it('keeps the batches in the journal when ClickHouse and Redis are both gone, and replays from there', async () => {
     const stop = traffic()
     await ch.stop()
     await redis.stop()
-    await sleep(1_500)
-    const during = await stack.core.outage.status()
+    let parked: Awaited<ReturnType<typeof stack.core.outage.listBatches>> = []
+    let during = await stack.core.outage.status()
+    await waitFor('the journal to park the batches ClickHouse and Redis refused', async () => {
+      parked = (await stack.core.outage.listBatches(1_000)).filter((b) => b.store === 'journal')
+      during = await stack.core.outage.status()
+      return parked.length > 0 && during.redis?.connected === false
+    })
     await redis.restart()
     await ch.start()
     await stop()
-    expect(during.disk.batches + during.disk.bytes).toBeGreaterThan(0)
+    // The journal is the local outage store (docs/OUTAGES.md): no second copy in the disk spool.
+    expect(parked.length).toBeGreaterThan(0)
+    expect(during.journal?.bytes).toBeGreaterThan(0)
+    expect(during.disk.batches + during.disk.bytes).toBe(0)
     expect(during.redis?.connected).toBe(false)
     await drained()
     await expectExactlyOnce()
@@ -130,21 +167,5 @@ describe('ClickHouse outages in server mode (HTTP + Redis)', () => {
     await drained()
     expect(ch.stats.lostResponses - before).toBe(3)
     await expectExactlyOnce()
-  })
-
-  it('shows the replay to ops through the admin API', async () => {
-    const res = await stack.app.inject({
-      url: '/api/admin/ops/status',
-      headers: { authorization: `Bearer ${TEST_ADMIN_TOKEN}` },
-    })
-    expect(res.statusCode).toBe(200)
-    const s = res.json()
-    expect(s.mode).toBe('redis+disk')
-    expect(s.replay.batches).toBeGreaterThan(0)
-    expect(s.replay.rows).toBeGreaterThan(0)
-    expect(s.rowsDropped).toBe(0)
-    expect(s.redis.durabilityWarnings).toEqual([])
-    const anon = await stack.app.inject({ url: '/api/admin/ops/status' })
-    expect(anon.statusCode).toBe(401)
   })
 })

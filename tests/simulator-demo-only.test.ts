@@ -2,7 +2,8 @@ import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'no
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
-import { freePort, type ServiceProcess, startService } from './helpers/service-process.ts'
+import { freePort } from './helpers/free-port.ts'
+import { type ServiceProcess, startService } from './helpers/service-process.ts'
 
 // The built-in simulated provider (a fake LLM upstream on a loopback port) is
 // the demo's upstream: the real server process starts it only with DEMO=true.

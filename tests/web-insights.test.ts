@@ -3,11 +3,11 @@ import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { Page, Request } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { parseCsv } from '../services/src/api/csv.ts'
 import type { UsageRow } from '../services/src/core/usage/usage-row.ts'
 import { toClickHouseTime } from '../services/src/core/usage/usage-row.ts'
 import { WEB_BUILD_DIR } from '../services/src/web.routes.ts'
 import { launchBrowser, type TestBrowser } from './helpers/browser.ts'
+import { DOCUMENTED_EXPORT_HEADER, parseCsv } from './helpers/export-csv.ts'
 import { startTestStack, TEST_ADMIN_TOKEN, type TestStack } from './helpers/test-core.ts'
 import { liveRow, type SeededOrg, seedOrg } from './helpers/web-fixtures.ts'
 
@@ -310,22 +310,7 @@ describe('dashboard insights in a real browser', () => {
     const raw = readFileSync((await download.path())!, 'utf8')
     expect(raw.charCodeAt(0)).toBe(0xfeff)
     const [header, ...lines] = parseCsv(raw.slice(1))
-    expect(header).toEqual([
-      'group_id',
-      'name',
-      'email',
-      'team',
-      'requests',
-      'input_tokens',
-      'output_tokens',
-      'cached_tokens',
-      'total_tokens',
-      'cost_usd',
-      'cost_usd_exact',
-      'cache_write_tokens',
-      'reasoning_tokens',
-      'unpriced_requests',
-    ])
+    expect(header).toEqual(DOCUMENTED_EXPORT_HEADER)
     type Row = {
       id: string
       name: string

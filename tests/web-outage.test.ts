@@ -113,7 +113,7 @@ describe('a ClickHouse outage on the dashboard', () => {
 
     await ch.stop()
     try {
-      // The gateway's own rows: recorded (the path every proxied request takes), journaled and spilled.
+      // The gateway's own rows: recorded (the path every proxied request takes), journaled, parked in the journal.
       const key = org.keys[1] ?? org.keys[0]!
       for (let i = 0; i < 5; i++) stack.core.recorder.record(liveRow(key))
       await eventually(

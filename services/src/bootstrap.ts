@@ -19,6 +19,7 @@ import { createUsageJournal, type UsageJournal } from './core/usage/usage-journa
 import { createUsageRecorder, type SpillSink, type UsageRecorder } from './core/usage/usage-recorder.ts'
 import { prepareDemo, startDemo } from './demo/demo-runner.ts'
 import { createFakeUpstream } from './simulator/fake-upstream.ts'
+import { insertNeverSent } from './worker/failure-classifier.ts'
 import { type JournalRecovery, startJournalRecovery } from './worker/journal-recovery.ts'
 import { createOutageKit, type OutageKit } from './worker/outage-kit.ts'
 import { registerOutageMetrics } from './worker/outage-metrics.ts'
@@ -151,6 +152,7 @@ export async function createCore(env: Env, overrides: CoreOverrides = {}): Promi
       runWorker: roles.has('worker'),
       journalStatus: () =>
         journal && recovery ? { status: journal.status(), recovery: recovery.progress() } : undefined,
+      wakeJournal: () => recovery?.wake(),
     })
     onClose('spill stores', () => outage.close())
     const journal: UsageJournal | undefined =
@@ -163,19 +165,24 @@ export async function createCore(env: Env, overrides: CoreOverrides = {}): Promi
           })
         : undefined
     if (journal) onClose('usage journal', () => journal.close())
-    // Before the recorder's first segment exists, so only leftovers are taken.
+    // Delivers what a previous run left in the journal, then what is parked
+    // there while ClickHouse does not take batches (the journal is the local
+    // outage store; the disk spool serves JOURNAL=off).
     recovery = journal
       ? startJournalRecovery({
           journal,
           insertBatch: outage.insertBatch,
-          spill: overrides.spill ?? outage.sink,
           quarantine: outage.quarantine,
           logger: log,
+          probe: () => warehouse.ping(),
+          maxGroupRows: env.RECORDER_MAX_ROWS,
         })
       : undefined
     const recorder = createUsageRecorder({
       warehouse,
-      spill: overrides.spill ?? outage.sink,
+      // With the journal on, Redis only (when configured): what it does not take stays in the journal.
+      spill: overrides.spill ?? (journal ? outage.redis : outage.sink),
+      insertNeverSent,
       insertBatch: outage.insertBatch,
       maxRows: env.RECORDER_MAX_ROWS,
       flushMs: env.RECORDER_FLUSH_MS,
@@ -185,15 +192,17 @@ export async function createCore(env: Env, overrides: CoreOverrides = {}): Promi
     })
     onClose('recorder', async () => {
       await recorder.close()
-      const unsaved = recorder.stats().pendingRows
-      if (unsaved > 0 && journal) {
+      // Rows the journal holds are delivered by the next start; the others are lost here, and counted.
+      const { pendingRows, memoryOnlyRows } = recorder.stats()
+      if (pendingRows - memoryOnlyRows > 0) {
         log.warn(
-          { rows: unsaved },
+          { rows: pendingRows - memoryOnlyRows },
           'rows kept in the usage journal at shutdown: the next start delivers them',
         )
-      } else if (unsaved > 0) {
-        outage.rowsDropped.value += unsaved
-        log.error({ rows: unsaved }, 'rows dropped at shutdown: no spill path took them')
+      }
+      if (memoryOnlyRows > 0) {
+        outage.rowsDropped.value += memoryOnlyRows
+        log.error({ rows: memoryOnlyRows }, 'rows dropped at shutdown: no spill path took them')
       }
     })
     // The recovery stops before the recorder's last flush, as it always has.

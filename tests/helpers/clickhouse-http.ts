@@ -33,10 +33,18 @@ export interface ClickHouseHttp {
   readonly running: boolean
   start(): Promise<void>
   stop(): Promise<void>
-  loseResponses(n: number): void
+  /** The next n INSERTs (into `table` only, when given) commit, then their socket is cut before any answer. */
+  loseResponses(n: number, table?: string): void
   failInserts(n: number): void
   /** Counters for assertions about what really reached the engine. */
-  stats: { inserts: number; lostResponses: number; failedInserts: number; queries: number }
+  stats: {
+    inserts: number
+    /** INSERTs into the raw usage table (`requests`): what the recorder and the replays send. */
+    usageInserts: number
+    lostResponses: number
+    failedInserts: number
+    queries: number
+  }
   /** Runs SQL directly on the engine (for test assertions), JSONEachRow out. */
   query<T = Record<string, unknown>>(sql: string): Promise<T[]>
   close(): Promise<void>
@@ -74,8 +82,9 @@ export async function startClickHouseHttp(opts: { dir?: string } = {}): Promise<
   let server: Server | undefined
   const sockets = new Set<Socket>()
   let lose = 0
+  let loseTable: string | undefined
   let fail = 0
-  const stats = { inserts: 0, lostResponses: 0, failedInserts: 0, queries: 0 }
+  const stats = { inserts: 0, usageInserts: 0, lostResponses: 0, failedInserts: 0, queries: 0 }
 
   async function handle(req: IncomingMessage, res: ServerResponse) {
     const url = new URL(req.url ?? '/', 'http://localhost')
@@ -116,7 +125,11 @@ export async function startClickHouseHttp(opts: { dir?: string } = {}): Promise<
           : await session.queryAsync(sql, { format })
       if (isInsert) {
         stats.inserts++
-        if (lose > 0) {
+        if (/^\s*INSERT\s+INTO\s+`?requests\b/i.test(sql)) stats.usageInserts++
+        if (
+          lose > 0 &&
+          (loseTable === undefined || new RegExp(`^\\s*INSERT\\s+INTO\\s+\`?${loseTable}\\b`, 'i').test(sql))
+        ) {
           lose--
           stats.lostResponses++
           // Committed, and the client never hears about it.
@@ -192,8 +205,9 @@ export async function startClickHouseHttp(opts: { dir?: string } = {}): Promise<
     },
     start,
     stop,
-    loseResponses(n) {
+    loseResponses(n, table) {
       lose = n
+      loseTable = table
     },
     failInserts(n) {
       fail = n

@@ -1,5 +1,4 @@
 import { type ChildProcess, spawn } from 'node:child_process'
-import { createServer } from 'node:net'
 
 /**
  * One product process (`node services/src/server.ts`) with exactly the given
@@ -16,17 +15,6 @@ export interface ServiceProcess {
   /** SIGTERM, then the exit code (null if it died of a signal). */
   terminate(timeoutMs?: number): Promise<number | null>
   kill(): Promise<void>
-}
-
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer()
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number }
-      srv.close(() => resolve(port))
-    })
-    srv.on('error', reject)
-  })
 }
 
 export async function startService(

@@ -1,4 +1,5 @@
 import { z } from 'zod'
+import { roleSchema } from './admin-api.schema.ts'
 import { filterFields, filterSchema } from './filter.schema.ts'
 
 /**
@@ -274,7 +275,7 @@ export const filterOptionsResponse = z.object({
 export type FilterOptions = z.infer<typeof filterOptionsResponse>
 
 export const meResponse = z.object({
-  role: z.enum(['admin', 'lead', 'member']),
+  role: roleSchema,
   userId: z.string(),
   teamId: z.string(),
   name: z.string(),
@@ -282,7 +283,6 @@ export const meResponse = z.object({
   via: z.enum(['admin-token', 'api-key', 'session']),
 })
 export type Me = z.infer<typeof meResponse>
-export type Role = Me['role']
 
 export const liveServerMessage = z.discriminatedUnion('type', [
   z.object({ type: z.literal('snapshot'), at: iso, kpis: kpisResponse, series: seriesResponse }),

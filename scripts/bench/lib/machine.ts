@@ -25,7 +25,10 @@ export function machineInfo(): MachineInfo {
       .filter((l) => l && Number.parseFloat(l) >= 5)
       .map((l) => l.slice(0, 90))
       .slice(0, 8)
-  } catch {}
+  } catch (err) {
+    // The results still get a header; it says why the busy processes are missing.
+    busy = [`(ps failed: ${(err as Error).message})`]
+  }
   return {
     cpuModel: cpus()[0]?.model ?? 'unknown',
     cores: cpus().length,

@@ -14,7 +14,7 @@ import type { WebhookNotifier } from './webhook-notifier.ts'
 
 export interface AlertMonitorDeps {
   warehouse: Warehouse
-  store: Pick<AdminStore, 'budgets'>
+  store: Pick<AdminStore, 'budgets' | 'keys'>
   alerts: AlertStore
   notifier?: WebhookNotifier
   /**
@@ -61,7 +61,7 @@ export function createAlertMonitor(deps: AlertMonitorDeps): AlertMonitor {
       const candidates = [
         ...(await detectSpikes(deps.warehouse, { fromMs: fromHour, toMs: nowMs }, o)),
         ...(await detectRunawayDays(deps.warehouse, { fromMs: fromDay, toMs: nowMs }, o)),
-        ...(await detectBudgetAlerts(deps.warehouse, deps.store.budgets(), nowMs, o)),
+        ...(await detectBudgetAlerts(deps.warehouse, deps.store.budgets(), nowMs, o, deps.store.keys())),
       ]
       const fresh: Alert[] = []
       for (const c of candidates) {

@@ -1,29 +1,8 @@
 import { createHash } from 'node:crypto'
+import type { Alert } from '@tokenmeter/contract'
 
-/** What the detector can find; each kind is explained where it is detected (anomaly-detector.ts). */
-export type AlertKind = 'spike' | 'forecast' | 'runaway_day' | 'threshold'
-
-export interface Alert {
-  /** Derived from (kind, subject, window, level): the same finding always has the same id. */
-  alertId: string
-  kind: AlertKind
-  subjectType: 'key' | 'budget'
-  subjectId: string
-  /** ISO start of the hour, day or budget period the finding is about. */
-  windowStart: string
-  /** Threshold percentage for kind 'threshold', else 0. */
-  level: number
-  severity: 'info' | 'warning' | 'critical'
-  message: string
-  valueUsd: number
-  baselineUsd: number
-  details: Record<string, string | number | null>
-  createdAt: string
-  notifiedAt: string | null
-  /** When a lead or admin said "seen, handled" (the dashboard stops badging it), and who. */
-  acknowledgedAt: string | null
-  acknowledgedBy: string | null
-}
+// An alert's shape is part of the API (packages/contract/src/alerts-api.schema.ts).
+export type { Alert, AlertKind } from '@tokenmeter/contract'
 
 export type AlertCandidate = Omit<
   Alert,

@@ -1,6 +1,7 @@
 import { periodWindow } from '../budgets/budget-period.ts'
+import { keysCountedBy } from '../budgets/budget-rules.ts'
 import { recordedSpendNanos } from '../budgets/budget-spend.ts'
-import type { Budget } from '../core/identity/entities.ts'
+import type { ApiKey, Budget } from '../core/identity/entities.ts'
 import type { Warehouse } from '../core/storage/warehouse.ts'
 import { toClickHouseTime } from '../core/usage/usage-row.ts'
 import type { AlertCandidate } from './alert.ts'
@@ -156,11 +157,13 @@ export async function detectBudgetAlerts(
   budgets: readonly Budget[],
   nowMs: number,
   o: AnomalyOptions = DEFAULT_ANOMALY_OPTIONS,
+  keys: readonly ApiKey[] = [],
 ): Promise<AlertCandidate[]> {
   const out: AlertCandidate[] = []
   for (const b of budgets) {
     const w = periodWindow(b, nowMs)
-    const spent = (await recordedSpendNanos(wh, b, { startMs: w.startMs, endMs: nowMs })) / 1e9
+    const window = { startMs: w.startMs, endMs: nowMs }
+    const spent = (await recordedSpendNanos(wh, b, window, keysCountedBy(b, keys))) / 1e9
     const base = {
       subjectType: 'budget' as const,
       subjectId: b.budgetId,

@@ -1,29 +1,29 @@
+import {
+  type Alert,
+  type AlertItem,
+  alertAckResponse,
+  alertIdParams,
+  alertItemsResponse,
+  alertsListQuery,
+} from '@tokenmeter/contract'
 import type { FastifyPluginAsync } from 'fastify'
-import { z } from 'zod'
-import type { Alert } from '../alerts/alert.ts'
+import type { ZodTypeProvider } from 'fastify-type-provider-zod'
 import { createAlertStore } from '../alerts/alert-store.ts'
 import type { Core } from '../bootstrap.ts'
 import { HttpError } from '../core/errors/http-error.ts'
 import type { Principal } from '../core/identity/auth.ts'
 import { requireRole } from './auth.plugin.ts'
 import { visibleBudgets } from './budget-status.routes.ts'
-import { parseInput } from './input-errors.ts'
+import { refusal, responses } from './route-schemas.ts'
 
 const DAY = 86_400_000
-
-export const alertsListQuery = z
-  .object({
-    days: z.coerce.number().int().min(1).max(90).default(7).describe('How many days back'),
-    state: z.enum(['open', 'all']).default('all').describe('open: not acknowledged yet'),
-  })
-  .strict()
 
 /**
  * An alert as the dashboard shows it: the finding plus what it is about (the
  * key, its owner and team, or the budget and its cap), so the panel can name
  * it and link its actions without a second lookup.
  */
-function describe(core: Core, a: Alert) {
+function describe(core: Core, a: Alert): AlertItem {
   const { store } = core
   const budget =
     a.subjectType === 'budget' ? store.budgets().find((b) => b.budgetId === a.subjectId) : undefined
@@ -62,41 +62,61 @@ function visibleSubjects(core: Core, p: Principal): Set<string> | 'all' {
  * findings of the alert detector about what the caller can see, newest first;
  * POST /api/alerts/:alertId/ack marks one as handled, for everyone, for good.
  */
-export const alertsRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { core }) => {
+export const alertsRoutes: FastifyPluginAsync<{ core: Core }> = async (plain, { core }) => {
+  const app = plain.withTypeProvider<ZodTypeProvider>()
   const alerts = createAlertStore(core.warehouse)
-  const leadOrAdmin = { preHandler: requireRole('admin', 'lead') }
+  // Before validation: a member hears 403, not which parameter was wrong.
+  const leadOrAdmin = { preValidation: requireRole('admin', 'lead') }
+  const tags = ['alerts']
 
-  app.get('/alerts', leadOrAdmin, async (request) => {
-    const q = parseInput(alertsListQuery, request.query, 'query')
-    const visible = visibleSubjects(core, request.principal!)
-    if (visible !== 'all' && visible.size === 0) return { alerts: [] }
-    const list = await alerts.list({
-      since: new Date(Date.now() - q.days * DAY),
-      subjectIds: visible === 'all' ? undefined : [...visible],
-      limit: 500,
-    })
-    return {
-      alerts: list.filter((a) => q.state === 'all' || !a.acknowledgedAt).map((a) => describe(core, a)),
-    }
-  })
+  app.get(
+    '/alerts',
+    {
+      ...leadOrAdmin,
+      schema: {
+        tags,
+        summary: 'Alerts about what you can see, newest first, with what each is about',
+        querystring: alertsListQuery,
+        response: responses(alertItemsResponse),
+      },
+    },
+    async (request) => {
+      const q = request.query
+      const visible = visibleSubjects(core, request.principal!)
+      if (visible !== 'all' && visible.size === 0) return { alerts: [] }
+      const list = await alerts.list({
+        since: new Date(Date.now() - q.days * DAY),
+        subjectIds: visible === 'all' ? undefined : [...visible],
+        limit: 500,
+      })
+      return {
+        alerts: list.filter((a) => q.state === 'all' || !a.acknowledgedAt).map((a) => describe(core, a)),
+      }
+    },
+  )
 
-  app.post<{ Params: { alertId: string } }>('/alerts/:alertId/ack', leadOrAdmin, async (request) => {
-    const p = request.principal!
-    const id = request.params.alertId
-    if (!/^[0-9a-f]{32}$/.test(id)) {
-      throw new HttpError(
-        400,
-        'invalid_alert_id',
-        'An alert id is 32 hex characters; take it from GET /api/alerts.',
-      )
-    }
-    const alert = await alerts.get(id)
-    const visible = visibleSubjects(core, p)
-    if (!alert || (visible !== 'all' && !visible.has(alert.subjectId))) {
-      throw new HttpError(404, 'not_found', `No alert ${id} that you can see; see GET /api/alerts.`)
-    }
-    if (alert.acknowledgedAt) return { alert: describe(core, alert) }
-    const acked = await alerts.acknowledge(alert, p.userId || 'admin-token')
-    return { alert: describe(core, acked) }
-  })
+  app.post(
+    '/alerts/:alertId/ack',
+    {
+      ...leadOrAdmin,
+      schema: {
+        tags,
+        summary: 'Acknowledge an alert, for everyone (acknowledging twice is a no-op)',
+        params: alertIdParams,
+        response: { ...responses(alertAckResponse), 404: refusal('No such alert that you can see') },
+      },
+    },
+    async (request) => {
+      const p = request.principal!
+      const id = request.params.alertId
+      const alert = await alerts.get(id)
+      const visible = visibleSubjects(core, p)
+      if (!alert || (visible !== 'all' && !visible.has(alert.subjectId))) {
+        throw new HttpError(404, 'not_found', `No alert ${id} that you can see; see GET /api/alerts.`)
+      }
+      if (alert.acknowledgedAt) return { alert: describe(core, alert) }
+      const acked = await alerts.acknowledge(alert, p.userId || 'admin-token')
+      return { alert: describe(core, acked) }
+    },
+  )
 }

@@ -27,7 +27,7 @@ export const SESSION_COOKIE = 'tm_session'
  * keeps forged or guessed ids from ever reaching the store; the session record
  * (admin store, shared by every instance) decides whether it still works.
  */
-export function createSessionCodec(secret: string) {
+function createSessionCodec(secret: string) {
   const sign = (payload: string) => createHmac('sha256', secret).update(payload).digest('base64url')
   return {
     encode(sessionId: string): string {
@@ -44,7 +44,7 @@ export function createSessionCodec(secret: string) {
 export type SessionCodec = ReturnType<typeof createSessionCodec>
 
 /** Resolves who is calling from a bearer credential or the session cookie; undefined if nobody valid. */
-export async function resolvePrincipal(
+async function resolvePrincipal(
   core: Core,
   sessions: SessionCodec,
   headers: Record<string, string | string[] | undefined>,

@@ -1,10 +1,13 @@
+import { budgetStatusResponse } from '@tokenmeter/contract'
 import type { FastifyPluginAsync } from 'fastify'
+import type { ZodTypeProvider } from 'fastify-type-provider-zod'
 import { createAlertStore } from '../alerts/alert-store.ts'
 import type { Core } from '../bootstrap.ts'
 import type { Principal } from '../core/identity/auth.ts'
 import type { Budget } from '../core/identity/entities.ts'
 import { requireRole } from './auth.plugin.ts'
 import { budgetsWithStatus } from './budgets.routes.ts'
+import { responses } from './route-schemas.ts'
 
 const WEEK_MS = 7 * 86_400_000
 
@@ -37,9 +40,15 @@ export function visibleBudgets(core: Core, p: Principal): Budget[] {
  * to what they can see, this period's spend, and the last week's alerts about
  * them (key alerts for their keys, budget alerts for those budgets).
  */
-export const budgetStatusRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { core }) => {
+export const budgetStatusRoutes: FastifyPluginAsync<{ core: Core }> = async (plain, { core }) => {
+  const app = plain.withTypeProvider<ZodTypeProvider>()
   const alertStore = createAlertStore(core.warehouse)
-  app.get('/budgets/status', { preHandler: requireRole() }, async (request) => {
+  const schema = {
+    tags: ['budgets'],
+    summary: 'The budgets that bound what you can see, their spend and their alerts of the last 7 days',
+    response: responses(budgetStatusResponse),
+  }
+  app.get('/budgets/status', { preValidation: requireRole(), schema }, async (request) => {
     const p = request.principal!
     const budgets = visibleBudgets(core, p)
     const keyIds =

@@ -1,52 +1,25 @@
+import {
+  adminAlertsQuery,
+  alertsResponse,
+  type BudgetView,
+  budgetBody,
+  budgetIdParams,
+  budgetResponse,
+  budgetsResponse,
+} from '@tokenmeter/contract'
 import type { FastifyPluginAsync } from 'fastify'
-import { z } from 'zod'
-import type { AlertKind } from '../alerts/alert.ts'
+import type { ZodTypeProvider } from 'fastify-type-provider-zod'
 import { createAlertStore } from '../alerts/alert-store.ts'
 import type { Core } from '../bootstrap.ts'
 import type { BudgetStatus } from '../budgets/budget-enforcer.ts'
 import { HttpError } from '../core/errors/http-error.ts'
-import { type Budget, budgetSchema } from '../core/identity/entities.ts'
+import type { Budget } from '../core/identity/entities.ts'
 import { newId } from '../core/identity/keys.ts'
-import { isTimeZone } from '../core/time/time-zone.ts'
 import { requireRole } from './auth.plugin.ts'
-import { parseInput } from './input-errors.ts'
-
-const id = z
-  .string()
-  .min(1)
-  .max(64)
-  .regex(/^[A-Za-z0-9_.:-]+$/, 'use letters, digits and _ . : -')
-
-const budgetBody = z.strictObject({
-  budgetId: id.optional(),
-  scope: z.enum(['key', 'user', 'team']),
-  scopeId: id,
-  period: z.enum(['day', 'week', 'month']),
-  capUsd: budgetSchema.shape.capUsd,
-  timezone: z
-    .string()
-    .max(64)
-    .refine(isTimeZone, 'use an IANA time zone such as UTC or Europe/Berlin')
-    .default('UTC'),
-  thresholds: z
-    .array(z.number().int().min(1).max(100))
-    .max(10)
-    .default([50, 80, 100])
-    .transform((t) => [...new Set(t)].sort((a, b) => a - b)),
-})
-
-const alertsQuery = z.strictObject({
-  since: z.iso.datetime({ offset: true }).optional(),
-  kinds: z.string().optional(),
-  limit: z.coerce.number().int().min(1).max(1000).default(200),
-})
-const KINDS: AlertKind[] = ['spike', 'forecast', 'runaway_day', 'threshold']
-
-const parse = <T extends z.ZodType>(schema: T, value: unknown, what: string) =>
-  parseInput(schema, value, 'body', what)
+import { created, deleted, refusal, responses } from './route-schemas.ts'
 
 /** A budget as the API shows it: its settings and, when the enforcer can tell, this period's spend. */
-export function publicBudget(b: Budget, s?: BudgetStatus) {
+function publicBudget(b: Budget, s?: BudgetStatus): BudgetView {
   return {
     ...b,
     spentUsd: s?.spentUsd ?? null,
@@ -71,62 +44,90 @@ export async function budgetsWithStatus(core: Core, budgets: Budget[]) {
  * Budgets and alerts (admin role only), mounted under /api/admin. The alert
  * detector itself runs as a background job of the api role (bootstrap.ts).
  */
-export const budgetsRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { core }) => {
+export const budgetsRoutes: FastifyPluginAsync<{ core: Core }> = async (plain, { core }) => {
+  const app = plain.withTypeProvider<ZodTypeProvider>()
   const { store } = core
   const alerts = createAlertStore(core.warehouse)
-  app.addHook('preHandler', requireRole('admin'))
+  // Before validation: a caller who is not an admin hears 401/403, not which field was wrong.
+  app.addHook('preValidation', requireRole('admin'))
+  const doc = (summary: string) => ({ tags: ['budgets'], summary })
 
-  app.get('/budgets', async () => ({ budgets: await budgetsWithStatus(core, store.budgets()) }))
+  app.get(
+    '/budgets',
+    { schema: { ...doc("Budgets with this period's spend"), response: responses(budgetsResponse) } },
+    async () => ({ budgets: await budgetsWithStatus(core, store.budgets()) }),
+  )
 
-  app.post('/budgets', async (request, reply) => {
-    const b = parse(budgetBody, request.body, 'budget')
-    const exists =
-      b.scope === 'key'
-        ? store.key(b.scopeId)?.kind === 'key'
-        : b.scope === 'user'
-          ? !!store.user(b.scopeId)
-          : !!store.team(b.scopeId)
-    if (!exists) {
-      throw new HttpError(
-        400,
-        'unknown_scope',
-        `No ${b.scope} ${b.scopeId}; see GET /api/admin/${b.scope === 'key' ? 'keys' : `${b.scope}s`}.`,
-      )
-    }
-    const budget = await store.upsertBudget({ ...b, budgetId: b.budgetId ?? newId('budget') })
-    const [shown] = await budgetsWithStatus(core, [budget])
-    return reply.code(201).send({ budget: shown })
-  })
+  app.post(
+    '/budgets',
+    {
+      schema: {
+        ...doc('Create or replace a budget'),
+        body: budgetBody,
+        response: created(budgetResponse),
+      },
+    },
+    async (request, reply) => {
+      const b = request.body
+      const exists =
+        b.scope === 'key'
+          ? store.key(b.scopeId)?.kind === 'key'
+          : b.scope === 'user'
+            ? !!store.user(b.scopeId)
+            : !!store.team(b.scopeId)
+      if (!exists) {
+        throw new HttpError(
+          400,
+          'unknown_scope',
+          `No ${b.scope} ${b.scopeId}; see GET /api/admin/${b.scope === 'key' ? 'keys' : `${b.scope}s`}.`,
+        )
+      }
+      const budget = await store.upsertBudget({ ...b, budgetId: b.budgetId ?? newId('budget') })
+      const [shown] = await budgetsWithStatus(core, [budget])
+      return reply.code(201).send({ budget: shown! })
+    },
+  )
 
-  app.delete<{ Params: { budgetId: string } }>('/budgets/:budgetId', async (request, reply) => {
-    if (!store.budgets().some((b) => b.budgetId === request.params.budgetId)) {
-      throw new HttpError(
-        404,
-        'not_found',
-        `No budget ${request.params.budgetId}; see GET /api/admin/budgets.`,
-      )
-    }
-    await store.deleteBudget(request.params.budgetId)
-    return reply.code(204).send()
-  })
+  app.delete(
+    '/budgets/:budgetId',
+    {
+      schema: {
+        ...doc('Delete a budget'),
+        params: budgetIdParams,
+        response: { ...deleted, 404: refusal('No such budget') },
+      },
+    },
+    async (request, reply) => {
+      if (!store.budgets().some((b) => b.budgetId === request.params.budgetId)) {
+        throw new HttpError(
+          404,
+          'not_found',
+          `No budget ${request.params.budgetId}; see GET /api/admin/budgets.`,
+        )
+      }
+      await store.deleteBudget(request.params.budgetId)
+      return reply.code(204).send(undefined)
+    },
+  )
 
-  app.get('/alerts', async (request) => {
-    const q = parseInput(alertsQuery, request.query, 'query')
-    const kinds = q.kinds ? q.kinds.split(',').map((k) => k.trim()) : []
-    const unknown = kinds.filter((k) => !KINDS.includes(k as AlertKind))
-    if (unknown.length) {
-      throw new HttpError(
-        400,
-        'invalid_query',
-        `Unknown alert kind ${unknown.join(', ')}; use ${KINDS.join(', ')}.`,
-      )
-    }
-    return {
-      alerts: await alerts.list({
-        since: q.since ? new Date(q.since) : undefined,
-        kinds: kinds as AlertKind[],
-        limit: q.limit,
-      }),
-    }
-  })
+  app.get(
+    '/alerts',
+    {
+      schema: {
+        ...doc('What the alert detector found, newest first'),
+        querystring: adminAlertsQuery,
+        response: responses(alertsResponse),
+      },
+    },
+    async (request) => {
+      const q = request.query
+      return {
+        alerts: await alerts.list({
+          since: q.since ? new Date(q.since) : undefined,
+          kinds: q.kinds ?? [],
+          limit: q.limit,
+        }),
+      }
+    },
+  )
 }

@@ -3,7 +3,7 @@ import { HttpError } from '../core/errors/http-error.ts'
 import type { AdminStore } from '../core/identity/admin-store.ts'
 import type { Principal } from '../core/identity/auth.ts'
 import { localMidnight, offsetMs } from '../core/time/time-zone.ts'
-import type { UsageRow } from '../core/usage/usage-row.ts'
+import { toClickHouseTime, type UsageRow } from '../core/usage/usage-row.ts'
 import {
   type Granularity,
   MAX_RANGE_DAYS,
@@ -24,8 +24,12 @@ export interface UsageFilter {
   status?: 'ok' | 'error'
 }
 
-/** Column behind each list filter (closed allow-list; tags are matched with hasAny). */
-const LIST_COLUMNS: Record<Exclude<ListDimension, 'tags'>, string> = {
+/**
+ * Column behind each list filter (closed allow-list; tags are matched with
+ * hasAny). A UsageRow is a row of `requests`, so the same name is the field
+ * matchesRow reads in memory.
+ */
+const LIST_COLUMNS: Record<Exclude<ListDimension, 'tags'>, keyof UsageRow & string> = {
   keys: 'key_id',
   teams: 'team_id',
   users: 'user_id',
@@ -34,15 +38,10 @@ const LIST_COLUMNS: Record<Exclude<ListDimension, 'tags'>, string> = {
   projects: 'project',
   apps: 'client_app',
 }
-const ROW_FIELDS: Record<Exclude<ListDimension, 'tags'>, keyof UsageRow> = {
-  keys: 'key_id',
-  teams: 'team_id',
-  users: 'user_id',
-  models: 'model',
-  providers: 'provider',
-  projects: 'project',
-  apps: 'client_app',
-}
+const listColumns = Object.entries(LIST_COLUMNS) as [
+  Exclude<ListDimension, 'tags'>,
+  keyof UsageRow & string,
+][]
 
 function bad(parameter: string, message: string): HttpError {
   return new HttpError(400, 'invalid_parameter', `Invalid parameter "${parameter}": ${message}.`, {
@@ -67,8 +66,8 @@ export function parseInstant(s: string, tz: string): number {
  * (1970 to 2106), so anything outside 1970-2099 is refused up front as a 400
  * instead of failing inside the query as a 500.
  */
-export const MIN_DATE_MS = 0
-export const MAX_DATE_MS = Date.UTC(2100, 0, 1)
+const MIN_DATE_MS = 0
+const MAX_DATE_MS = Date.UTC(2100, 0, 1)
 
 /** A calendar-valid date and time (2025-02-30 or 24:00 are refused, not rolled over). */
 function calendarValid(s: string): boolean {
@@ -200,10 +199,6 @@ export interface Clause {
   params: Record<string, unknown>
 }
 
-export function chTime(ms: number): string {
-  return new Date(ms).toISOString().replace('T', ' ').replace('Z', '')
-}
-
 /** WHERE conditions for a filter and scope over a table whose time column is `timeCol`. */
 export function whereClause(
   f: UsageFilter,
@@ -212,8 +207,11 @@ export function whereClause(
   range: { fromMs: number; toMs: number } = f.range,
 ): Clause {
   const conds = [`${timeCol} >= {f_from:DateTime64(3, 'UTC')}`, `${timeCol} < {f_to:DateTime64(3, 'UTC')}`]
-  const params: Record<string, unknown> = { f_from: chTime(range.fromMs), f_to: chTime(range.toMs) }
-  for (const [dim, col] of Object.entries(LIST_COLUMNS) as [Exclude<ListDimension, 'tags'>, string][]) {
+  const params: Record<string, unknown> = {
+    f_from: toClickHouseTime(range.fromMs),
+    f_to: toClickHouseTime(range.toMs),
+  }
+  for (const [dim, col] of listColumns) {
     const values = f.lists[dim]
     if (values.length === 0) continue
     conds.push(`${col} IN {f_${dim}:Array(String)}`)
@@ -239,10 +237,7 @@ export function whereClause(
 export function matchesRow(f: UsageFilter, scope: Scope, row: UsageRow): boolean {
   if (scope.kind === 'team' && row.team_id !== scope.teamId) return false
   if (scope.kind === 'keys' && !scope.keyIds.includes(row.key_id)) return false
-  for (const [dim, field] of Object.entries(ROW_FIELDS) as [
-    Exclude<ListDimension, 'tags'>,
-    keyof UsageRow,
-  ][]) {
+  for (const [dim, field] of listColumns) {
     const values = f.lists[dim]
     if (values.length > 0 && !values.includes(String(row[field]))) return false
   }

@@ -2,9 +2,8 @@ import type { Logger } from 'pino'
 import type { AdminStore } from '../core/identity/admin-store.ts'
 import type { Warehouse } from '../core/storage/warehouse.ts'
 import type { UsageRecorder } from '../core/usage/usage-recorder.ts'
-import type { UsageRow } from '../core/usage/usage-row.ts'
+import { toClickHouseTime, type UsageRow } from '../core/usage/usage-row.ts'
 import {
-  chTime,
   matchesRow,
   type ParsedFilter,
   resolveFilter,
@@ -247,7 +246,7 @@ export function createLiveHub(opts: LiveHubOptions): LiveHub {
         const found = await wh.query<{ id: string }>(
           `SELECT toString(request_id) AS id FROM requests
            WHERE started_at >= {min:DateTime64(3, 'UTC')} AND request_id IN {ids:Array(UUID)}`,
-          { min: chTime(minMs), ids },
+          { min: toClickHouseTime(minMs), ids },
         )
         for (const { id } of found) if (t.pending.delete(id)) removed++
       }

@@ -14,7 +14,7 @@ import { createLiveQuota } from './live-quota.ts'
 import { documentWebSocket } from './route-schemas.ts'
 
 /** WebSocket close code for "your credential is no longer valid" (4000-4999 are ours). */
-export const CLOSE_REVOKED = 4401
+const CLOSE_REVOKED = 4401
 /** Close code for "over your share": too many sockets, or subscribing too fast for too long. */
 export const CLOSE_TOO_MANY = 4429
 const RECHECK_MS = 1_000

@@ -3,7 +3,6 @@ import {
   availableModelsResponse,
   errorResponse,
   keyIdParams,
-  type MyKey,
   myKeyRevokeResponse,
   myKeysQuery,
   myKeysResponse,
@@ -14,6 +13,7 @@ import type { Core } from '../bootstrap.ts'
 import { HttpError } from '../core/errors/http-error.ts'
 import type { Principal } from '../core/identity/auth.ts'
 import type { ApiKey } from '../core/identity/entities.ts'
+import { keyStatus } from '../core/identity/keys.ts'
 import { createPriceCatalogue } from '../core/pricing/price-catalogue.ts'
 import { requireRole } from './auth.plugin.ts'
 import { availableModels } from './available-models.ts'
@@ -46,8 +46,6 @@ export const selfServiceRoutes: FastifyPluginAsync<{ core: Core }> = async (plai
     const session = p.via === 'session' ? store.session(p.credentialId) : undefined
     return session?.source === 'key' ? session.sourceId : undefined
   }
-  const status = (k: ApiKey, now = new Date()): MyKey['status'] =>
-    k.revokedAt && k.revokedAt <= now ? 'revoked' : k.expiresAt && k.expiresAt <= now ? 'expired' : 'active'
 
   app.get(
     '/models',
@@ -107,7 +105,7 @@ export const selfServiceRoutes: FastifyPluginAsync<{ core: Core }> = async (plai
               keyId: k.keyId,
               name: k.name,
               prefix: k.keyPrefix,
-              status: status(k),
+              status: keyStatus(k),
               createdAt: k.createdAt.toISOString(),
               expiresAt: k.expiresAt?.toISOString() ?? null,
               revokedAt: k.revokedAt?.toISOString() ?? null,
@@ -140,11 +138,11 @@ export const selfServiceRoutes: FastifyPluginAsync<{ core: Core }> = async (plai
       if (!key) {
         throw new HttpError(404, 'not_found', `You own no key ${request.params.keyId}; see GET /api/me/keys.`)
       }
-      const revoked = status(key) === 'revoked' ? key : await store.revokeKey(key.keyId)
+      const revoked = keyStatus(key) === 'revoked' ? key : await store.revokeKey(key.keyId)
       return {
         key: {
           keyId: revoked.keyId,
-          status: status(revoked),
+          status: keyStatus(revoked),
           revokedAt: revoked.revokedAt?.toISOString() ?? null,
         },
       }

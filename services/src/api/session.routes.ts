@@ -14,7 +14,7 @@ import { responses } from './route-schemas.ts'
 const SESSION_MAX_AGE_S = 12 * 60 * 60
 
 /** What /api/me answers for a principal. */
-export function describePrincipal(core: Core, request: FastifyRequest) {
+function describePrincipal(core: Core, request: FastifyRequest) {
   const p = request.principal
   if (!p) {
     throw new HttpError(

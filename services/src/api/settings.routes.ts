@@ -14,16 +14,27 @@ export const settingsRoutes: FastifyPluginAsync<{ core: Core }> = async (plain, 
   const app = plain.withTypeProvider<ZodTypeProvider>()
   // Before validation: a non-admin hears 403, not which field of the body was wrong.
   const adminOnly = { preValidation: requireRole('admin') }
+  const doc = (summary: string) => ({ tags: ['admin'], summary })
   app.get(
     '/settings',
-    { ...adminOnly, schema: { response: responses(adminSettingsResponse) } },
+    {
+      ...adminOnly,
+      schema: { ...doc('Organisation-wide settings'), response: responses(adminSettingsResponse) },
+    },
     async () => ({
       settings: readSettings(core.store),
     }),
   )
   app.put(
     '/settings',
-    { ...adminOnly, schema: { body: adminSettingsBody, response: responses(adminSettingsResponse) } },
+    {
+      ...adminOnly,
+      schema: {
+        ...doc('Change the settings it names'),
+        body: adminSettingsBody,
+        response: responses(adminSettingsResponse),
+      },
+    },
     async (request) => ({ settings: await writeSettings(core.store, request.body) }),
   )
 }

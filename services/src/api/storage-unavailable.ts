@@ -25,7 +25,7 @@ async function reachable(core: Core): Promise<boolean> {
  * that cannot be read is left out rather than failing the answer (and the
  * failure is logged and counted as a background error).
  */
-export async function bufferedRows(core: Core): Promise<number> {
+async function bufferedRows(core: Core): Promise<number> {
   const [listed, replayed] = await Promise.all([
     core.outage
       .listBatches(1_000)

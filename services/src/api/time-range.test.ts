@@ -1,7 +1,7 @@
 import { filterSchema } from '@tokenmeter/contract'
 import { describe, expect, it } from 'vitest'
 import { localMidnight } from '../core/time/time-zone.ts'
-import { csvCell, parseCsv } from './csv.ts'
+import { csvCell, csvLine } from './csv.ts'
 import { parseInstant, resolveFilter } from './filters.ts'
 import { bucketIndex, pickSource, resolveRange } from './time-range.ts'
 
@@ -77,6 +77,6 @@ describe('csv cells', () => {
     expect(csvCell('=1+1')).toBe("'=1+1")
     expect(csvCell('\tx')).toBe("'\tx")
     expect(csvCell(-3)).toBe('-3')
-    expect(parseCsv(`${csvCell('x\ny')},${csvCell('"q"')}\r\n`)).toEqual([['x\ny', '"q"']])
+    expect(csvLine(['x\ny', '"q"', 2])).toBe('"x\ny","""q""",2\r\n')
   })
 })

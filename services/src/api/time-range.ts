@@ -28,7 +28,7 @@ const ROLLUPS: { source: Source; width: number }[] = [
   { source: 'usage_5m', width: 5 * MIN },
 ]
 
-export function floorTo(g: Granularity, tz: string, ms: number): number {
+function floorTo(g: Granularity, tz: string, ms: number): number {
   if (g === '1d') {
     const p = localParts(tz, ms)
     return localMidnight(tz, p.y, p.m, p.d)
@@ -38,7 +38,7 @@ export function floorTo(g: Granularity, tz: string, ms: number): number {
   return ms - (((local % step) + step) % step)
 }
 
-export function nextBucket(g: Granularity, tz: string, start: number): number {
+function nextBucket(g: Granularity, tz: string, start: number): number {
   if (g === '1d') {
     const p = localParts(tz, start + 12 * HOUR)
     return localMidnight(tz, p.y, p.m, p.d + 1)
@@ -46,7 +46,7 @@ export function nextBucket(g: Granularity, tz: string, start: number): number {
   return start + STEP[g]
 }
 
-export function granularityFor(spanMs: number): Granularity {
+function granularityFor(spanMs: number): Granularity {
   if (spanMs <= 6 * HOUR) return '5m'
   if (spanMs <= 3 * DAY) return '1h'
   return '1d'

@@ -4,13 +4,14 @@ import type { Env } from '../core/config/env.ts'
 import type { AdminStore } from '../core/identity/admin-store.ts'
 import type { Warehouse } from '../core/storage/warehouse.ts'
 import type { BudgetEnforcer } from './budget-enforcer.ts'
+import { keysCountedBy } from './budget-rules.ts'
 import { recordedSpendNanos } from './budget-spend.ts'
 import { createLocalBudgetEnforcer } from './local-budget-enforcer.ts'
 import { createRedisBudgetEnforcer } from './redis-budget-enforcer.ts'
 
 export interface BudgetEnforcerFactoryDeps {
   env: Pick<Env, 'REDIS_URL' | 'BUDGET_FAIL_MODE' | 'BUDGET_DEFAULT_RESERVE_USD' | 'UPSTREAM_TIMEOUT_MS'>
-  store: Pick<AdminStore, 'budgets'>
+  store: Pick<AdminStore, 'budgets' | 'keys'>
   warehouse: Warehouse
   /** Overrides REDIS_URL (tests share one redis-server between enforcers). */
   redis?: Redis
@@ -29,7 +30,7 @@ export function createBudgetEnforcer(deps: BudgetEnforcerFactoryDeps): BudgetEnf
     recordedSpend: (
       budget: Parameters<typeof recordedSpendNanos>[1],
       window: Parameters<typeof recordedSpendNanos>[2],
-    ) => recordedSpendNanos(deps.warehouse, budget, window),
+    ) => recordedSpendNanos(deps.warehouse, budget, window, keysCountedBy(budget, deps.store.keys())),
     failMode: deps.env.BUDGET_FAIL_MODE,
     defaultReserveUsd: deps.env.BUDGET_DEFAULT_RESERVE_USD,
     // A request can run up to the upstream timeout; a minute on top for the answer to be settled.

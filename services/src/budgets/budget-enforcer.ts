@@ -1,5 +1,7 @@
 import { errorBody } from '../core/errors/http-error.ts'
+import type { AdminStore } from '../core/identity/admin-store.ts'
 import type { ApiKey, Budget, User } from '../core/identity/entities.ts'
+import type { PeriodWindow } from './budget-period.ts'
 
 /**
  * What the gateway asks before forwarding and tells after the answer. The
@@ -71,16 +73,6 @@ export interface BudgetEnforcer {
   close(): Promise<void>
 }
 
-export function createNoopBudgetEnforcer(): BudgetEnforcer {
-  const reservation = { id: 'none' }
-  return {
-    reserve: async () => ({ ok: true, reservation }),
-    settle: async () => {},
-    release: async () => {},
-    close: async () => {},
-  }
-}
-
 const usd = (n: number) => `$${n.toFixed(n < 1 ? 4 : 2)}`
 
 /** The HTTP answer for a denied request, in the one error envelope. */
@@ -108,4 +100,17 @@ export function budgetDenialResponse(d: BudgetDenial): {
       resetsAt: d.resetsAt,
     }),
   }
+}
+
+/** What every enforcer is built from (the Redis one adds its connection). */
+export interface BudgetEnforcerDeps {
+  store: Pick<AdminStore, 'budgets'>
+  /** Spend already recorded for a budget's window (ClickHouse), in nano-USD. */
+  recordedSpend(budget: Budget, window: PeriodWindow): Promise<number>
+  failMode: 'closed' | 'open'
+  defaultReserveUsd: number
+  /** A reservation neither settled nor released by then is released by the sweep. */
+  reservationTtlMs: number
+  sweepEveryMs?: number
+  now?: () => number
 }

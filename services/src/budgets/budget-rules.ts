@@ -1,5 +1,5 @@
 import type { ApiKey, Budget, User } from '../core/identity/entities.ts'
-import type { BudgetCheck, BudgetDenial } from './budget-enforcer.ts'
+import type { BudgetCheck, BudgetDenial, BudgetStatus } from './budget-enforcer.ts'
 import type { PeriodWindow } from './budget-period.ts'
 
 // Money inside the enforcers is integer nano-USD: exact sums, and Redis'
@@ -17,10 +17,22 @@ export const nanosToUsd = (nanos: number) => nanos / NANOS_PER_USD
 export function applicableBudgets(budgets: readonly Budget[], key: ApiKey, user: User): Budget[] {
   return budgets.filter(
     (b) =>
-      (b.scope === 'key' && b.scopeId === key.keyId) ||
+      (b.scope === 'key' && (b.scopeId === key.keyId || b.scopeId === key.budgetKeyId)) ||
       (b.scope === 'user' && b.scopeId === user.userId) ||
       (b.scope === 'team' && user.teamId !== '' && b.scopeId === user.teamId),
   )
+}
+
+/**
+ * The keys whose spend a budget counts: for a key budget the key it names and
+ * every key rotated from it (they carry its id as `budgetKeyId`), so rotating
+ * a key neither lifts its cap nor forgets the period's spend.
+ */
+export function keysCountedBy(budget: Pick<Budget, 'scope' | 'scopeId'>, keys: readonly ApiKey[]): string[] {
+  if (budget.scope !== 'key') return []
+  const ids = new Set([budget.scopeId])
+  for (const k of keys) if (k.budgetKeyId === budget.scopeId) ids.add(k.keyId)
+  return [...ids]
 }
 
 /** What to hold for a request: its worst case, or the configured ceiling when it has none. */
@@ -80,4 +92,22 @@ export function unverifiable(budget: Budget, window: PeriodWindow, why: string):
 
 function formatUsd(nanos: number): string {
   return `$${nanosToUsd(nanos).toFixed(4)}`
+}
+
+/** A budget's spend in its current window, as the admin API and dashboards show it. */
+export function statusOf(
+  budget: Budget,
+  window: PeriodWindow,
+  spent: number,
+  reserved: number,
+): BudgetStatus {
+  const spentUsd = nanosToUsd(spent)
+  return {
+    budget,
+    periodStart: new Date(window.startMs).toISOString(),
+    resetsAt: new Date(window.endMs).toISOString(),
+    spentUsd,
+    reservedUsd: nanosToUsd(reserved),
+    percentUsed: budget.capUsd > 0 ? Math.round((spentUsd / budget.capUsd) * 10_000) / 100 : 0,
+  }
 }

@@ -1,29 +1,16 @@
 import { randomUUID } from 'node:crypto'
-import type { AdminStore } from '../core/identity/admin-store.ts'
 import type { Budget } from '../core/identity/entities.ts'
-import type { BudgetEnforcer, BudgetStatus, Reservation } from './budget-enforcer.ts'
+import type { BudgetEnforcer, BudgetEnforcerDeps, BudgetStatus, Reservation } from './budget-enforcer.ts'
 import { type PeriodWindow, periodWindow } from './budget-period.ts'
 import {
   actualNanos,
   applicableBudgets,
   exceeded,
-  nanosToUsd,
   reserveNanos,
+  statusOf,
   unverifiable,
   usdToNanos,
 } from './budget-rules.ts'
-
-export interface BudgetEnforcerDeps {
-  store: Pick<AdminStore, 'budgets'>
-  /** Spend already recorded for a budget's window (ClickHouse), in nano-USD. */
-  recordedSpend(budget: Budget, window: PeriodWindow): Promise<number>
-  failMode: 'closed' | 'open'
-  defaultReserveUsd: number
-  /** A reservation neither settled nor released by then is released by the sweep. */
-  reservationTtlMs: number
-  sweepEveryMs?: number
-  now?: () => number
-}
 
 interface Counter {
   budgetId: string
@@ -159,22 +146,5 @@ export function createLocalBudgetEnforcer(deps: BudgetEnforcerDeps): BudgetEnfor
     async close() {
       clearInterval(timer)
     },
-  }
-}
-
-export function statusOf(
-  budget: Budget,
-  window: PeriodWindow,
-  spent: number,
-  reserved: number,
-): BudgetStatus {
-  const spentUsd = nanosToUsd(spent)
-  return {
-    budget,
-    periodStart: new Date(window.startMs).toISOString(),
-    resetsAt: new Date(window.endMs).toISOString(),
-    spentUsd,
-    reservedUsd: nanosToUsd(reserved),
-    percentUsed: budget.capUsd > 0 ? Math.round((spentUsd / budget.capUsd) * 10_000) / 100 : 0,
   }
 }

@@ -1,18 +1,17 @@
 import { randomUUID } from 'node:crypto'
 import type { Redis } from 'ioredis'
 import type { Budget } from '../core/identity/entities.ts'
-import type { BudgetEnforcer, BudgetStatus, Reservation } from './budget-enforcer.ts'
+import type { BudgetEnforcer, BudgetEnforcerDeps, BudgetStatus, Reservation } from './budget-enforcer.ts'
 import { type PeriodWindow, periodWindow } from './budget-period.ts'
 import {
   actualNanos,
   applicableBudgets,
   exceeded,
   reserveNanos,
+  statusOf,
   unverifiable,
   usdToNanos,
 } from './budget-rules.ts'
-import type { BudgetEnforcerDeps } from './local-budget-enforcer.ts'
-import { statusOf } from './local-budget-enforcer.ts'
 
 // Every key carries the {tm} hash tag, so on a Redis Cluster all counters and
 // reservations of one script land in one slot.

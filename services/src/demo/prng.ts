@@ -49,23 +49,6 @@ export function createRng(seed: number): Rng {
   return next
 }
 
-/** Standard normal via Box-Muller (the second value is kept for the next call). */
-export function createNormal(rng: Rng): () => number {
-  let spare = Number.NaN
-  return () => {
-    if (!Number.isNaN(spare)) {
-      const s = spare
-      spare = Number.NaN
-      return s
-    }
-    const u = 1 - rng()
-    const v = rng()
-    const r = Math.sqrt(-2 * Math.log(u))
-    spare = r * Math.sin(2 * Math.PI * v)
-    return r * Math.cos(2 * Math.PI * v)
-  }
-}
-
 /**
  * Walker's alias method: O(1) draws from a fixed discrete distribution with
  * one uniform number, which keeps per-row sampling cheap at millions of rows/s.

@@ -1,4 +1,4 @@
-import type { Warehouse } from '../core/storage/warehouse.ts'
+import type { EncodedRows, Warehouse } from '../core/storage/warehouse.ts'
 import { type UsageBatch, type UsageRow, usageRowSchema } from '../core/usage/usage-row.ts'
 import { classifyFailure } from './failure-classifier.ts'
 import type { QuarantineStore } from './quarantine-store.ts'
@@ -23,7 +23,8 @@ export interface InsertOutcome {
  */
 export type BatchInserter = (
   batch: UsageBatch | IncomingBatch,
-  opts?: { rowsChecked?: boolean },
+  /** `encoded`: the rows already serialised for the insert (the journal's bytes); used for the whole batch only. */
+  opts?: { rowsChecked?: boolean; encoded?: EncodedRows },
 ) => Promise<InsertOutcome>
 
 export class TransientInsertError extends Error {
@@ -55,13 +56,23 @@ export function createBatchInserter(deps: {
 }): BatchInserter {
   const { warehouse, quarantine, timeoutMs } = deps
 
-  async function tryInsert(rows: UsageRow[], token: string): Promise<unknown | undefined> {
+  async function tryInsert(
+    rows: UsageRow[],
+    token: string,
+    whole: boolean,
+    encoded?: EncodedRows,
+  ): Promise<unknown | undefined> {
     try {
-      await warehouse.insertRows('requests', rows, { dedupToken: token, timeoutMs })
+      await warehouse.insertRows('requests', rows, { dedupToken: token, timeoutMs, encoded })
       return undefined
     } catch (err) {
-      if (classifyFailure(err) === 'transient') throw new TransientInsertError(err)
-      return err
+      if (classifyFailure(err) !== 'transient') return err
+      // Pieces of a split batch may already be stored under their own tokens:
+      // the batch must then replay alone, so the failure no longer reads as
+      // "never sent" (failure-classifier.ts), whatever its code.
+      throw new TransientInsertError(
+        whole ? err : new Error(`after part of the batch landed: ${(err as Error)?.message ?? err}`),
+      )
     }
   }
 
@@ -72,9 +83,10 @@ export function createBatchInserter(deps: {
     lo: number,
     whole: boolean,
     bad: { row: unknown; reason: string }[],
+    encoded?: EncodedRows,
   ): Promise<number> {
     const token = whole ? base : `${base}_r${lo}-${lo + rows.length}`
-    const err = await tryInsert(rows, token)
+    const err = await tryInsert(rows, token, whole, whole ? encoded : undefined)
     if (err === undefined) return rows.length
     if (rows.length === 1) {
       bad.push({ row: rows[0], reason: String((err as Error).message ?? err).slice(0, REASON_MAX) })
@@ -86,7 +98,7 @@ export function createBatchInserter(deps: {
     return a + b
   }
 
-  return async function insertBatch(batch, { rowsChecked = false } = {}) {
+  return async function insertBatch(batch, { rowsChecked = false, encoded } = {}) {
     const bad: { row: unknown; reason: string }[] = []
     const good: UsageRow[] = rowsChecked ? (batch.rows as UsageRow[]) : []
     for (const row of rowsChecked ? [] : batch.rows) {
@@ -100,7 +112,9 @@ export function createBatchInserter(deps: {
         })
       }
     }
-    const inserted = good.length > 0 ? await land(good, batch.batchId, 0, true, bad) : 0
+    // The encoded bytes hold every row: only when none was set aside by the schema check.
+    const whole = rowsChecked || bad.length === 0 ? encoded : undefined
+    const inserted = good.length > 0 ? await land(good, batch.batchId, 0, true, bad, whole) : 0
     if (bad.length > 0) {
       await quarantine.put({
         id: batch.batchId,

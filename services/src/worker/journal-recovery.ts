@@ -1,19 +1,34 @@
-import { readFileSync, truncateSync, unlinkSync } from 'node:fs'
+import { readdirSync, readFileSync, rmSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
 import type { Logger } from 'pino'
-import { JournaledBatchError } from '../core/storage/insert-errors.ts'
+import { isMissingFile } from '../core/storage/local-files.ts'
 import { type SegmentProblem, scanSegment } from '../core/storage/record-framing.ts'
-import { journalToken, leftoverSegments, type UsageJournal } from '../core/usage/usage-journal.ts'
-import type { SpillSink } from '../core/usage/usage-recorder.ts'
-import type { UsageBatch, UsageRow } from '../core/usage/usage-row.ts'
+import {
+  type DrainableSegment,
+  drainableSegments,
+  isAlive,
+  JOURNAL_SEGMENT,
+  journalToken,
+  type UsageJournal,
+} from '../core/usage/usage-journal.ts'
+import type { UsageRow } from '../core/usage/usage-row.ts'
+import type { DecodedBatch } from './batch-codec.ts'
+import type { BatchInserter } from './batch-inserter.ts'
+import { TransientInsertError } from './batch-inserter.ts'
+import { writeFileDurably } from './durable-write.ts'
 import type { QuarantineStore } from './quarantine-store.ts'
+import { canJoin, mergeBatches, tokenOf } from './replay-groups.ts'
+import { ReplayLoop } from './replay-loop.ts'
 
 export interface RecoveryProgress {
   state: 'idle' | 'recovering' | 'waiting' | 'done' | 'stopped'
-  /** Segments found at start (left by a crashed or stopped process) and delivered so far. */
+  /** Segments found to deliver (left by a crashed or stopped process, or parked during an outage) and delivered so far. */
   segmentsFound: number
   segmentsDone: number
   rowsFound: number
   rowsDone: number
+  /** ClickHouse inserts that carried them: runs of parked segments go in one insert. */
+  inserts: number
   /** Torn last records cut off (a crash mid-write) and damaged records skipped (a flipped byte). */
   tornTails: number
   damagedRecords: number
@@ -22,18 +37,25 @@ export interface RecoveryProgress {
 
 export interface JournalRecovery {
   progress(): RecoveryProgress
-  /** Resolves once every leftover segment is delivered (or the recovery was stopped). */
+  /** Resolves once the segments found at start are delivered (or the recovery was stopped). */
   done(): Promise<void>
+  /** Look for work now (a segment was parked; ops "replay now"). */
+  wake(): void
   stop(): Promise<void>
 }
 
 export interface RecoveryOptions {
   journal: UsageJournal
-  insertBatch: (batch: UsageBatch, opts: { rowsChecked: boolean }) => Promise<{ inserted: number }>
-  spill?: SpillSink
+  /** Inserts one batch exactly once per token; throws TransientInsertError when ClickHouse did not take it. */
+  insertBatch: BatchInserter
   quarantine: QuarantineStore
   logger: Logger
+  /** Whether ClickHouse answers: a backoff ends as soon as it does. */
+  probe?: () => Promise<boolean>
+  /** Most rows per merged insert (RECORDER_MAX_ROWS). */
+  maxGroupRows?: number
   maxBackoffMs?: number
+  pollMs?: number
 }
 
 export interface ReadSegment {
@@ -46,6 +68,51 @@ export interface ReadSegment {
 }
 
 /**
+ * Parses one record's payload: a cut, or rows, one per line: a `{"k":[...]}`
+ * line names the columns of the array lines after it; an object line is a
+ * row as is (or, in older segments, `{"i":<index>,"r":<row>}`).
+ */
+function decodePayload(
+  text: string,
+  rows: UsageRow[],
+  state: { columns: string[] | undefined },
+): { cut?: string; undecodable: number } {
+  if (text.startsWith('{"c":')) {
+    const v = JSON.parse(text) as { c?: unknown }
+    return typeof v.c === 'string' ? { cut: v.c, undecodable: 0 } : { undecodable: 1 }
+  }
+  let undecodable = 0
+  for (const line of text.split('\n')) {
+    if (line === '') continue
+    try {
+      const v = JSON.parse(line) as unknown
+      if (Array.isArray(v)) {
+        const columns = state.columns
+        if (!columns || columns.length !== v.length) {
+          undecodable++
+          continue
+        }
+        const row: Record<string, unknown> = {}
+        for (let i = 0; i < columns.length; i++) row[columns[i]!] = v[i]
+        rows.push(row as unknown as UsageRow)
+        continue
+      }
+      const o = v as { k?: unknown; i?: unknown; r?: UsageRow; request_id?: unknown }
+      if (Array.isArray(o.k) && o.request_id === undefined) state.columns = o.k as string[]
+      else if (o.r && typeof o.r === 'object' && Number.isInteger(o.i)) rows.push(o.r)
+      else if (typeof o === 'object' && o !== null && typeof o.request_id === 'string')
+        rows.push(o as UsageRow)
+      else undecodable++
+    } catch (err) {
+      // Counted, and reported with the segment's quarantine entry.
+      if (!(err instanceof SyntaxError)) throw err
+      undecodable++
+    }
+  }
+  return { undecodable }
+}
+
+/**
  * Reads one segment: every record whose crc checks out. A torn tail (the
  * damage runs to the end of the file: a crash in the middle of a write) is
  * truncated away at the last good record; damage in the middle (a flipped
@@ -53,165 +120,435 @@ export interface ReadSegment {
  * the next record magic). The batch token is the cut's, or, when the batch
  * was never cut (so never sent), derived from the rows the same way.
  */
-export function readJournalSegment(path: string, segmentId: string): ReadSegment {
+export function readJournalSegment(
+  path: string,
+  segmentId: string,
+  opts: { truncate?: boolean } = {},
+): ReadSegment {
   const buf = readFileSync(path)
   const { records, problems } = scanSegment(buf)
   let truncatedAt: number | undefined
   const last = problems.at(-1)
   if (last && last.offset + last.skipped === buf.length && !records.some((r) => r.offset > last.offset)) {
     truncatedAt = last.offset
-    truncateSync(path, truncatedAt)
+    // Ops listings only look (truncate: false); the drainer cuts it off before delivering.
+    if (opts.truncate !== false) truncateSync(path, truncatedAt)
   }
   const rows: UsageRow[] = []
   let cut: string | undefined
-  let end = 0
   let undecodable = 0
+  const state = { columns: undefined as string[] | undefined }
   for (const r of records) {
     try {
-      const v = JSON.parse(r.payload.toString('utf8')) as { i?: number; r?: UsageRow; c?: string }
-      if (typeof v.c === 'string') cut = v.c
-      else if (v.r && typeof v.r === 'object' && Number.isInteger(v.i)) {
-        rows.push(v.r)
-        end = Math.max(end, v.i! + 1)
-      } else undecodable++
-    } catch {
+      const out = decodePayload(r.payload.toString('utf8'), rows, state)
+      if (out.cut) cut = out.cut
+      undecodable += out.undecodable
+    } catch (err) {
+      // A cut record that does not parse: counted and reported like an undecodable row.
+      if (!(err instanceof SyntaxError)) throw err
       undecodable++
     }
   }
-  const token = cut?.startsWith(`j-${segmentId}-`) ? cut : journalToken(segmentId, 0, end)
+  // The cut names the token the batch was inserted under (older journals: `j-<id>-<from>-<to>`).
+  const own = cut !== undefined && (cut === `j-${segmentId}` || cut.startsWith(`j-${segmentId}-`))
+  const token = own ? cut! : journalToken(segmentId)
   for (const row of rows) row.batch_id = token
   return { token, rows, problems, truncatedAt, undecodable }
 }
 
 /**
- * Delivers the segments a crashed (or stopped) process left in the journal,
- * oldest first, in the background: each under its own token, into ClickHouse,
- * else to the spill path as a batch that replays alone (its insert may have
- * landed before the crash). A segment is deleted only after that; a crash
- * during the recovery delivers it again under the same token, a no-op in
- * ClickHouse. Damaged segments go to the quarantine after their good records
- * are delivered. Nothing here throws out of the loop: a start never fails, and
+ * A segment's token and row count for ops listings, without parsing a row
+ * (an outage's journal can hold thousands of batches, and the dashboard's
+ * "buffered" count lists them on every refused query): lines are counted,
+ * columns lines and the cut left out. Never truncates.
+ */
+export function peekJournalSegment(path: string, segmentId: string): { token: string; rows: number } {
+  const { records } = scanSegment(readFileSync(path))
+  let rows = 0
+  let cut: string | undefined
+  for (const r of records) {
+    const p = r.payload
+    if (p.subarray(0, 5).toString() === '{"c":') {
+      const v = JSON.parse(p.toString('utf8')) as { c?: unknown }
+      if (typeof v.c === 'string') cut = v.c
+      continue
+    }
+    for (let at = 0; at < p.length; ) {
+      let end = p.indexOf(0x0a, at)
+      if (end < 0) end = p.length
+      if (end > at && p.subarray(at, Math.min(at + 5, end)).toString() !== '{"k":') rows++
+      at = end + 1
+    }
+  }
+  const own = cut !== undefined && (cut === `j-${segmentId}` || cut.startsWith(`j-${segmentId}-`))
+  return { token: own ? cut! : journalToken(segmentId), rows }
+}
+
+/** A merged insert recorded before it is sent: `group-<token>.json` beside the segments. */
+export interface GroupIntent {
+  token: string
+  /** Member segment ids, in insert order. */
+  members: string[]
+}
+
+const INTENT = /^group-(grp-[0-9a-f]+)\.json$/
+export const intentFile = (dir: string, token: string) => join(dir, `group-${token}.json`)
+
+function readIntents(dir: string): GroupIntent[] {
+  let names: string[]
+  try {
+    names = readdirSync(dir)
+  } catch (err) {
+    if (isMissingFile(err)) return []
+    throw err
+  }
+  const out: GroupIntent[] = []
+  for (const name of names.sort()) {
+    const m = INTENT.exec(name)
+    if (!m) continue
+    // Written whole or not at all (worker/durable-write.ts); one that does not parse is no
+    // intent: it was not complete, so its insert never started.
+    let v: GroupIntent | undefined
+    try {
+      v = JSON.parse(readFileSync(join(dir, name), 'utf8')) as GroupIntent
+    } catch (err) {
+      if (!(err instanceof SyntaxError) && !isMissingFile(err)) throw err
+    }
+    if (v && v.token === m[1] && Array.isArray(v.members) && v.members.every((x) => typeof x === 'string'))
+      out.push(v)
+    else rmSync(join(dir, name), { force: true })
+  }
+  return out
+}
+
+/** One segment read for delivery. */
+interface Loaded {
+  seg: DrainableSegment
+  read: ReadSegment
+  /** May share an insert with others: parked as never sent, and read without damage. */
+  mergeable: boolean
+}
+
+const LOCK = 'drain.lock'
+/** Drainer instances of this process (tests run several Cores, each with its own). */
+const liveDrainers = new Set<string>()
+let drainerSeq = 0
+
+/**
+ * One drainer per journal directory: groups are only exactly-once if one
+ * process forms them. The lock names its holder; a dead holder's lock is
+ * taken over.
+ */
+function holdLock(dir: string, me: string): boolean {
+  const path = join(dir, LOCK)
+  const mine = `${process.pid} ${me}`
+  for (let i = 0; i < 2; i++) {
+    try {
+      writeFileSync(path, mine, { flag: 'wx' })
+      return true
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
+      let owner = ''
+      try {
+        owner = readFileSync(path, 'utf8')
+      } catch (readErr) {
+        if (isMissingFile(readErr)) continue // released meanwhile: try to take it again
+        throw readErr
+      }
+      if (owner === mine) return true
+      const [pid, instance] = owner.split(' ')
+      const held = Number(pid) === process.pid ? liveDrainers.has(instance ?? '') : isAlive(Number(pid))
+      if (held && Number(pid) > 0) return false
+      rmSync(path, { force: true })
+    }
+  }
+  return false
+}
+
+/**
+ * Delivers what the journal holds for ClickHouse: the segments a crashed (or
+ * stopped) process left, and the batches parked while ClickHouse did not take
+ * them (an outage). Oldest first, one insert in flight, as long as the
+ * process runs.
+ *
+ * Runs of parked batches whose insert was never sent go together, up to
+ * maxGroupRows rows per insert (worker/replay-groups.ts), which is what makes
+ * a backlog of thousands of batches cheap to replay. Exactly once:
+ * - Only segments parked as `unsent` (their insert was refused before it was
+ *   sent) join a group. A segment whose insert may have landed (parked
+ *   `held`, or left by a crash with or without its cut) goes alone under its
+ *   own token, so ClickHouse drops it if it is already there.
+ * - A group is recorded before its insert (`group-<token>.json`, fsynced,
+ *   naming its members) and, after a crash, inserted again with exactly those
+ *   members under the same token, however this drainer would group now.
+ *   Members are deleted only after the group's insert succeeded, then the
+ *   record: a record with a member missing is a group that landed.
+ *
+ * Damaged segments go to the quarantine after their good records are
+ * delivered. Nothing here throws out of the loop: a start never fails, and
  * never loops on a crash, because of a bad segment.
  */
 export function startJournalRecovery(opts: RecoveryOptions): JournalRecovery {
-  const maxBackoffMs = opts.maxBackoffMs ?? 10_000
+  const { journal, logger } = opts
+  const dir = journal.dir
+  const maxGroupRows = opts.maxGroupRows ?? 50_000
+  const pollMs = opts.pollMs ?? 500
+  const me = `d${drainerSeq++}`
+  liveDrainers.add(me)
+  const stopping = new AbortController()
+  const loop = new ReplayLoop(stopping.signal, opts.maxBackoffMs ?? 10_000)
   const p: RecoveryProgress = {
     state: 'idle',
     segmentsFound: 0,
     segmentsDone: 0,
     rowsFound: 0,
     rowsDone: 0,
+    inserts: 0,
     tornTails: 0,
     damagedRecords: 0,
     lastError: undefined,
   }
-  let stopped = false
-  let wake: (() => void) | undefined
-  const segments = leftoverSegments(opts.journal.dir)
-  p.segmentsFound = segments.length
-  let pendingBytes = segments.reduce((n, s) => n + s.bytes, 0)
-  opts.journal.trackRecovered(pendingBytes, segments[0]?.createdAt)
+  /** Segment ids counted in segmentsFound/rowsFound already. */
+  const seen = new Set<string>()
+  /** Segments that could not be read: left on disk for the next start, not retried in a loop. */
+  const unreadable = new Set<string>()
+  /** Segments read and not delivered yet (the next group's first member was read to see it would not join). */
+  const loaded = new Map<string, Loaded>()
+  let firstPass: (() => void) | undefined
+  const firstPassDone = new Promise<void>((resolve) => {
+    firstPass = resolve
+  })
+  journal.onPark(() => loop.wake())
+  // Temporary files of intents whose write a crash interrupted (worker/durable-write.ts): never complete, never read.
+  try {
+    for (const name of readdirSync(dir))
+      if (name.startsWith('group-') && name.endsWith('.tmp')) rmSync(join(dir, name), { force: true })
+  } catch (err) {
+    logger.warn({ err: String(err), dir }, 'usage journal: could not clean up temporary files')
+  }
 
-  const sleep = (ms: number) =>
-    new Promise<void>((resolve) => {
-      const t = setTimeout(resolve, ms)
-      wake = () => {
-        clearTimeout(t)
-        resolve()
-      }
+  function updateBacklog(segs: DrainableSegment[]) {
+    journal.setBacklog({
+      bytes: segs.reduce((n, s) => n + s.bytes, 0),
+      segments: segs.length,
+      oldestAt: segs[0]?.createdAt,
     })
+  }
 
-  async function deliver(batch: UsageBatch): Promise<void> {
-    let backoff = 200
-    while (!stopped) {
-      try {
-        await opts.insertBatch(batch, { rowsChecked: false })
-        return
-      } catch (insertError) {
-        if (opts.spill) {
-          try {
-            await opts.spill.spill(batch, new JournaledBatchError(insertError))
-            return
-          } catch (spillError) {
-            p.lastError = `spill failed: ${String(spillError)}`.slice(0, 300)
-          }
-        } else p.lastError = String(insertError).slice(0, 300)
+  function load(seg: DrainableSegment): Loaded | undefined {
+    const cached = loaded.get(seg.id)
+    if (cached) return cached
+    try {
+      const read = readJournalSegment(seg.path, seg.id)
+      if (read.truncatedAt !== undefined) {
+        p.tornTails++
+        logger.warn(
+          { segment: seg.name, at: read.truncatedAt, bytes: seg.bytes - read.truncatedAt },
+          'usage journal: torn last record cut off (a crash mid-write; its answer had not ended)',
+        )
       }
-      p.state = 'waiting'
-      await sleep(backoff)
-      backoff = Math.min(backoff * 2, maxBackoffMs)
-      p.state = 'recovering'
+      const damaged = read.problems.some((x) => x.offset !== read.truncatedAt) || read.undecodable > 0
+      const l = { seg, read, mergeable: seg.state === 'unsent' && !damaged }
+      if (!seen.has(seg.id)) {
+        seen.add(seg.id)
+        p.segmentsFound++
+        p.rowsFound += read.rows.length
+      }
+      loaded.set(seg.id, l)
+      return l
+    } catch (err) {
+      unreadable.add(seg.id)
+      p.lastError = `segment ${seg.name}: ${String(err)}`.slice(0, 300)
+      logger.error({ segment: seg.name, err: String(err) }, 'usage journal: could not read a segment')
+      return undefined
     }
   }
 
-  async function run() {
-    if (segments.length === 0) {
-      p.state = 'done'
-      return
+  /** The next insert's worth of segments: a run of mergeable ones up to maxGroupRows, or one alone. */
+  function nextGroup(segs: DrainableSegment[]): Loaded[] {
+    const members: Loaded[] = []
+    let rows = 0
+    for (const seg of segs) {
+      if (unreadable.has(seg.id)) continue
+      const l = load(seg)
+      if (!l) continue
+      // canJoin reads the group's first member only.
+      const head = members.length > 0 ? [asBatch(members[0]!)] : []
+      if (!canJoin(head, rows, asBatch(l), maxGroupRows)) break
+      members.push(l)
+      rows += l.read.rows.length
+      if (!l.mergeable) break
     }
-    p.state = 'recovering'
-    opts.logger.warn(
-      { segments: segments.length, bytes: pendingBytes },
-      'usage journal: delivering rows left by a previous run',
-    )
-    for (const seg of segments) {
-      if (stopped) break
+    return members
+  }
+
+  function asBatch(l: Loaded): DecodedBatch {
+    return { batchId: l.read.token, createdAt: l.seg.createdAt, rows: l.read.rows, mergeable: l.mergeable }
+  }
+
+  /** Inserts until ClickHouse took it (or the drainer stops): false when stopped first. */
+  async function insert(token: string, members: Loaded[]): Promise<boolean> {
+    const batch =
+      members.length === 1 && members[0]!.read.token === token
+        ? asBatch(members[0]!)
+        : { ...mergeBatches(members.map(asBatch)), batchId: token }
+    if (batch.rows.length === 0) return true
+    while (!loop.stopped) {
       try {
-        const read = readJournalSegment(seg.path, seg.id)
-        p.rowsFound += read.rows.length
-        const damaged = read.problems.filter((x) => x.offset !== read.truncatedAt)
-        if (read.truncatedAt !== undefined) {
-          p.tornTails++
-          opts.logger.warn(
-            { segment: seg.name, at: read.truncatedAt, bytes: seg.bytes - read.truncatedAt },
-            'usage journal: torn last record cut off (a crash mid-write; its answer had not ended)',
-          )
-        }
-        if (read.rows.length > 0) {
-          await deliver({ batchId: read.token, createdAt: seg.createdAt, rows: read.rows })
-          if (stopped) break
-        }
-        p.rowsDone += read.rows.length
-        if (damaged.length > 0 || read.undecodable > 0) {
-          p.damagedRecords += damaged.length + read.undecodable
-          const reason = `damaged journal segment: ${damaged.map((x) => `${x.kind} at byte ${x.offset} (${x.skipped} bytes skipped)`).join('; ') || `${read.undecodable} undecodable record(s)`}; ${read.rows.length} good rows delivered`
-          opts.logger.error({ segment: seg.name, reason }, 'usage journal segment quarantined')
-          await opts.quarantine.putSegment(seg.path, {
-            id: `journal-${seg.id}`,
-            batchId: read.token,
-            reason,
-            rowCount: read.rows.length,
-            problems: damaged,
-          })
-        } else unlinkSync(seg.path)
+        const out = await opts.insertBatch(batch, { rowsChecked: false })
+        loop.done(out.inserted, out.quarantined, members.length)
+        p.inserts++
+        p.state = 'recovering'
+        return true
       } catch (err) {
-        // Reported and left on disk for the next start; the loop goes on.
-        p.lastError = `segment ${seg.name}: ${String(err)}`.slice(0, 300)
-        opts.logger.error(
-          { segment: seg.name, err: String(err) },
-          'usage journal: could not recover a segment',
-        )
+        if (!(err instanceof TransientInsertError)) {
+          logger.error({ err: String(err), token }, 'usage journal: delivery failed unexpectedly')
+        }
+        p.lastError = String((err as Error)?.message ?? err).slice(0, 300)
+        p.state = 'waiting'
+        await pause(loop.failed(err))
+        p.state = 'recovering'
       }
-      p.segmentsDone++
-      pendingBytes -= seg.bytes
-      opts.journal.trackRecovered(-seg.bytes, segments[p.segmentsDone]?.createdAt)
     }
-    if (!stopped) p.state = 'done'
+    return false
+  }
+
+  /** Waits out a backoff; ends as soon as ClickHouse answers a probe again (checked twice a second). */
+  async function pause(ms: number) {
+    const until = Date.now() + ms
+    while (!loop.stopped && Date.now() < until) {
+      if (await loop.sleep(Math.min(500, until - Date.now()))) return
+      if (opts.probe && (await opts.probe().catch(() => false))) return
+    }
+  }
+
+  /** Delivered: damaged segments to the quarantine, the rest deleted. */
+  async function settle(members: Loaded[]) {
+    for (const l of members) {
+      const { seg, read } = l
+      const damaged = read.problems.filter((x) => x.offset !== read.truncatedAt)
+      if (damaged.length > 0 || read.undecodable > 0) {
+        p.damagedRecords += damaged.length + read.undecodable
+        const reason = `damaged journal segment: ${damaged.map((x) => `${x.kind} at byte ${x.offset} (${x.skipped} bytes skipped)`).join('; ') || `${read.undecodable} undecodable record(s)`}; ${read.rows.length} good rows delivered`
+        logger.error({ segment: seg.name, reason }, 'usage journal segment quarantined')
+        await opts.quarantine.putSegment(seg.path, {
+          id: `journal-${seg.id}`,
+          batchId: read.token,
+          reason,
+          rowCount: read.rows.length,
+          problems: damaged,
+        })
+      } else rmSync(seg.path, { force: true })
+      loaded.delete(seg.id)
+      seen.delete(seg.id)
+      p.segmentsDone++
+      p.rowsDone += read.rows.length
+    }
+  }
+
+  /** A group recorded by an earlier run (or attempt): inserted again exactly as recorded. */
+  async function redo(intent: GroupIntent, segs: DrainableSegment[]): Promise<boolean> {
+    const byId = new Map(segs.map((s) => [s.id, s]))
+    const present = intent.members.map((id) => byId.get(id)).filter((s) => s !== undefined)
+    if (present.length < intent.members.length) {
+      // Members go only after the insert succeeded: this group landed; finish its cleanup.
+      await settle(present.map((s) => load(s)).filter((l) => l !== undefined))
+    } else {
+      const members = present.map((s) => load(s))
+      if (members.some((l) => l === undefined)) {
+        p.lastError = `group ${intent.token}: a member cannot be read; left for the next start`
+        return false
+      }
+      if (!(await insert(intent.token, members as Loaded[]))) return false
+      await settle(members as Loaded[])
+    }
+    rmSync(intentFile(dir, intent.token), { force: true })
+    return true
+  }
+
+  /** One insert's worth of work; false when there was none (or the drainer stopped). */
+  async function step(): Promise<boolean> {
+    const segs = drainableSegments(dir)
+    updateBacklog(segs)
+    for (const intent of readIntents(dir)) {
+      if (loop.stopped) return false
+      return await redo(intent, segs)
+    }
+    const members = nextGroup(segs)
+    if (members.length === 0) return false
+    p.state = 'recovering'
+    const token = tokenOf(members.map(asBatch))
+    // Every insert of mergeable segments is recorded, a group of one too: a
+    // segment inserted alone under its token and grouped after a crash would
+    // land under two tokens.
+    if (members[0]!.mergeable) {
+      await writeFileDurably(
+        intentFile(dir, token),
+        JSON.stringify({ token, members: members.map((l) => l.seg.id) } satisfies GroupIntent),
+      )
+    }
+    if (!(await insert(token, members))) return false
+    await settle(members)
+    if (members[0]!.mergeable) rmSync(intentFile(dir, token), { force: true })
+    updateBacklog(drainableSegments(dir))
+    return true
+  }
+
+  async function run() {
+    while (!loop.stopped) {
+      if (!holdLock(dir, me)) {
+        // Another process drains this journal (it shares the data directory).
+        firstPass?.()
+        p.state = 'idle'
+        await loop.sleep(pollMs * 4)
+        continue
+      }
+      let worked = false
+      try {
+        worked = await step()
+      } catch (err) {
+        p.lastError = String(err).slice(0, 300)
+        logger.error({ err: String(err) }, 'usage journal: delivery step failed')
+        await pause(loop.failed(err))
+        continue
+      }
+      if (worked) continue
+      if (!loop.stopped) {
+        if (p.segmentsDone > 0 && p.state === 'recovering') {
+          logger.warn({ segments: p.segmentsDone, rows: p.rowsDone }, 'usage journal: delivered')
+        }
+        p.state = 'done'
+        firstPass?.()
+        await loop.sleep(pollMs)
+      }
+    }
+    firstPass?.()
   }
 
   const running = run().catch((err) => {
     p.lastError = String(err)
-    opts.logger.error({ err: String(err) }, 'usage journal recovery stopped')
+    logger.error({ err: String(err) }, 'usage journal recovery stopped')
+    firstPass?.()
   })
 
   return {
     progress: () => ({ ...p }),
-    done: () => running,
+    done: () => firstPassDone,
+    wake: () => loop.wake(),
     async stop() {
-      stopped = true
+      stopping.abort()
       p.state = p.state === 'done' ? 'done' : 'stopped'
-      wake?.()
       await running
+      liveDrainers.delete(me)
+      try {
+        if (readFileSync(join(dir, LOCK), 'utf8') === `${process.pid} ${me}`) unlinkSync(join(dir, LOCK))
+      } catch (err) {
+        // No lock file: nothing to release. Anything else is only logged (a stale lock is taken over).
+        if (!isMissingFile(err)) logger.warn({ err, dir }, 'usage journal: could not release the drain lock')
+      }
     },
   }
 }
+
+/** Names in the journal directory that are segments (for ops listings). */
+export const isSegmentName = (name: string) => JOURNAL_SEGMENT.test(name)

@@ -5,12 +5,12 @@ import type { ReportError } from '../core/errors/background-errors.ts'
 import { readFileIfPresent } from '../core/storage/local-files.ts'
 import { scanSegment } from '../core/storage/record-framing.ts'
 import type { Warehouse } from '../core/storage/warehouse.ts'
-import type { JournalStatus } from '../core/usage/usage-journal.ts'
+import { drainableSegments, type JournalStatus } from '../core/usage/usage-journal.ts'
 import type { SpillSink } from '../core/usage/usage-recorder.ts'
 import { type DecodedBatch, decodeBatch, UndecodableBatchError } from './batch-codec.ts'
-import { type BatchInserter, createBatchInserter, TransientInsertError } from './batch-inserter.ts'
+import { type BatchInserter, createBatchInserter } from './batch-inserter.ts'
 import { createDiskSpool, type DiskSpool, readAck, type SpoolStatus } from './disk-spool.ts'
-import type { RecoveryProgress } from './journal-recovery.ts'
+import { peekJournalSegment, type RecoveryProgress, readJournalSegment } from './journal-recovery.ts'
 import { createQuarantineStore, type QuarantineStore } from './quarantine-store.ts'
 import { createRedisSpill, type RedisSpill, type RedisSpillStatus, type SpillJobData } from './redis-spill.ts'
 import {
@@ -22,11 +22,12 @@ import {
 
 export interface SpilledBatch {
   batchId: string
-  store: 'redis' | 'disk'
+  /** `journal`: parked in the journal (or left there by a crash), delivered by its drainer. */
+  store: 'redis' | 'disk' | 'journal'
   createdAt: number
   rows: number
   bytes: number
-  /** Redis job state, or the spool segment holding the batch. */
+  /** Redis job state, the spool segment, or the journal segment holding the batch. */
   location: string
 }
 
@@ -79,7 +80,7 @@ export const POLICIES = {
   redisOverBudget:
     'Above REDIS_SPILL_MAX_BYTES of spilled payload in Redis, new spills go to the disk spool; nothing is evicted.',
   spoolFull:
-    'At SPOOL_MAX_BYTES (or ENOSPC) the spool refuses new batches; the recorder keeps them in memory and retries every flush. Rows are lost only if the process then dies.',
+    'At JOURNAL_MAX_BYTES (SPOOL_MAX_BYTES with JOURNAL=off) or ENOSPC the journal (the spool) refuses new rows; the recorder keeps them in memory and retries every flush. Rows are lost only if the process then dies.',
   corruptSegment:
     'A damaged spool segment is replayed up to and past the damage (crc-checked records only), then moved to the quarantine with the byte ranges skipped.',
 }
@@ -93,6 +94,8 @@ export async function createOutageKit(deps: {
   runWorker: boolean
   /** The journal's status, once Core has built it (it needs this kit's inserter and sinks). */
   journalStatus?: () => { status: JournalStatus; recovery: RecoveryProgress } | undefined
+  /** Ops "replay now" reaches the journal's drainer too. */
+  wakeJournal?: () => void
 }): Promise<OutageKit> {
   const { env, warehouse, logger } = deps
   const quarantine = await createQuarantineStore(join(env.DATA_DIR, 'quarantine'), logger)
@@ -101,7 +104,8 @@ export async function createOutageKit(deps: {
     ? createRedisSpill({
         url: env.REDIS_URL,
         maxBytes: env.REDIS_SPILL_MAX_BYTES,
-        fallback: spool,
+        // With the journal on, a batch Redis does not take stays in the journal (one local durable log).
+        fallback: env.JOURNAL === 'on' ? undefined : spool,
         onError: deps.onBackgroundError,
       })
     : undefined
@@ -202,6 +206,37 @@ export async function createOutageKit(deps: {
     return n
   }
 
+  const journalDir = env.JOURNAL === 'on' ? join(env.DATA_DIR, 'journal') : undefined
+
+  /** Batches the journal holds for its drainer (parked during an outage, or left by a crash). */
+  function journalBatches(limit: number, only?: string) {
+    const out: (SpilledBatch & { rowsData?: unknown[] })[] = []
+    if (!journalDir) return out
+    for (const seg of drainableSegments(journalDir)) {
+      if (out.length >= limit) break
+      try {
+        const peek = peekJournalSegment(seg.path, seg.id)
+        if (only !== undefined && peek.token !== only) continue
+        out.push({
+          batchId: peek.token,
+          store: 'journal',
+          createdAt: seg.createdAt,
+          rows: peek.rows,
+          bytes: seg.bytes,
+          location: seg.name,
+          ...(only !== undefined
+            ? { rowsData: readJournalSegment(seg.path, seg.id, { truncate: false }).rows }
+            : {}),
+        })
+      } catch (err) {
+        // Gone meanwhile (delivered), or unreadable: the drainer reports the latter.
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT')
+          logger.warn({ err: String(err), segment: seg.name }, 'ops: could not read a journal segment')
+      }
+    }
+    return out
+  }
+
   const age = (t: number | undefined) => (t === undefined ? undefined : Math.max(0, (Date.now() - t) / 1000))
 
   const kit: OutageKit = {
@@ -261,6 +296,7 @@ export async function createOutageKit(deps: {
         }
       }
       out.push(...(await spoolBatches(limit)))
+      out.push(...journalBatches(limit))
       return out.sort((a, b) => a.createdAt - b.createdAt).slice(0, limit)
     },
     async inspect(batchId) {
@@ -280,6 +316,8 @@ export async function createOutageKit(deps: {
           }
         }
       }
+      const [parked] = journalBatches(1, batchId)
+      if (parked) return { ...parked, rowsData: parked.rowsData ?? [] }
       for (const seg of await spool.sealedSegments()) {
         const buf = await readFileIfPresent(seg.path)
         if (!buf) continue
@@ -308,6 +346,7 @@ export async function createOutageKit(deps: {
           .catch((err) => deps.onBackgroundError('replay_now_rate_limit', err))
       }
       worker?.wake()
+      deps.wakeJournal?.()
     },
     async retryQuarantined(id) {
       const entry = await quarantine.get(id)
@@ -317,21 +356,16 @@ export async function createOutageKit(deps: {
       // A fresh token per retry: the original batch id already names the rows
       // that landed, reusing it would make ClickHouse drop these as repeats.
       const rows = (entry.rows ?? []).map((r) => (r as { row?: unknown }).row ?? r)
-      try {
-        const out = await createBatchInserter({
-          warehouse,
-          quarantine: {
-            ...quarantine,
-            put: (e) => quarantine.put({ ...e, id, batchId: entry.batchId, retries } as never),
-          },
-          timeoutMs: env.CLICKHOUSE_INSERT_TIMEOUT_MS,
-        })({ batchId: `${entry.batchId || id}-q${retries}`, createdAt: Date.now(), rows })
-        if (out.quarantined === 0) await quarantine.remove(id)
-        return out
-      } catch (err) {
-        if (err instanceof TransientInsertError) throw err
-        throw err
-      }
+      const out = await createBatchInserter({
+        warehouse,
+        quarantine: {
+          ...quarantine,
+          put: (e) => quarantine.put({ ...e, id, batchId: entry.batchId, retries } as never),
+        },
+        timeoutMs: env.CLICKHOUSE_INSERT_TIMEOUT_MS,
+      })({ batchId: `${entry.batchId || id}-q${retries}`, createdAt: Date.now(), rows })
+      if (out.quarantined === 0) await quarantine.remove(id)
+      return out
     },
     async stopWorker() {
       await worker?.stop()

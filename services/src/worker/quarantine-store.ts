@@ -1,4 +1,4 @@
-import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises'
+import { mkdir, readdir, rename, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Logger } from 'pino'
 import { readFileIfPresent } from '../core/storage/local-files.ts'
@@ -104,8 +104,4 @@ export async function createQuarantineStore(dir: string, logger: Logger): Promis
   }
   await list()
   return store
-}
-
-export async function fileSize(path: string): Promise<number> {
-  return (await stat(path)).size
 }

@@ -1,6 +1,7 @@
 import { Queue } from 'bullmq'
 import { Redis } from 'ioredis'
 import type { ReportError } from '../core/errors/background-errors.ts'
+import { SpillRefusedError } from '../core/storage/insert-errors.ts'
 import type { SpillSink } from '../core/usage/usage-recorder.ts'
 import type { UsageBatch } from '../core/usage/usage-row.ts'
 import { encodeBatch } from './batch-codec.ts'
@@ -77,7 +78,12 @@ export function failFastRedis(url: string, onError: (err: Error) => void): Redis
 export function createRedisSpill(opts: {
   url: string
   maxBytes: number
-  fallback: DiskSpool
+  /**
+   * Where a batch Redis does not take goes (JOURNAL=off: the disk spool).
+   * Without one (the journal is the local store), spill() rejects with
+   * SpillRefusedError when Redis certainly holds no copy.
+   */
+  fallback?: DiskSpool
   /** Connection and housekeeping failures: logged and counted (core/errors/background-errors.ts). */
   onError: ReportError
 }): RedisSpill {
@@ -153,6 +159,7 @@ export function createRedisSpill(opts: {
             .decrby(SPILL_BYTES_KEY, payload.length)
             .catch((e) => report('redis_spill_reservation', e, { batchId: batch.batchId }))
       }
+      if (!opts.fallback) throw new SpillRefusedError(lastError ?? 'redis did not take the batch')
       await opts.fallback.spill(batch, cause)
     },
     async status() {

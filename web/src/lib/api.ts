@@ -9,7 +9,6 @@ import type {
   KeySpendResult,
   LeaderboardResult,
   RequestLogResult,
-  RequestLogRow,
   SeriesResult,
 } from '@tokenmeter/contract'
 
@@ -18,6 +17,8 @@ import type {
 // `npm run check -w web`, not the page at run time.
 export type {
   AdminSettings,
+  AlertItem,
+  AlertKind,
   AvailableModels,
   BreakdownRow,
   FilterOptions,
@@ -34,8 +35,6 @@ export type Series = SeriesResult
 export type Breakdown = BreakdownResult
 export type Leaderboard = LeaderboardResult
 export type KeySpendResponse = KeySpendResult
-export type KeySpend = KeySpendResult['keys'][number]
-export type RequestRow = RequestLogRow
 export type RequestLog = RequestLogResult
 
 export class ApiError extends Error {
@@ -94,36 +93,3 @@ export const get = <T>(path: string, params?: URLSearchParams | string) =>
 
 export const send = <T>(method: 'POST' | 'PUT' | 'PATCH' | 'DELETE', path: string, body?: unknown) =>
   api<T>(path, { method, body: body === undefined ? undefined : JSON.stringify(body) })
-
-// --- Anomaly alerts (GET /api/alerts, POST /api/alerts/{id}/ack) -----------------
-
-export type AlertKind = 'spike' | 'forecast' | 'runaway_day' | 'threshold'
-
-export interface AlertItem {
-  alertId: string
-  kind: AlertKind
-  subjectType: 'key' | 'budget'
-  subjectId: string
-  windowStart: string
-  level: number
-  severity: 'info' | 'warning' | 'critical'
-  message: string
-  valueUsd: number
-  baselineUsd: number
-  details: Record<string, string | number | null>
-  createdAt: string
-  notifiedAt: string | null
-  acknowledgedAt: string | null
-  acknowledgedBy: string | null
-  keyId: string | null
-  keyName: string | null
-  userId: string | null
-  teamId: string | null
-  budget: {
-    budgetId: string
-    scope: 'key' | 'user' | 'team'
-    scopeId: string
-    capUsd: number
-    period: string
-  } | null
-}

@@ -19,8 +19,6 @@ export const FILTER_PARAMS = [
   'status',
 ] as const
 
-export type FilterParam = (typeof FILTER_PARAMS)[number]
-
 /** What these helpers read of a URL: `page.url` is read-only, a `new URL()` works too. */
 export interface PageUrl {
   readonly searchParams: { get(name: string): string | null }
@@ -85,13 +83,4 @@ export function addDays(day: string, n: number): string {
 export function todayLocal(): string {
   const d = new Date()
   return `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, '0')}-${String(d.getDate()).padStart(2, '0')}`
-}
-
-/** ISO (UTC) of a date-only input value at the start (or end) of that day. */
-export function dayToIso(day: string, end = false): string {
-  return new Date(`${day}T${end ? '23:59:59.999' : '00:00:00.000'}Z`).toISOString()
-}
-
-export function isoToDay(iso: string | null): string {
-  return iso ? iso.slice(0, 10) : ''
 }

@@ -17,7 +17,7 @@ export type ExportDim = 'user' | 'team' | 'key' | 'model' | 'tag'
 export type ExportRows = 'group' | 'day'
 
 /** The columns of the 30-day cost table, one row per group; `rows=day` puts `day` first. */
-export const EXPORT_COLUMNS = [
+const EXPORT_COLUMNS = [
   'group_id',
   'name',
   'email',
@@ -34,12 +34,12 @@ export const EXPORT_COLUMNS = [
   'unpriced_requests',
 ]
 
-export function exportHeader(rows: ExportRows): string[] {
+function exportHeader(rows: ExportRows): string[] {
   return rows === 'day' ? ['day', ...EXPORT_COLUMNS] : EXPORT_COLUMNS
 }
 
 /** Excel reads a UTF-8 file as the local code page unless it starts with a byte order mark. */
-export const UTF8_BOM = '\uFEFF'
+const UTF8_BOM = '\uFEFF'
 
 /**
  * An exact decimal (as ClickHouse prints it) rounded half-up to whole cents,

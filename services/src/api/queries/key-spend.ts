@@ -2,7 +2,8 @@ import type { KeySpendResult } from '@tokenmeter/contract'
 import type { AdminStore } from '../../core/identity/admin-store.ts'
 import type { Budget } from '../../core/identity/entities.ts'
 import type { Warehouse } from '../../core/storage/warehouse.ts'
-import { chTime, type Scope, type UsageFilter, whereClause } from '../filters.ts'
+import { toClickHouseTime } from '../../core/usage/usage-row.ts'
+import { type Scope, type UsageFilter, whereClause } from '../filters.ts'
 import { periodStart, pickSourceFrom } from './period.ts'
 import { fragments } from './sql.ts'
 
@@ -54,7 +55,7 @@ export async function queryKeySpend(
     const s = pickSourceFrom(start)
     const rows = await wh.query<{ key_id: string; cost_s: string }>(
       `SELECT key_id, toString(sum(cost_usd)) AS cost_s FROM ${s} WHERE ${fragments(s).time} >= {start:DateTime64(3, 'UTC')} AND key_id IN {ids:Array(String)} GROUP BY key_id`,
-      { start: chTime(start), ids },
+      { start: toClickHouseTime(start), ids },
     )
     for (const id of ids) periodSpent.set(id, 0)
     for (const r of rows) periodSpent.set(r.key_id, Number(r.cost_s))

@@ -60,8 +60,10 @@ export const envSchema = z.object({
   /**
    * The local write-ahead journal of usage rows (DATA_DIR/journal): a row is
    * written there before the client gets the end of its answer, so a killed
-   * process loses nothing (docs/OUTAGES.md). `off` exists only to measure its
-   * cost (npm run bench); production keeps it on.
+   * process loses nothing, and batches ClickHouse does not take stay there
+   * until it is back (docs/OUTAGES.md). `off` measures its cost (npm run
+   * bench) and falls back to the disk spool as the local outage store;
+   * production keeps it on.
    */
   JOURNAL: z.enum(['on', 'off']).default('on'),
   /**
@@ -70,9 +72,10 @@ export const envSchema = z.object({
    */
   /**
    * Bound of the journal. Normally it holds about one batch per process (a
-   * segment is deleted as soon as ClickHouse or a spill store took its
-   * batch); it grows only while neither takes them. Full: rows are answered
-   * and held in memory only, as with a full spool.
+   * segment is deleted as soon as ClickHouse or Redis took its batch); during
+   * an outage it holds the parked batches (about 360 bytes per row: at 2,000
+   * req/s the default lasts about 25 minutes). Full: rows are answered and
+   * held in memory only, as with a full spool.
    */
   JOURNAL_MAX_BYTES: z.coerce
     .number()

@@ -34,6 +34,7 @@ export interface AdminStore {
     allowedModels?: string[]
     expiresAt?: Date | null
     kind?: ApiKey['kind']
+    budgetKeyId?: string
   }): Promise<{ key: ApiKey; plaintext: string }>
   revokeKey(keyId: string, at?: Date): Promise<ApiKey>
   /** Changes which models a key may call (the same key id, prefix and hash). */
@@ -119,6 +120,7 @@ export function createAdminStore(wh: Warehouse): AdminStore {
         expires_at: chTime(k.expiresAt),
         revoked_at: chTime(k.revokedAt),
         kind: k.kind,
+        budget_key_id: k.budgetKeyId ?? '',
         updated_at: version(),
       },
     ])
@@ -204,6 +206,7 @@ export function createAdminStore(wh: Warehouse): AdminStore {
           expiresAt: date(r.expires_at),
           revokedAt: date(r.revoked_at),
           kind: r.kind === 'signin' ? 'signin' : 'key',
+          ...(r.budget_key_id ? { budgetKeyId: String(r.budget_key_id) } : {}),
         })
       }
       models = new Map(
@@ -290,7 +293,7 @@ export function createAdminStore(wh: Warehouse): AdminStore {
       }
       return user
     },
-    async createKey({ userId, name, allowedModels = [], expiresAt = null, kind = 'key' }) {
+    async createKey({ userId, name, allowedModels = [], expiresAt = null, kind = 'key', budgetKeyId }) {
       const user = users.get(userId)
       if (!user) throw new Error(`unknown user ${userId}`)
       const plaintext = generateKeyPlaintext(kind === 'signin' ? 'tms_' : 'tm_')
@@ -306,6 +309,7 @@ export function createAdminStore(wh: Warehouse): AdminStore {
         expiresAt,
         revokedAt: null,
         kind,
+        ...(budgetKeyId ? { budgetKeyId } : {}),
       }
       await writeKey(key)
       return { key, plaintext }
@@ -333,6 +337,8 @@ export function createAdminStore(wh: Warehouse): AdminStore {
         name: old.name,
         allowedModels: old.allowedModels,
         expiresAt: old.expiresAt,
+        // The caps on the old key go on holding the new one, spend included.
+        budgetKeyId: old.budgetKeyId ?? old.keyId,
       })
       const graceEnd = new Date(Date.now() + graceMs)
       const ended = {

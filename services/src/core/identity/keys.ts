@@ -22,3 +22,13 @@ export function keyPrefix(plaintext: string): string {
 export function newId(kind: string): string {
   return `${kind}_${randomBytes(9).toString('base64url')}`
 }
+
+/** A key's state as the API shows it: revoked wins over expired (both refuse the key). */
+export function keyStatus(
+  k: { revokedAt: Date | null; expiresAt: Date | null },
+  now = new Date(),
+): 'active' | 'revoked' | 'expired' {
+  if (k.revokedAt && k.revokedAt <= now) return 'revoked'
+  if (k.expiresAt && k.expiresAt <= now) return 'expired'
+  return 'active'
+}

@@ -22,3 +22,11 @@ export class JournaledBatchError extends Error {
     )
   }
 }
+
+/**
+ * A spill store that did not take a batch and certainly holds no copy of it
+ * (over budget, or it refused the command before sending it). With the
+ * journal on, the batch then stays in the journal (parked) instead of going
+ * to another store.
+ */
+export class SpillRefusedError extends Error {}

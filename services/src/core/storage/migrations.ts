@@ -131,52 +131,89 @@ const SHARDED_TABLES: Record<string, string> = {
 const local = (table: string) => (table in SHARDED_TABLES ? `${table}_local` : table)
 
 /**
+ * The kinds of statement the migrations use, each with its clustered variant
+ * below. Anything else (DROP, INSERT ... SELECT backfills, a view without TO)
+ * is refused rather than passed through unchanged: on a cluster it would run
+ * on one node only, or against the Distributed table, and nobody would notice.
+ */
+export type StatementKind = 'create-table' | 'create-view' | 'add-column' | 'modify-query'
+
+export function statementKind(sql: string): StatementKind {
+  if (/^CREATE TABLE IF NOT EXISTS \w+\s/.test(sql)) return 'create-table'
+  if (/^CREATE MATERIALIZED VIEW IF NOT EXISTS \w+\s+TO \w+\s/.test(sql)) return 'create-view'
+  if (/^ALTER TABLE \w+\s+ADD COLUMN\s/.test(sql)) return 'add-column'
+  if (/^ALTER TABLE \w+\s+MODIFY QUERY\s/.test(sql)) return 'modify-query'
+  throw new Error(
+    `no clustered variant for "${sql.slice(0, 60)}…": teach clusterize this kind of statement (with a test in migrations.test.ts) before a migration uses it`,
+  )
+}
+
+/** `FROM t` read from the local table of a sharded t: on each node, a view sees that node's rows. */
+const fromLocal = (text: string) =>
+  text.replace(/\bFROM ([A-Za-z0-9_]+)/g, (_m, name: string) => `FROM ${local(name)}`)
+
+/**
  * The clustered variant of a migration statement, for CLICKHOUSE_CLUSTER:
  * DDL runs ON CLUSTER; every *MergeTree becomes its Replicated* twin; a
  * sharded table T becomes T_local plus a Distributed T with the same name the
  * queries already use, and views and ALTERs address the local tables. The dedup
  * window moves to its replicated setting. Migrations stay written once, for
- * the single-node case.
+ * the single-node case; each kind of statement they use is rewritten by its
+ * own case here and checked on the real migrations in migrations.test.ts.
  */
 export function clusterize(sql: string, cluster: string): string[] {
-  // Only table positions are renamed: `requests` is also a column of the rollups.
-  const toLocal = (text: string) =>
-    text
-      .replace(/^(\s+(?:AS|TO) )([A-Za-z0-9_]+)/, (_m, kw: string, name: string) => kw + local(name))
-      .replace(/\bFROM ([A-Za-z0-9_]+)/g, (_m, name: string) => `FROM ${local(name)}`)
-  const alter = /^ALTER TABLE ([A-Za-z0-9_]+)/.exec(sql)
-  if (alter) {
-    const table = alter[1]!
-    // A view's new query reads the local table, as its CREATE did.
-    const rest = sql
-      .slice(alter[0].length)
-      .replace(/\bFROM ([A-Za-z0-9_]+)/g, (_m, n: string) => `FROM ${local(n)}`)
-    const onLocal = `ALTER TABLE ${local(table)} ON CLUSTER ${cluster}${rest}`
-    if (!(table in SHARDED_TABLES) || !/^\s+ADD COLUMN\b/.test(rest)) return [onLocal]
-    // The Distributed table keeps its own column list: the column is added there
-    // too (without a codec, which only matters where data is stored).
-    const plain = rest.replace(/\s+CODEC\((?:[^()]|\([^()]*\))*\)/g, '')
-    return [onLocal, `ALTER TABLE ${table} ON CLUSTER ${cluster}${plain}`]
+  const kind = statementKind(sql)
+  const name = /^(?:CREATE (?:TABLE|MATERIALIZED VIEW) IF NOT EXISTS|ALTER TABLE) (\w+)/.exec(sql)![1]!
+  switch (kind) {
+    case 'add-column': {
+      const rest = sql.slice(`ALTER TABLE ${name}`.length)
+      const onLocal = `ALTER TABLE ${local(name)} ON CLUSTER ${cluster}${rest}`
+      if (!(name in SHARDED_TABLES)) return [onLocal]
+      // The Distributed table keeps its own column list: the column is added there
+      // too (without a codec, which only matters where data is stored).
+      const plain = rest.replace(/\s+CODEC\((?:[^()]|\([^()]*\))*\)/g, '')
+      return [onLocal, `ALTER TABLE ${name} ON CLUSTER ${cluster}${plain}`]
+    }
+    case 'modify-query':
+      // A view's new query reads the local table, as its CREATE did.
+      return [
+        `ALTER TABLE ${name} ON CLUSTER ${cluster}${fromLocal(sql.slice(`ALTER TABLE ${name}`.length))}`,
+      ]
+    case 'create-view': {
+      const head = `CREATE MATERIALIZED VIEW IF NOT EXISTS ${name}`
+      // The view writes to the local rollup of its node (TO t -> TO t_local).
+      const rest = sql
+        .slice(head.length)
+        .replace(/^(\s+TO )(\w+)/, (_m, to: string, target: string) => to + local(target))
+      return [`${head} ON CLUSTER ${cluster}${fromLocal(rest)}`]
+    }
+    case 'create-table': {
+      const head = 'CREATE TABLE IF NOT EXISTS '
+      const sharded = name in SHARDED_TABLES
+      // `CREATE TABLE t AS other`: the local twin copies the other's local twin.
+      const rest = sql
+        .slice(head.length + name.length)
+        .replace(/^(\s+AS )(\w+)/, (_m, as: string, other: string) => as + local(other))
+      // Small tables: one replica set spanning every node ("all" instead of the shard macro).
+      const path = `/clickhouse/tables/${sharded ? '{shard}' : 'all'}/{database}/${name}`
+      const created = `${head}${local(name)} ON CLUSTER ${cluster}${rest}`
+        .replace(
+          /ENGINE = (Replacing|Aggregating|Summing)?MergeTree(?:\(([^)]*)\))?/,
+          (_m, engine: string | undefined, args: string | undefined) =>
+            `ENGINE = Replicated${engine ?? ''}MergeTree('${path}', '{replica}'${args ? `, ${args}` : ''})`,
+        )
+        .replace(/non_replicated_deduplication_window/g, 'replicated_deduplication_window')
+      // Another engine (Collapsing*, Memory, ...) would be created unreplicated on every node.
+      if (!created.includes('ENGINE = Replicated'))
+        throw new Error(
+          `no replicated twin for the engine of ${name}; teach clusterize before a migration uses it`,
+        )
+      if (!sharded) return [created]
+      return [
+        created,
+        `${head}${name} ON CLUSTER ${cluster} AS ${local(name)} ` +
+          `ENGINE = Distributed(${cluster}, currentDatabase(), ${local(name)}, ${SHARDED_TABLES[name]})`,
+      ]
+    }
   }
-  const head = /^(CREATE (TABLE|MATERIALIZED VIEW) IF NOT EXISTS )([A-Za-z0-9_]+)/.exec(sql)
-  if (!head) return [sql]
-  const [, prefix, kind, table] = head as unknown as [string, string, string, string]
-  const rest = sql.slice(head[0].length)
-  if (kind === 'MATERIALIZED VIEW') return [`${prefix}${table} ON CLUSTER ${cluster}${toLocal(rest)}`]
-  const sharded = table in SHARDED_TABLES
-  // Small tables: one replica set spanning every node ("all" instead of the shard macro).
-  const path = `/clickhouse/tables/${sharded ? '{shard}' : 'all'}/{database}/${table}`
-  const created = `${prefix}${local(table)} ON CLUSTER ${cluster}${toLocal(rest)}`
-    .replace(
-      /ENGINE = (Replacing|Aggregating|Summing)?MergeTree(?:\(([^)]*)\))?/,
-      (_m, engine: string | undefined, args: string | undefined) =>
-        `ENGINE = Replicated${engine ?? ''}MergeTree('${path}', '{replica}'${args ? `, ${args}` : ''})`,
-    )
-    .replace(/non_replicated_deduplication_window/g, 'replicated_deduplication_window')
-  if (!sharded) return [created]
-  return [
-    created,
-    `${prefix}${table} ON CLUSTER ${cluster} AS ${local(table)} ` +
-      `ENGINE = Distributed(${cluster}, currentDatabase(), ${local(table)}, ${SHARDED_TABLES[table]})`,
-  ]
 }

@@ -27,7 +27,7 @@ export interface Warehouse {
   insertRows(
     table: string,
     rows: readonly object[],
-    opts?: { dedupToken?: string; timeoutMs?: number },
+    opts?: { dedupToken?: string; timeoutMs?: number; encoded?: EncodedRows },
   ): Promise<void>
   query<T = Record<string, unknown>>(sql: string, params?: QueryParams, signal?: AbortSignal): Promise<T[]>
   /** Streams the result in the given format (CSVWithNames, JSONEachRow...) without buffering it. */
@@ -63,6 +63,17 @@ export interface WarehouseOptions {
 const TABLE_NAME = /^[A-Za-z_][A-Za-z0-9_.]*$/
 const COLUMN_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/
 const DEDUP_TOKEN = /^[A-Za-z0-9_-]{1,128}$/
+
+/**
+ * `rows` already in JSONCompactEachRow under these columns (one `[...]` line
+ * per row, in order): the usage journal writes each row in this form once,
+ * and the insert sends those bytes as they are instead of serialising the
+ * rows a second time (core/usage/usage-journal.ts).
+ */
+export interface EncodedRows {
+  columns: string[]
+  body: Buffer
+}
 
 /**
  * Rows with one shape (every usage batch) go as JSONCompactEachRow with the
@@ -153,7 +164,7 @@ export function createWarehouse(opts: WarehouseOptions): Warehouse {
   return {
     mode,
     client,
-    async insertRows(table, rows, { dedupToken, timeoutMs } = {}) {
+    async insertRows(table, rows, { dedupToken, timeoutMs, encoded } = {}) {
       if (rows.length === 0) return
       if (!TABLE_NAME.test(table)) throw new Error(`invalid table name ${table}`)
       if (dedupToken !== undefined && !DEDUP_TOKEN.test(dedupToken)) throw new Error('invalid dedup token')
@@ -169,7 +180,9 @@ export function createWarehouse(opts: WarehouseOptions): Warehouse {
         // Embedded: insert threads yield the shared cores to the gateway's event loop.
         ...(chdb && opts.insertNice ? { os_thread_priority: opts.insertNice } : {}),
       }
-      const { columns, format, body } = encodeRows(rows)
+      const { columns, format, body } = encoded
+        ? { ...encoded, format: 'JSONCompactEachRow' as const }
+        : encodeRows(rows)
       if (chdb) {
         // The client's exec would glue the body onto the SQL text and hand the
         // engine a 25 MB JS string per 50,000 rows, converted on the event
@@ -181,7 +194,7 @@ export function createWarehouse(opts: WarehouseOptions): Warehouse {
             columns: columns.length > 0 ? columns : undefined,
             settings,
             format,
-            values: Buffer.from(body),
+            values: typeof body === 'string' ? Buffer.from(body) : body,
             timeout: timeoutMs,
           })
           .catch((err: unknown) => {
@@ -197,7 +210,7 @@ export function createWarehouse(opts: WarehouseOptions): Warehouse {
       const list = columns.length > 0 ? ` (${columns.join(', ')})` : ''
       const result = await client.exec({
         query: `INSERT INTO ${table}${list} SETTINGS ${clause} FORMAT ${format}`,
-        values: body,
+        values: typeof body === 'string' ? body : body.toString('utf8'),
         abort_signal: abort,
       } as never)
       // Over HTTP the response stream must be drained or the socket is kept busy.

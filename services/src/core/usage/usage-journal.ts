@@ -2,9 +2,11 @@ import {
   closeSync,
   fdatasyncSync,
   fsyncSync,
+  ftruncateSync,
   mkdirSync,
   openSync,
   readdirSync,
+  renameSync,
   statSync,
   unlinkSync,
   writeSync,
@@ -14,38 +16,62 @@ import { crc32 } from 'node:zlib'
 import type { Logger } from 'pino'
 import { isMissingFile } from '../storage/local-files.ts'
 import { HEADER_BYTES, RECORD_MAGIC } from '../storage/record-framing.ts'
+import type { EncodedRows } from '../storage/warehouse.ts'
 import type { UsageRow } from './usage-row.ts'
 
 /**
- * The local write-ahead journal of usage rows (DATA_DIR/journal).
+ * The local write-ahead journal of usage rows (DATA_DIR/journal), and, with
+ * the journal on, the local store of batches ClickHouse did not take.
  *
- * Every row is appended, with a synchronous write() to the open segment, before
- * the client receives the end of its answer: from then on a crash of the
- * process (SIGKILL, OOM) loses nothing, the bytes are in the OS page cache.
- * Power loss: the open segment is fdatasync'ed every `fsyncMs` (group fsync);
- * with fsyncMs = 0 `durable()` resolves only after an fdatasync, so the answer
- * waits for the disk.
+ * Every row is appended before the client receives the end of its answer.
+ * The rows appended in one turn of the event loop are written together, one
+ * record and one write() for all of them, at the end of that turn; the
+ * gateway waits for that write (`durable()`) before it sends the end of the
+ * answer, so from then on a crash of the process (SIGKILL, OOM) loses
+ * nothing: the bytes are in the OS page cache. Power loss: the open segment
+ * is fdatasync'ed every `fsyncMs` (group fsync); with fsyncMs = 0 `durable()`
+ * resolves only after an fdatasync, so the answer waits for the disk.
  *
  * One segment is one recorder batch: when the recorder cuts a batch, the
  * journal writes a cut record naming the batch's dedup token, fdatasyncs the
  * segment (before the insert is sent, so a power loss cannot leave an
  * inserted batch whose journal copy would later be cut differently) and
- * starts a new segment. The token is derived from the segment's position:
- * `j-<segment id>-<first row>-<end row>`, so a restart that finds the segment
- * unacknowledged re-inserts the same rows under the same token and ClickHouse
- * drops the repeat (raw table and every rollup). Acknowledging a batch (its
- * insert succeeded, or a spill store took it) deletes its segment.
+ * starts a new segment. The token is the segment's name, `j-<segment id>`
+ * (known from the first row on, so each row is written with its batch id),
+ * so a restart that finds the segment unacknowledged re-inserts the same rows
+ * under the same token and ClickHouse drops the repeat (raw table and every
+ * rollup). Acknowledging a batch (its insert succeeded, or Redis took it)
+ * deletes its segment.
  *
- * Record framing is the spool's (core/storage/record-framing.ts, shared): magic, length,
- * crc32, payload; payloads are JSON: `{"i":<row index>,"r":<row>}` for a row,
- * `{"c":"<token>"}` for a cut.
+ * A batch ClickHouse did not take is parked: its segment is renamed to say
+ * whether its insert can have stored anything (`<id>.unsent.jnl`: refused
+ * before it was sent, so it may be inserted together with other such batches
+ * under one group token; `<id>.held.jnl`: it may have landed, so it is only
+ * ever inserted alone under its own token). From then on the segment belongs
+ * to the journal's drainer (worker/journal-recovery.ts), like the segments a
+ * dead process left. A rename lost to a power loss leaves `<id>.jnl`, which
+ * is delivered alone: the safe side.
+ *
+ * Record framing is the spool's (core/storage/record-framing.ts, shared):
+ * magic, length, crc32, payload. A rows record's payload is one line per row
+ * (the rows of one write): the row's values as a JSON array in the order of
+ * the segment's columns, named once by a `{"k":[...]}` line before the first
+ * row; a row of another shape is written as a JSON object. The array lines
+ * are JSONCompactEachRow: the batch's insert sends them as they are
+ * (`JournalCut.encoded`), so a row is serialised once, not once for the
+ * journal and once for ClickHouse. A cut's payload is `{"c":"<token>"}`.
+ * Older segments (one `{"i":<row index>,"r":<row>}` record per row, tokens
+ * `j-<id>-<first row>-<end row>`) are still read.
  */
-export const JOURNAL_SEGMENT = /^(\d{13})-(\d+)-(\d+)\.jnl$/
+export const JOURNAL_SEGMENT = /^(\d{13})-(\d+)-(\d+)(?:\.(unsent|held))?\.jnl$/
+
+/** Who may deliver a segment, and how (see above). */
+export type SegmentState = 'own' | 'unsent' | 'held'
 
 export interface JournalStatus {
   enabled: boolean
   dir: string
-  /** Bytes of segments not yet acknowledged (this process's and those left to recover). */
+  /** Bytes of segments not yet acknowledged: this process's, parked ones and those left to recover. */
   bytes: number
   maxBytes: number
   segments: number
@@ -53,6 +79,8 @@ export interface JournalStatus {
   oldestAt: number | undefined
   /** Rows the journal could not take (full, or a write error): answered, only in memory. */
   rejectedRows: number
+  /** Of those, the rows of the batch being collected (not cut yet). */
+  pendingRefused: number
   lastError: string | undefined
   fsyncMs: number
 }
@@ -61,21 +89,49 @@ export interface JournalCut {
   token: string
   /** Resolves once the segment holding the batch is on disk (fdatasync). */
   synced: Promise<void>
+  /** Every row recorded since the previous cut is in this segment (none refused). */
+  complete: boolean
+  /** The batch's rows as the insert sends them (present when complete and all of one shape). */
+  encoded: EncodedRows | undefined
+}
+
+export interface JournalBacklog {
+  bytes: number
+  segments: number
+  oldestAt: number | undefined
 }
 
 export interface UsageJournal {
   readonly dir: string
   readonly fsyncMs: number
-  /** Writes the row to the open segment; false when the journal refused it (full, write error). */
+  /**
+   * Takes the row for the open segment; it is written at the end of this
+   * turn of the event loop (or by `cut()`). False when the journal refused it
+   * (full, closed).
+   */
   append(row: UsageRow): boolean
-  /** Undefined when nothing needs waiting for; with fsyncMs = 0, resolves after the rows written so far are fdatasync'ed. */
+  /**
+   * What the end of an answer waits for: the write of the rows appended so
+   * far (and, with fsyncMs = 0, their fdatasync). Undefined when there is
+   * nothing to wait for. Rejects when that write (or fdatasync) failed: the
+   * rows are then only in the recorder's memory (counted and logged here;
+   * the gateway ends the answer anyway and reports it, gateway.routes.ts).
+   */
   durable(): Promise<void> | undefined
   /** Ends the open segment's batch; undefined when no row of it was journaled. */
   cut(): JournalCut | undefined
-  /** The batch under this token is in ClickHouse or a spill store: its segment goes. */
+  /** The batch under this token is in ClickHouse or Redis: its segment goes. */
   ack(token: string): void
-  /** Adds bytes of recovered segments still to deliver (and takes them off once delivered). */
-  trackRecovered(bytes: number, createdAt: number | undefined): void
+  /**
+   * The batch under this token was not taken: its segment is handed to the
+   * drainer, as `mergeable` (no insert of it can have stored anything) or
+   * not. False when the segment is not this journal's to park.
+   */
+  park(token: string, opts: { mergeable: boolean }): boolean
+  /** Called when a segment was parked (the drainer wakes up). */
+  onPark(listener: () => void): void
+  /** The drainer's view of the segments it has to deliver (parked and left by dead processes). */
+  setBacklog(backlog: JournalBacklog): void
   status(): JournalStatus
   close(): Promise<void>
 }
@@ -92,24 +148,78 @@ export const liveSegments = new Set<string>()
 let seq = 0
 
 export function segmentIdOf(token: string): string | undefined {
-  const m = /^j-(\d{13}-\d+-\d+)-\d+-\d+$/.exec(token)
+  // `j-<id>`, or `j-<id>-<first row>-<end row>` from journals written before.
+  const m = /^j-(\d{13}-\d+-\d+)(?:-\d+-\d+)?$/.exec(token)
   return m?.[1]
 }
 
-export function journalToken(segmentId: string, from: number, to: number): string {
-  return `j-${segmentId}-${from}-${to}`
+export function journalToken(segmentId: string): string {
+  return `j-${segmentId}`
+}
+
+export function segmentFileName(id: string, state: SegmentState): string {
+  return state === 'own' ? `${id}.jnl` : `${id}.${state}.jnl`
 }
 
 interface Segment {
   id: string
   name: string
+  token: string
   fd: number
+  /** Bytes written (the pending group is not counted until written). */
   bytes: number
+  /** Rows in the segment, those of the pending group included. */
   rows: number
   createdAt: number
   /** Written since the last fdatasync. */
   dirty: boolean
+  /** Column order of the array lines; written (`{"k":...}`) with the first rows. */
+  columns: string[] | undefined
+  columnsWritten: boolean
+  /** Copies of the written array lines: the insert's body. */
+  body: Buffer[]
+  /** Every row so far as an array line (none as an object): `body` is the whole batch. */
+  encodable: boolean
 }
+
+/**
+ * The row's values in the segment's column order, or undefined when the row
+ * has other keys (then it is written as an object): the same test as the
+ * insert's encoding (core/storage/warehouse.ts, encodeRows).
+ */
+function valuesOf(row: UsageRow, columns: string[], into: unknown[]): unknown[] | undefined {
+  const r = row as unknown as Record<string, unknown>
+  let keys = 0
+  for (const _ in r) keys++
+  if (keys !== columns.length) return undefined
+  for (let i = 0; i < columns.length; i++) {
+    const c = columns[i]!
+    const v = r[c]
+    if (v === undefined && !(c in r)) return undefined
+    into[i] = v
+  }
+  into.length = columns.length
+  return into
+}
+
+interface Deferred {
+  promise: Promise<void>
+  resolve: () => void
+  reject: (err: unknown) => void
+}
+
+function deferred(): Deferred {
+  let resolve!: () => void
+  let reject!: (err: unknown) => void
+  const promise = new Promise<void>((res, rej) => {
+    resolve = res
+    reject = rej
+  })
+  return { promise, resolve, reject }
+}
+
+/** A pending group larger than this is written at once rather than at the end of the turn. */
+const GROUP_MAX_BYTES = 4 * 1024 * 1024
 
 export function createUsageJournal(opts: JournalOptions): UsageJournal {
   const { dir, maxBytes, fsyncMs, logger } = opts
@@ -117,16 +227,31 @@ export function createUsageJournal(opts: JournalOptions): UsageJournal {
   let active: Segment | undefined
   /** Sealed, unacknowledged segments of this process: id -> bytes, createdAt. */
   const sealed = new Map<string, { bytes: number; createdAt: number }>()
-  let recoveredBytes = 0
-  let recoveredOldest: number | undefined
+  let backlog: JournalBacklog = { bytes: 0, segments: 0, oldestAt: undefined }
+  const parkListeners = new Set<() => void>()
   let rejectedRows = 0
+  /** Rows refused since the last cut: that batch's segment does not hold all of it. */
+  let refusedSinceCut = 0
   let lastError: string | undefined
   let lastErrorLogged = 0
   let dirDirty = false
   let closed = false
 
+  // The pending group: one record (header reserved at 0) holding the rows appended this turn.
+  let chunk = Buffer.allocUnsafe(64 * 1024)
+  let pos = 0
+  let groupRows = 0
+  /** Where the pending group's array lines start (after a columns line). */
+  let groupBodyFrom = 0
+  const values: unknown[] = []
+  let flushScheduled = false
+  /** The answers waiting for the pending group's write (and fsync with fsyncMs = 0). */
+  let waiting: Deferred | undefined
+  /** Why the current turn's rows are not (all) in the journal, for the answers waiting on them. */
+  let turnError: unknown
+
   function usedBytes(): number {
-    let n = recoveredBytes + (active?.bytes ?? 0)
+    let n = backlog.bytes + (active?.bytes ?? 0) + pos
     for (const s of sealed.values()) n += s.bytes
     return n
   }
@@ -147,7 +272,20 @@ export function createUsageJournal(opts: JournalOptions): UsageJournal {
     const fd = openSync(join(dir, name), 'a')
     liveSegments.add(name)
     dirDirty = true
-    return { id, name, fd, bytes: 0, rows: 0, createdAt, dirty: false }
+    return {
+      id,
+      name,
+      token: journalToken(id),
+      fd,
+      bytes: 0,
+      rows: 0,
+      createdAt,
+      dirty: false,
+      columns: undefined,
+      columnsWritten: false,
+      body: [],
+      encodable: true,
+    }
   }
 
   /**
@@ -189,21 +327,88 @@ export function createUsageJournal(opts: JournalOptions): UsageJournal {
           }
         }, fsyncMs).unref()
       : undefined
-  /** JOURNAL_FSYNC_MS=0: the answers waiting at the same moment share one fdatasync (group commit). */
-  let groupSync: Promise<void> | undefined
 
-  function write(seg: Segment, payload: string): number {
-    const len = Buffer.byteLength(payload)
-    const buf = Buffer.allocUnsafe(HEADER_BYTES + len)
-    RECORD_MAGIC.copy(buf, 0)
-    buf.writeUInt32LE(len, 4)
-    buf.write(payload, HEADER_BYTES, 'utf8')
-    buf.writeUInt32LE(crc32(buf.subarray(HEADER_BYTES)), 8)
+  function writeAll(fd: number, buf: Buffer, length: number): void {
     let off = 0
-    while (off < buf.length) off += writeSync(seg.fd, buf, off)
-    seg.bytes += buf.length
-    seg.dirty = true
-    return buf.length
+    while (off < length) off += writeSync(fd, buf, off, length - off)
+  }
+
+  /**
+   * Writes the pending group as one record. A failed write is cut back off
+   * the segment (no torn record left behind for the rows that follow); its
+   * rows are counted as refused and stay in the recorder's memory.
+   */
+  function writeGroup(): void {
+    if (groupRows === 0) return
+    const seg = active!
+    const len = pos - HEADER_BYTES
+    RECORD_MAGIC.copy(chunk, 0)
+    chunk.writeUInt32LE(len, 4)
+    chunk.writeUInt32LE(crc32(chunk.subarray(HEADER_BYTES, pos)), 8)
+    try {
+      writeAll(seg.fd, chunk, pos)
+      seg.bytes += pos
+      seg.dirty = true
+      seg.columnsWritten = true
+      // A copy: the chunk is reused by the next group.
+      if (seg.encodable) seg.body.push(Buffer.from(chunk.subarray(groupBodyFrom, pos)))
+    } catch (err) {
+      try {
+        ftruncateSync(seg.fd, seg.bytes)
+      } catch (truncErr) {
+        // A torn record stays; recovery finds it by its crc and skips it.
+        logger.warn(
+          { err: String(truncErr), segment: seg.name },
+          'usage journal: could not cut a failed write back',
+        )
+      }
+      seg.rows -= groupRows
+      rejectedRows += groupRows
+      refusedSinceCut += groupRows
+      turnError = err
+      // The columns line went with the failed write: the next group writes it again.
+      fail(err, 'journal write failed')
+    }
+    pos = 0
+    groupRows = 0
+  }
+
+  /** Ends the turn's group: written, then the waiting answers let go (after an fdatasync with fsyncMs = 0). */
+  function endTurn(): void {
+    flushScheduled = false
+    writeGroup()
+    if (fsyncMs === 0 && waiting && active && !turnError) {
+      try {
+        syncSegment(active)
+      } catch (err) {
+        // fail() logged it; the answers waiting on it are told (they report it).
+        turnError = err
+      }
+    }
+    settleTurn()
+  }
+
+  function settleTurn(): void {
+    const w = waiting
+    const err = turnError
+    waiting = undefined
+    turnError = undefined
+    if (!w) return
+    if (err === undefined) w.resolve()
+    else w.reject(err)
+  }
+
+  function schedule(): void {
+    if (flushScheduled) return
+    flushScheduled = true
+    setImmediate(endTurn)
+  }
+
+  function ensure(bytes: number): void {
+    if (bytes <= chunk.length) return
+    const next = Buffer.allocUnsafe(Math.max(bytes, chunk.length * 2))
+    chunk.copy(next, 0, 0, pos)
+    chunk = next
   }
 
   return {
@@ -211,39 +416,57 @@ export function createUsageJournal(opts: JournalOptions): UsageJournal {
     fsyncMs,
     append(row) {
       if (closed) return false
-      try {
-        if (usedBytes() >= maxBytes) {
-          rejectedRows++
-          fail(new Error(`${usedBytes()} of ${maxBytes} bytes (JOURNAL_MAX_BYTES)`), 'journal full')
-          return false
-        }
-        active ??= open()
-        write(active, `{"i":${active.rows},"r":${JSON.stringify(row)}}`)
-        active.rows++
-        return true
-      } catch (err) {
-        // A torn write (ENOSPC mid-record) is found by its crc at recovery and cut off there.
+      if (usedBytes() >= maxBytes) {
         rejectedRows++
-        fail(err, 'journal write failed')
+        refusedSinceCut++
+        fail(new Error(`${usedBytes()} of ${maxBytes} bytes (JOURNAL_MAX_BYTES)`), 'journal full')
         return false
       }
+      try {
+        active ??= open()
+      } catch (err) {
+        rejectedRows++
+        refusedSinceCut++
+        fail(err, 'journal segment could not be opened')
+        return false
+      }
+      const seg = active
+      // The batch id is the segment's token from the start (the recorder sets the same at the cut).
+      row.batch_id = seg.token
+      seg.columns ??= Object.keys(row)
+      if (pos === 0) {
+        pos = HEADER_BYTES
+        if (!seg.columnsWritten) {
+          const k = `{"k":${JSON.stringify(seg.columns)}}\n`
+          ensure(pos + k.length * 3)
+          pos += chunk.write(k, pos)
+        }
+        groupBodyFrom = pos
+      }
+      const asArray = valuesOf(row, seg.columns, values)
+      if (!asArray) seg.encodable = false
+      const json = JSON.stringify(asArray ?? row)
+      // UTF-16 to UTF-8: at most 3 bytes per code unit, plus the newline.
+      ensure(pos + json.length * 3 + 1)
+      pos += chunk.write(json, pos)
+      chunk[pos++] = 0x0a
+      groupRows++
+      active.rows++
+      if (pos >= GROUP_MAX_BYTES) writeGroup()
+      schedule()
+      return true
     },
     durable() {
-      if (fsyncMs > 0 || !active?.dirty) return undefined
-      groupSync ??= new Promise<void>((resolve, reject) =>
-        setImmediate(() => {
-          groupSync = undefined
-          try {
-            if (active) syncSegment(active)
-            resolve()
-          } catch (err) {
-            reject(err)
-          }
-        }),
-      )
-      return groupSync
+      if (groupRows === 0 && (fsyncMs > 0 || !active?.dirty)) return undefined
+      waiting ??= deferred()
+      schedule()
+      return waiting.promise
     },
     cut() {
+      // The batch's rows still pending belong to this segment.
+      writeGroup()
+      const complete = refusedSinceCut === 0
+      refusedSinceCut = 0
       const seg = active
       active = undefined
       if (!seg) return undefined
@@ -253,11 +476,19 @@ export function createUsageJournal(opts: JournalOptions): UsageJournal {
         unlinkSync(join(dir, seg.name))
         return undefined
       }
-      const token = journalToken(seg.id, 0, seg.rows)
+      const token = seg.token
       try {
-        write(seg, `{"c":"${token}"}`)
+        const payload = Buffer.from(`{"c":"${token}"}`)
+        const rec = Buffer.allocUnsafe(HEADER_BYTES + payload.length)
+        RECORD_MAGIC.copy(rec, 0)
+        rec.writeUInt32LE(payload.length, 4)
+        rec.writeUInt32LE(crc32(payload), 8)
+        payload.copy(rec, HEADER_BYTES)
+        writeAll(seg.fd, rec, rec.length)
+        seg.bytes += rec.length
+        seg.dirty = true
       } catch (err) {
-        // The cut is derived from the rows again at recovery; only logged.
+        // The token is derived from the rows again at recovery; only logged.
         fail(err, 'journal cut write failed')
       }
       sealed.set(seg.id, { bytes: seg.bytes, createdAt: seg.createdAt })
@@ -268,10 +499,19 @@ export function createUsageJournal(opts: JournalOptions): UsageJournal {
         synced = Promise.reject(err)
         // fail() logged it; handled here so that it is not an unhandled rejection until ship() awaits it.
         synced.catch(() => {})
+        // Answers promised an fdatasync (JOURNAL_FSYNC_MS=0) are told.
+        if (fsyncMs === 0) turnError ??= err
       } finally {
         closeSync(seg.fd)
       }
-      return { token, synced }
+      // Answers waiting for this turn's write: done (and synced) above.
+      settleTurn()
+      const encoded =
+        complete && seg.encodable && seg.columns
+          ? { columns: seg.columns, body: Buffer.concat(seg.body) }
+          : undefined
+      seg.body = []
+      return { token, synced, complete, encoded }
     },
     ack(token) {
       const id = segmentIdOf(token)
@@ -285,12 +525,34 @@ export function createUsageJournal(opts: JournalOptions): UsageJournal {
         logger.warn({ err: String(err), segment: id }, 'could not delete an acknowledged journal segment')
       }
     },
-    trackRecovered(bytes, createdAt) {
-      recoveredBytes = Math.max(0, recoveredBytes + bytes)
-      recoveredOldest = createdAt
+    park(token, { mergeable }) {
+      const id = segmentIdOf(token)
+      const s = id ? sealed.get(id) : undefined
+      if (!id || !s) return false
+      try {
+        renameSync(join(dir, `${id}.jnl`), join(dir, segmentFileName(id, mergeable ? 'unsent' : 'held')))
+      } catch (err) {
+        logger.warn({ err: String(err), segment: id }, 'usage journal: could not park a segment')
+        return false
+      }
+      sealed.delete(id)
+      liveSegments.delete(`${id}.jnl`)
+      backlog = {
+        bytes: backlog.bytes + s.bytes,
+        segments: backlog.segments + 1,
+        oldestAt: Math.min(backlog.oldestAt ?? s.createdAt, s.createdAt),
+      }
+      for (const l of parkListeners) l()
+      return true
+    },
+    onPark(listener) {
+      parkListeners.add(listener)
+    },
+    setBacklog(b) {
+      backlog = b
     },
     status() {
-      let oldestAt = recoveredBytes > 0 ? recoveredOldest : undefined
+      let oldestAt = backlog.bytes > 0 ? backlog.oldestAt : undefined
       for (const s of sealed.values())
         if (oldestAt === undefined || s.createdAt < oldestAt) oldestAt = s.createdAt
       if (active && (oldestAt === undefined || active.createdAt < oldestAt)) oldestAt = active.createdAt
@@ -299,9 +561,10 @@ export function createUsageJournal(opts: JournalOptions): UsageJournal {
         dir,
         bytes: usedBytes(),
         maxBytes,
-        segments: sealed.size + (active ? 1 : 0),
+        segments: sealed.size + (active ? 1 : 0) + backlog.segments,
         oldestAt,
         rejectedRows,
+        pendingRefused: refusedSinceCut,
         lastError,
         fsyncMs,
       }
@@ -310,6 +573,7 @@ export function createUsageJournal(opts: JournalOptions): UsageJournal {
       if (closed) return
       closed = true
       if (timer) clearInterval(timer)
+      writeGroup()
       // Unacknowledged segments stay on disk: the next start delivers them.
       const seg = active
       active = undefined
@@ -323,15 +587,27 @@ export function createUsageJournal(opts: JournalOptions): UsageJournal {
         if (seg.rows === 0) unlinkSync(join(dir, seg.name))
         liveSegments.delete(seg.name)
       }
+      settleTurn()
       for (const id of sealed.keys()) liveSegments.delete(`${id}.jnl`)
     },
   }
 }
 
-/** Journal segments another (dead) writer left, oldest first: live writers' segments are not ours to deliver. */
-export function leftoverSegments(
-  dir: string,
-): { name: string; path: string; id: string; createdAt: number; bytes: number }[] {
+export interface DrainableSegment {
+  name: string
+  path: string
+  id: string
+  state: SegmentState
+  createdAt: number
+  bytes: number
+}
+
+/**
+ * Segments the drainer may deliver, oldest first: parked ones (whoever wrote
+ * them) and those a dead writer left. A live writer's own segments are not
+ * ours to deliver.
+ */
+export function drainableSegments(dir: string): DrainableSegment[] {
   let names: string[]
   try {
     names = readdirSync(dir)
@@ -340,20 +616,35 @@ export function leftoverSegments(
     if (isMissingFile(err)) return []
     throw err
   }
-  const out = []
+  const out: DrainableSegment[] = []
+  const alive = new Map<number, boolean>()
   for (const name of names.sort()) {
     const m = JOURNAL_SEGMENT.exec(name)
     if (!m || liveSegments.has(name)) continue
-    const pid = Number(m[2])
-    if (pid !== process.pid && alive(pid)) continue
+    const state = (m[4] ?? 'own') as SegmentState
+    if (state === 'own') {
+      const pid = Number(m[2])
+      if (pid !== process.pid) {
+        if (!alive.has(pid)) alive.set(pid, isAlive(pid))
+        if (alive.get(pid)) continue
+      }
+    }
     const size = statSync(join(dir, name), { throwIfNoEntry: false })?.size
     if (size === undefined) continue
-    out.push({ name, path: join(dir, name), id: name.slice(0, -4), createdAt: Number(m[1]), bytes: size })
+    out.push({
+      name,
+      path: join(dir, name),
+      id: `${m[1]}-${m[2]}-${m[3]}`,
+      state,
+      createdAt: Number(m[1]),
+      bytes: size,
+    })
   }
   return out
 }
 
-function alive(pid: number): boolean {
+export function isAlive(pid: number): boolean {
+  if (pid === process.pid) return true
   try {
     process.kill(pid, 0)
     return true

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import type { Logger } from 'pino'
-import { InsertNotSentError, JournaledBatchError } from '../storage/insert-errors.ts'
-import type { Warehouse } from '../storage/warehouse.ts'
+import { InsertNotSentError, JournaledBatchError, SpillRefusedError } from '../storage/insert-errors.ts'
+import type { EncodedRows, Warehouse } from '../storage/warehouse.ts'
 import type { UsageJournal } from './usage-journal.ts'
 import type { UsageBatch, UsageRow } from './usage-row.ts'
 
@@ -18,7 +18,11 @@ export interface RecorderStats {
   recorded: number
   inserted: number
   spilled: number
+  /** Rows of batches ClickHouse did not take, left in the journal for its drainer. */
+  parked: number
   pendingRows: number
+  /** Of pendingRows, those the journal does not hold (it refused them, or there is none): lost if the process stops. */
+  memoryOnlyRows: number
   inFlightBatches: number
   failedFlushes: number
 }
@@ -56,13 +60,21 @@ export interface RecorderOptions {
    * landing the rest; rejects only on transient failures (which spill).
    * Default: one plain insert, any failure spills.
    */
-  insertBatch?: (batch: UsageBatch, opts: { rowsChecked: boolean }) => Promise<{ inserted: number }>
+  insertBatch?: (
+    batch: UsageBatch,
+    opts: { rowsChecked: boolean; encoded?: EncodedRows },
+  ) => Promise<{ inserted: number }>
   /**
    * The write-ahead journal (core/usage/usage-journal.ts): every row is written to
    * it in record(), a batch's dedup token is its journal position, and its
-   * segment is acknowledged (deleted) once ClickHouse or a spill store took it.
+   * segment is acknowledged (deleted) once ClickHouse or Redis took it. A
+   * journaled batch neither took is parked in the journal, whose drainer
+   * delivers it (worker/journal-recovery.ts): the journal is the local outage
+   * store, `spill` is then Redis only.
    */
   journal?: UsageJournal
+  /** Whether a failed insert certainly stored nothing (worker/failure-classifier.ts); default: never assumed. */
+  insertNeverSent?: (err: unknown) => boolean
 }
 
 /** Concurrent inserts per recorder, and batches allowed to wait for one (see launch). */
@@ -83,10 +95,20 @@ export function createUsageRecorder(opts: RecorderOptions): UsageRecorder {
   const waiting: UsageBatch[] = []
   const diverting = new Set<Promise<void>>()
   const listeners = new Set<(row: UsageRow) => void>()
-  const stats = { recorded: 0, inserted: 0, spilled: 0, failedFlushes: 0 }
+  const stats = { recorded: 0, inserted: 0, spilled: 0, parked: 0, failedFlushes: 0 }
   const journal = opts.journal
   /** Journal segments of batches cut but not yet on disk: the insert waits for them (see usage-journal.ts). */
   const syncing = new Map<string, Promise<void>>()
+  /** Batches whose segment holds every row (the journal refused none): they may be parked there. */
+  const wholeInJournal = new Set<string>()
+  /**
+   * Journaled batches an earlier attempt may have stored (an insert that was
+   * sent, a Redis add that may have landed): parked, they must never be
+   * merged with others, whatever the last attempt's failure was.
+   */
+  const mayBeStored = new Set<string>()
+  /** The journal's bytes of a batch, which its insert sends as they are (no second serialisation). */
+  const encodedOf = new Map<string, EncodedRows>()
   let timer: NodeJS.Timeout | undefined = setInterval(() => void flush(), opts.flushMs)
   timer.unref()
 
@@ -100,42 +122,73 @@ export function createUsageRecorder(opts: RecorderOptions): UsageRecorder {
     try {
       // Read the counter only after the await: `stats.inserted += await ...`
       // reads it first and loses the other in-flight insert's rows.
+      const encoded = encodedOf.get(batch.batchId)
       if (opts.insertBatch) {
         // Rows arrive typed from the gateway: no schema pass on the hot path.
-        const out = await opts.insertBatch(batch, { rowsChecked: true })
+        const out = await opts.insertBatch(batch, { rowsChecked: true, encoded })
         stats.inserted += out.inserted
       } else {
         await opts.warehouse.insertRows('requests', batch.rows, {
           dedupToken: batch.batchId,
           timeoutMs: opts.insertTimeoutMs,
+          encoded,
         })
         stats.inserted += batch.rows.length
       }
-      journal?.ack(batch.batchId)
+      acknowledged(batch.batchId)
     } catch (insertError) {
       await divert(batch, insertError)
     }
   }
 
-  /** A batch ClickHouse did not take: to the spill sink, else kept for the next flush. */
+  function acknowledged(batchId: string) {
+    syncing.delete(batchId)
+    encodedOf.delete(batchId)
+    wholeInJournal.delete(batchId)
+    mayBeStored.delete(batchId)
+    journal?.ack(batchId)
+  }
+
+  /**
+   * A batch ClickHouse did not take: to the spill sink (Redis with the
+   * journal on); a journaled batch it does not take stays in the journal
+   * (parked); anything else is kept for the next flush.
+   */
   async function divert(batch: UsageBatch, insertError: unknown): Promise<void> {
     stats.failedFlushes++
+    const parkable = wholeInJournal.has(batch.batchId)
+    if (parkable && !(opts.insertNeverSent?.(insertError) ?? false)) mayBeStored.add(batch.batchId)
     if (opts.spill) {
       try {
         // A journaled batch may be delivered again after a crash under the same token: never merged.
         const journaled = journal !== undefined && batch.batchId.startsWith('j-')
         await opts.spill.spill(batch, journaled ? new JournaledBatchError(insertError) : insertError)
         stats.spilled += batch.rows.length
-        journal?.ack(batch.batchId)
+        acknowledged(batch.batchId)
         return
       } catch (spillError) {
-        opts.logger.error(
-          { batchId: batch.batchId, err: String(spillError) },
-          'spill failed; keeping batch in memory',
-        )
+        // A copy may now sit in Redis (replayed alone under the same token): never merged either.
+        if (parkable && !(spillError instanceof SpillRefusedError)) mayBeStored.add(batch.batchId)
+        if (!parkable) {
+          opts.logger.error(
+            { batchId: batch.batchId, err: String(spillError) },
+            'spill failed; keeping batch in memory',
+          )
+        }
       }
-    } else {
+    } else if (!parkable) {
       opts.logger.warn({ batchId: batch.batchId, err: String(insertError) }, 'insert failed; will retry')
+    }
+    if (parkable) {
+      const mergeable = !mayBeStored.has(batch.batchId)
+      if (journal!.park(batch.batchId, { mergeable })) {
+        syncing.delete(batch.batchId)
+        encodedOf.delete(batch.batchId)
+        wholeInJournal.delete(batch.batchId)
+        mayBeStored.delete(batch.batchId)
+        stats.parked += batch.rows.length
+        return
+      }
     }
     retry.push(batch)
   }
@@ -147,6 +200,8 @@ export function createUsageRecorder(opts: RecorderOptions): UsageRecorder {
     const journalCut = journal?.cut()
     const batchId = journalCut?.token ?? randomUUID()
     if (journalCut) syncing.set(batchId, journalCut.synced)
+    if (journalCut?.complete) wholeInJournal.add(batchId)
+    if (journalCut?.encoded) encodedOf.set(batchId, journalCut.encoded)
     // In place: a copy of every row cost ~8% of ingest throughput (allocation
     // and garbage collection, docs/BENCHMARKS.md); the recorder owns the rows.
     const rows = pending
@@ -215,6 +270,12 @@ export function createUsageRecorder(opts: RecorderOptions): UsageRecorder {
     stats: () => ({
       ...stats,
       pendingRows: [...retry, ...waiting].reduce((n, b) => n + b.rows.length, pending.length),
+      memoryOnlyRows: journal
+        ? [...retry, ...waiting].reduce(
+            (n, b) => n + (wholeInJournal.has(b.batchId) ? 0 : b.rows.length),
+            0,
+          ) + journal.status().pendingRefused
+        : [...retry, ...waiting].reduce((n, b) => n + b.rows.length, pending.length),
       inFlightBatches: inFlight.size,
     }),
     onRecord(listener) {

@@ -1,3 +1,4 @@
+import type { AlertAckResponse, AlertItemsResponse } from '@tokenmeter/contract'
 import { type AlertItem, get, send } from '$lib/api'
 import { type DetailDim, detailHref } from '$lib/detail/links'
 import { canSeeTeams, isAdmin, session } from '$lib/session.svelte'
@@ -23,7 +24,7 @@ class AlertsState {
   async load() {
     if (!canSeeTeams(session.me)) return
     try {
-      this.items = (await get<{ alerts: AlertItem[] }>('/api/alerts', 'days=14&state=all')).alerts
+      this.items = (await get<AlertItemsResponse>('/api/alerts', 'days=14&state=all')).alerts
       this.error = ''
     } catch (e) {
       this.error = (e as Error).message
@@ -32,7 +33,7 @@ class AlertsState {
   }
 
   async acknowledge(a: AlertItem) {
-    const { alert } = await send<{ alert: AlertItem }>('POST', `/api/alerts/${a.alertId}/ack`, {})
+    const { alert } = await send<AlertAckResponse>('POST', `/api/alerts/${a.alertId}/ack`, {})
     this.items = this.items.map((x) => (x.alertId === alert.alertId ? alert : x))
   }
 }

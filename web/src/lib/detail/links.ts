@@ -1,4 +1,4 @@
-import type { PageUrl } from '$lib/filters'
+import { FILTER_PARAMS, type PageUrl } from '$lib/filters'
 /**
  * Where a user, team, key, model, tag, project or client app opens: its
  * detail page, carrying the filters of the page it was opened from (the
@@ -27,22 +27,11 @@ export const DETAIL_FILTER: Record<DetailDim, string> = {
   app: 'apps',
 }
 
-/** Parameters worth carrying from one page to a detail page: the time window and unrelated filters. */
-const CARRY = [
-  'range',
-  'from',
-  'to',
-  'month',
-  'tz',
-  'keys',
-  'tags',
-  'teams',
-  'users',
-  'models',
-  'providers',
-  'projects',
-  'apps',
-]
+/**
+ * Parameters worth carrying from one page to a detail page: the time window and
+ * the other list filters; not `status`, so a detail page shows all of its subject's traffic.
+ */
+const CARRY: readonly string[] = FILTER_PARAMS.filter((p) => p !== 'status')
 
 export function detailHref(dim: DetailDim, id: string, from?: PageUrl): string {
   const p = new URLSearchParams()
@@ -55,9 +44,4 @@ export function detailHref(dim: DetailDim, id: string, from?: PageUrl): string {
   }
   const qs = String(p)
   return `${DETAIL_BASE[dim]}/${encodeURIComponent(id)}${qs ? `?${qs}` : ''}`
-}
-
-/** Breakdown / split dimensions that have a detail page. */
-export function hasDetail(dim: string): dim is DetailDim {
-  return dim in DETAIL_BASE
 }
