@@ -54,7 +54,8 @@ beforeAll(async () => {
   if (!existsSync(join(WEB_BUILD_DIR, 'index.html'))) {
     execFileSync('npm', ['run', 'build:web'], { cwd: ROOT, stdio: 'ignore' })
   }
-  stack = await startTestStack({ listen: true, roles: ['gateway', 'api', 'web'] })
+  // DEMO=true: the built-in simulated provider (the demo's upstream) serves the sim-* facades.
+  stack = await startTestStack({ listen: true, roles: ['gateway', 'api', 'web'], env: { DEMO: 'true' } })
   org = await seedOrg(stack.core)
   browser = await launchBrowser()
   page = browser.context.pages()[0] ?? (await browser.context.newPage())

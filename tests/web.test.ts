@@ -1,10 +1,11 @@
 import { execFileSync } from 'node:child_process'
-import { existsSync, mkdirSync, readFileSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { WEB_BUILD_DIR } from '../services/src/web.routes.ts'
 import { launchBrowser, type TestBrowser } from './helpers/browser.ts'
+import { saveScreenshot } from './helpers/screenshots.ts'
 import { startTestStack, TEST_ADMIN_TOKEN, type TestStack } from './helpers/test-core.ts'
 import { type SeededOrg, seedOrg } from './helpers/web-fixtures.ts'
 
@@ -13,9 +14,6 @@ import { type SeededOrg, seedOrg } from './helpers/web-fixtures.ts'
 // same filters, fetched by the test with the admin token.
 
 const ROOT = join(import.meta.dirname, '..')
-const SHOTS = join(ROOT, 'docs/screenshots')
-// The committed pictures change only when someone asks for it: `UPDATE_SCREENSHOTS=1 npm exec -- vitest run tests/web.test.ts`.
-const UPDATE_SCREENSHOTS = process.env.UPDATE_SCREENSHOTS === '1'
 const FILTERS = ['range', 'from', 'to', 'month', 'keys', 'tags', 'teams', 'users', 'models', 'providers']
 
 let stack: TestStack
@@ -70,19 +68,17 @@ async function rowIds(): Promise<string[]> {
     .evaluateAll((trs) => trs.map((tr) => tr.getAttribute('data-row') ?? ''))
 }
 
-/** Full-page pictures, except with a dialog open: a fixed overlay is only right in the viewport. */
-async function shot(name: string, { fullPage = true } = {}) {
-  if (!UPDATE_SCREENSHOTS) return
-  await page.waitForTimeout(250) // let chart transitions settle for the picture
-  await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage })
-}
+/**
+ * Pictures of states the page-by-page set of tests/web-a11y.test.ts does not show (signing in,
+ * filters, live mode, a drill-down, a new key), written only with UPDATE_SCREENSHOTS=1.
+ */
+const shot = (name: string, opts?: { fullPage?: boolean }) => saveScreenshot(page, name, opts)
 
 beforeAll(async () => {
   // The product serves web/build; build it once if this checkout has not (`npm test` runs pretest).
   if (!existsSync(join(WEB_BUILD_DIR, 'index.html'))) {
     execFileSync('npm', ['run', 'build:web'], { cwd: ROOT, stdio: 'ignore' })
   }
-  if (UPDATE_SCREENSHOTS) mkdirSync(SHOTS, { recursive: true })
   // DEMO=true: the built-in simulated provider (the demo's upstream) serves the sim-* facades.
   stack = await startTestStack({ listen: true, roles: ['gateway', 'api', 'web'], env: { DEMO: 'true' } })
   org = await seedOrg(stack.core)
@@ -117,7 +113,6 @@ describe('dashboard in a real browser', () => {
     await page.waitForURL((u) => u.pathname === '/')
     const week = await expectKpisMatchApi(['requests', 'spendUsd', 'inputTokens', 'outputTokens'])
     expect(week.requests).toBeGreaterThan(0)
-    await shot('dashboard')
 
     await page.click('[data-control="period"] button[data-value="30d"]')
     await page.waitForURL(/range=30d/)
@@ -231,7 +226,6 @@ describe('dashboard in a real browser', () => {
       `/api/breakdown?${filtersOfPage({ by: 'team', sort: 'cost', order: 'desc' })}`,
     )
     await eventually(rowIds).toEqual(teams.rows.map((r) => r.id))
-    await shot('usage-by-team')
     await page.goto(`${stack.url}/usage?range=7d`)
     await expectKpisMatchApi(['requests'])
     await shot('usage-by-user')
@@ -280,7 +274,6 @@ describe('dashboard in a real browser', () => {
       .map((p, i) => (p.requests > 0 ? i : -1))
       .filter((i) => i >= 0)
       .at(-1)!
-    await shot('keys')
     await page.locator(`[data-chart="daily-spend"] .lc-bars-bar[data-series="${model.id}"]`).nth(day).click()
     const drawer = page.locator('[data-drawer="requests"]')
     await drawer.waitFor()
@@ -328,14 +321,13 @@ describe('dashboard in a real browser', () => {
         .locator('[data-table="leaderboard"] li')
         .evaluateAll((l) => l.map((x) => x.getAttribute('data-row'))),
     ).toEqual(board.rows.map((r) => r.id))
-    await shot('leaderboard')
 
-    for (const [path, name, list] of [
-      ['/admin/teams', 'admin-teams', 'teams'],
-      ['/admin/users', 'admin-users', 'users'],
-      ['/admin/models', 'admin-models', 'models'],
-      ['/admin/budgets', 'admin-budgets', 'budgets'],
-      ['/ops', 'ops', undefined],
+    for (const [path, list] of [
+      ['/admin/teams', 'teams'],
+      ['/admin/users', 'users'],
+      ['/admin/models', 'models'],
+      ['/admin/budgets', 'budgets'],
+      ['/ops', undefined],
     ] as const) {
       await page.goto(`${stack.url}${path}`)
       await page.locator('main h1').waitFor()
@@ -351,7 +343,6 @@ describe('dashboard in a real browser', () => {
           expect(await card.locator('header h2').textContent()).toBe(`${items.length} ${list}`)
         }
       }
-      await shot(name)
     }
 
     // Keys: create one; the plaintext is shown once and then works as a credential.
@@ -363,7 +354,7 @@ describe('dashboard in a real browser', () => {
     expect(plaintext).toMatch(/^tm_/)
     const me = await fetch(`${stack.url}/api/me`, { headers: { authorization: `Bearer ${plaintext}` } })
     expect((await me.json()).userId).toBe('u-ken')
-    await shot('admin-keys')
+    await shot('admin-keys-created')
   })
 
   it('works at phone width and in the dark theme', async () => {
@@ -372,7 +363,6 @@ describe('dashboard in a real browser', () => {
     await expectKpisMatchApi(['requests'])
     const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth)
     expect(overflow).toBeLessThanOrEqual(0)
-    await shot('usage-phone')
     await page.setViewportSize({ width: 1440, height: 900 })
     await page.goto(`${stack.url}/`)
     await page.click('[data-theme-choice="dark"]')
