@@ -14,7 +14,12 @@ let stack: TestStack
 let org: SeededOrg
 
 beforeAll(async () => {
-  stack = await startTestStack({ roles: ['api'] })
+  // The anomaly detector stays quiet (its timer is an hour) so the statement counter is
+  // the usage routes' alone; answers are kept long enough that no step depends on speed.
+  stack = await startTestStack({
+    roles: ['api'],
+    env: { ALERT_CHECK_MS: '3600000', USAGE_ANSWER_KEEP_MS: '60000' },
+  })
   org = await seedOrg(stack.core, { days: 3 })
 })
 afterAll(async () => stack?.close())
@@ -127,6 +132,64 @@ describe('live pushes', () => {
     await stack.core.recorder.flush()
   })
 
+  it('identical requests one after another cost one query until new usage is written; scopes never share', async () => {
+    const url = '/api/series?range=7d&tz=UTC&split=model'
+    const get = async (token: string) => {
+      const res = await stack.app.inject({ url, headers: bearer(token) })
+      expect(res.statusCode, res.body).toBe(200)
+      return res.body
+    }
+    const requests = (body: string) =>
+      (JSON.parse(body) as { series: { points: { requests: number }[] }[] }).series
+        .flatMap((s) => s.points)
+        .reduce((n, p) => n + p.requests, 0)
+    const selects = () => stack.core.warehouse.statementCounts().select
+    const costOf = async (run: () => Promise<unknown>) => {
+      const before = selects()
+      await run()
+      return selects() - before
+    }
+    const newRow = async () => {
+      stack.core.recorder.record(liveRow(keyOf('ken-cli')))
+      await stack.core.recorder.flush()
+    }
+
+    await newRow()
+    let first = ''
+    const perRequest = await costOf(async () => {
+      first = await get(TEST_ADMIN_TOKEN)
+    })
+    expect(perRequest).toBeGreaterThan(0)
+    // Sequential, not overlapping: only a kept answer can spare these their queries.
+    const repeats = await costOf(async () => {
+      for (let i = 0; i < 9; i++) expect(await get(TEST_ADMIN_TOKEN)).toBe(first)
+    })
+    expect(repeats).toBe(0)
+
+    // Another scope (a lead sees her team) runs its own query, then shares it with itself only.
+    const lead = keyOf('ada-cursor').plaintext
+    let team = ''
+    expect(
+      await costOf(async () => {
+        team = await get(lead)
+      }),
+    ).toBe(perRequest)
+    expect(requests(team)).toBeLessThan(requests(first))
+    expect(await costOf(async () => expect(await get(lead)).toBe(team))).toBe(0)
+    expect(await costOf(async () => expect(await get(TEST_ADMIN_TOKEN)).toBe(first))).toBe(0)
+
+    // New usage written: the next request queries again and sees it; the one after shares it.
+    await newRow()
+    let after = ''
+    expect(
+      await costOf(async () => {
+        after = await get(TEST_ADMIN_TOKEN)
+      }),
+    ).toBe(perRequest)
+    expect(requests(after)).toBe(requests(first) + 1)
+    expect(await costOf(async () => expect(await get(TEST_ADMIN_TOKEN)).toBe(after))).toBe(0)
+  })
+
   it('identical queries in flight at once run once', async () => {
     const inflight = createInflight()
     let runs = 0
@@ -141,5 +204,32 @@ describe('live pushes', () => {
     expect(inflight.size()).toBe(0)
     await inflight.share('k', slow)
     expect(runs).toBe(2)
+  })
+
+  it('a kept answer lasts while its data version and age allow; failures are not kept; size is bounded', async () => {
+    let clock = 0
+    let version = 1
+    const kept = createInflight({
+      keepMs: 1_000,
+      maxEntries: 2,
+      dataVersion: () => version,
+      now: () => clock,
+    })
+    let runs = 0
+    const run = async () => ++runs
+    expect(await kept.share('a', run)).toBe(1)
+    clock = 999
+    expect(await kept.share('a', run)).toBe(1)
+    clock = 1_000
+    expect(await kept.share('a', run)).toBe(2)
+    version = 2
+    expect(await kept.share('a', run)).toBe(3)
+    await expect(kept.share('b', () => Promise.reject(new Error('down')))).rejects.toThrow('down')
+    expect(await kept.share('b', run)).toBe(4)
+    expect(await kept.share('c', run)).toBe(5)
+    expect(await kept.share('d', run)).toBe(6)
+    expect(kept.keptSize()).toBe(2)
+    // 'b' was the least recently used: dropped, so it runs again.
+    expect(await kept.share('b', run)).toBe(7)
   })
 })

@@ -61,8 +61,12 @@ export const usageRoutes: FastifyPluginAsync<{ core: Core }> = async (plain, { c
   // Before validation: a caller who is not signed in hears 401, not which parameter was wrong.
   const signedIn = { preValidation: requireRole() }
   answerStorageOutages(app, core)
-  // Viewers of the same filter (same scope, same parameters) share a query that is already running.
-  const inflight = createInflight()
+  // Viewers of the same filter (same scope, same parameters) share one answer while the data
+  // it read is unchanged, for USAGE_ANSWER_KEEP_MS (a second: the live page's own refresh limit).
+  const inflight = createInflight({
+    keepMs: core.env.USAGE_ANSWER_KEEP_MS,
+    dataVersion: () => `${wh.writesFinished()}.${core.rowFeed.batchesFromOthers()}`,
+  })
   const shareKey = (route: string, q: unknown, scope: Scope) =>
     `${route}|${scopeKey(scope)}|${JSON.stringify(q)}`
   const doc = (summary: string) => ({ tags: ['usage'], summary })

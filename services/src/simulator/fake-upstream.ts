@@ -123,6 +123,22 @@ export async function createFakeUpstream(opts: FakeUpstreamOptions = {}): Promis
     res.end(text)
   }
 
+  /** OpenAI's 400 for a request without the fields an endpoint needs. */
+  function missingFields(res: ServerResponse, fields: string) {
+    return send(res, 400, {
+      error: { message: `${fields} are required`, type: 'invalid_request_error', param: null, code: null },
+    })
+  }
+
+  /** The failures a test asks of an OpenAI endpoint (x-fake-behavior): true when this answer is one. */
+  function failsOpenAi(res: ServerResponse, b: Set<string>): boolean {
+    if (b.has('hang')) hanging.add(res)
+    else if (b.has('error-429')) openaiError(res, 429)
+    else if (b.has('error-500')) openaiError(res, 500)
+    else return false
+    return true
+  }
+
   function openaiError(res: ServerResponse, status: number) {
     if (status === 429) {
       return send(
@@ -201,21 +217,12 @@ export async function createFakeUpstream(opts: FakeUpstreamOptions = {}): Promis
 
   async function chatCompletions(req: IncomingMessage, res: ServerResponse, body: Json) {
     if (typeof body.model !== 'string' || !Array.isArray(body.messages)) {
-      return send(res, 400, {
-        error: {
-          message: "'model' and 'messages' are required",
-          type: 'invalid_request_error',
-          param: null,
-          code: null,
-        },
-      })
+      return missingFields(res, "'model' and 'messages'")
     }
     const { behaviors: b, model } = behaviorsOf(req, body.model)
     // As the real API: a prompt_cache_key makes cache hits likely.
     if (body.prompt_cache_key !== undefined) b.add('cache')
-    if (b.has('hang')) return void hanging.add(res)
-    if (b.has('error-429')) return openaiError(res, 429)
-    if (b.has('error-500')) return openaiError(res, 500)
+    if (failsOpenAi(res, b)) return
     const texts = messageTexts(body)
     const seed = digest(body.model, JSON.stringify(body.messages))
     const maxTokens = (body.max_completion_tokens ?? body.max_tokens) as number | undefined
@@ -325,19 +332,10 @@ export async function createFakeUpstream(opts: FakeUpstreamOptions = {}): Promis
   async function completions(req: IncomingMessage, res: ServerResponse, body: Json) {
     const prompt = body.prompt
     if (typeof body.model !== 'string' || (typeof prompt !== 'string' && !Array.isArray(prompt))) {
-      return send(res, 400, {
-        error: {
-          message: "'model' and 'prompt' are required",
-          type: 'invalid_request_error',
-          param: null,
-          code: null,
-        },
-      })
+      return missingFields(res, "'model' and 'prompt'")
     }
     const { behaviors: b, model } = behaviorsOf(req, body.model)
-    if (b.has('hang')) return void hanging.add(res)
-    if (b.has('error-429')) return openaiError(res, 429)
-    if (b.has('error-500')) return openaiError(res, 500)
+    if (failsOpenAi(res, b)) return
     const texts =
       typeof prompt === 'string'
         ? [prompt]
@@ -389,19 +387,10 @@ export async function createFakeUpstream(opts: FakeUpstreamOptions = {}): Promis
     const input = body.input
     const inputs = typeof input === 'string' ? [input] : Array.isArray(input) ? input : undefined
     if (typeof body.model !== 'string' || !inputs) {
-      return send(res, 400, {
-        error: {
-          message: "'model' and 'input' are required",
-          type: 'invalid_request_error',
-          param: null,
-          code: null,
-        },
-      })
+      return missingFields(res, "'model' and 'input'")
     }
     const { behaviors: b, model } = behaviorsOf(req, body.model)
-    if (b.has('hang')) return void hanging.add(res)
-    if (b.has('error-429')) return openaiError(res, 429)
-    if (b.has('error-500')) return openaiError(res, 500)
+    if (failsOpenAi(res, b)) return
     const dims = typeof body.dimensions === 'number' ? Math.min(Math.max(1, body.dimensions), 3072) : 16
     let tokens = 0
     const data = inputs.map((item, index) => {

@@ -144,6 +144,11 @@ export const envSchema = z.object({
   LIVE_MAX_SOCKETS_PER_USER: z.coerce.number().int().positive().default(8),
   LIVE_SUBSCRIBES_PER_SEC: z.coerce.number().positive().default(5),
   LIVE_SUBSCRIBE_BURST: z.coerce.number().int().positive().default(20),
+  /**
+   * How long (ms) an answer of /api/kpis, /api/series or /api/breakdown serves identical requests
+   * of the same scope while no write changed the data (api/inflight.ts); 0 = only while it runs.
+   */
+  USAGE_ANSWER_KEEP_MS: z.coerce.number().int().nonnegative().max(60_000).default(1_000),
   /** ClickHouse refreshes of live views at once, across all subscribers. */
   LIVE_MAX_REFRESHES: z.coerce.number().int().positive().default(2),
   /** Event-loop delay (ms) above which dashboard queries and new subscriptions get 503; 0 = off. */

@@ -43,6 +43,12 @@ export interface Warehouse {
    * benchmark read it. Pings are not counted.
    */
   statementCounts(): Readonly<Record<StatementKind, number>>
+  /**
+   * Inserts and commands finished (succeeded or failed) since start: a read
+   * that started before the latest one may not have seen its rows. Reused
+   * query answers are keyed by it (api/inflight.ts).
+   */
+  writesFinished(): number
   /** Whether ClickHouse answers; never throws (false when it does not). */
   ping(): Promise<boolean>
   close(): Promise<void>
@@ -160,6 +166,7 @@ export function createWarehouse(opts: WarehouseOptions): Warehouse {
       })
     : createClient({ connection: chdb } as never)
   const counts: Record<StatementKind, number> = { select: 0, insert: 0, command: 0 }
+  let writesFinished = 0
 
   return {
     mode,
@@ -169,52 +176,56 @@ export function createWarehouse(opts: WarehouseOptions): Warehouse {
       if (!TABLE_NAME.test(table)) throw new Error(`invalid table name ${table}`)
       if (dedupToken !== undefined && !DEDUP_TOKEN.test(dedupToken)) throw new Error('invalid dedup token')
       counts.insert++
-      // An explicit empty token keeps a plain insert plain even on a session
-      // where some earlier statement left a token behind.
-      const settings = {
-        insert_deduplication_token: dedupToken ?? '',
-        deduplicate_blocks_in_dependent_materialized_views: 1,
-        async_insert: 0,
-        // The rollup views of `requests` run side by side instead of one after another.
-        parallel_view_processing: 1,
-        // Embedded: insert threads yield the shared cores to the gateway's event loop.
-        ...(chdb && opts.insertNice ? { os_thread_priority: opts.insertNice } : {}),
+      try {
+        // An explicit empty token keeps a plain insert plain even on a session
+        // where some earlier statement left a token behind.
+        const settings = {
+          insert_deduplication_token: dedupToken ?? '',
+          deduplicate_blocks_in_dependent_materialized_views: 1,
+          async_insert: 0,
+          // The rollup views of `requests` run side by side instead of one after another.
+          parallel_view_processing: 1,
+          // Embedded: insert threads yield the shared cores to the gateway's event loop.
+          ...(chdb && opts.insertNice ? { os_thread_priority: opts.insertNice } : {}),
+        }
+        const { columns, format, body } = encoded
+          ? { ...encoded, format: 'JSONCompactEachRow' as const }
+          : encodeRows(rows)
+        if (chdb) {
+          // The client's exec would glue the body onto the SQL text and hand the
+          // engine a 25 MB JS string per 50,000 rows, converted on the event
+          // loop; the raw insert passes the bytes as they are and the engine
+          // parses them on its own threads (docs/BENCHMARKS.md, ingest).
+          await chdb.chdb
+            .rawInsert({
+              table,
+              columns: columns.length > 0 ? columns : undefined,
+              settings,
+              format,
+              values: typeof body === 'string' ? Buffer.from(body) : body,
+              timeout: timeoutMs,
+            })
+            .catch((err: unknown) => {
+              // Same error shape as the client (`code`), for the failure classifier.
+              throw parseError(err as Error)
+            })
+          return
+        }
+        const abort = timeoutMs ? AbortSignal.timeout(timeoutMs) : undefined
+        const clause = Object.entries(settings)
+          .map(([k, v]) => `${k} = ${typeof v === 'string' ? `'${v}'` : v}`)
+          .join(', ')
+        const list = columns.length > 0 ? ` (${columns.join(', ')})` : ''
+        const result = await client.exec({
+          query: `INSERT INTO ${table}${list} SETTINGS ${clause} FORMAT ${format}`,
+          values: typeof body === 'string' ? body : body.toString('utf8'),
+          abort_signal: abort,
+        } as never)
+        // Over HTTP the response stream must be drained or the socket is kept busy.
+        result.stream?.resume?.()
+      } finally {
+        writesFinished++
       }
-      const { columns, format, body } = encoded
-        ? { ...encoded, format: 'JSONCompactEachRow' as const }
-        : encodeRows(rows)
-      if (chdb) {
-        // The client's exec would glue the body onto the SQL text and hand the
-        // engine a 25 MB JS string per 50,000 rows, converted on the event
-        // loop; the raw insert passes the bytes as they are and the engine
-        // parses them on its own threads (docs/BENCHMARKS.md, ingest).
-        await chdb.chdb
-          .rawInsert({
-            table,
-            columns: columns.length > 0 ? columns : undefined,
-            settings,
-            format,
-            values: typeof body === 'string' ? Buffer.from(body) : body,
-            timeout: timeoutMs,
-          })
-          .catch((err: unknown) => {
-            // Same error shape as the client (`code`), for the failure classifier.
-            throw parseError(err as Error)
-          })
-        return
-      }
-      const abort = timeoutMs ? AbortSignal.timeout(timeoutMs) : undefined
-      const clause = Object.entries(settings)
-        .map(([k, v]) => `${k} = ${typeof v === 'string' ? `'${v}'` : v}`)
-        .join(', ')
-      const list = columns.length > 0 ? ` (${columns.join(', ')})` : ''
-      const result = await client.exec({
-        query: `INSERT INTO ${table}${list} SETTINGS ${clause} FORMAT ${format}`,
-        values: typeof body === 'string' ? body : body.toString('utf8'),
-        abort_signal: abort,
-      } as never)
-      // Over HTTP the response stream must be drained or the socket is kept busy.
-      result.stream?.resume?.()
     },
     async query<T>(sql: string, params: QueryParams = {}, signal?: AbortSignal) {
       counts.select++
@@ -237,9 +248,14 @@ export function createWarehouse(opts: WarehouseOptions): Warehouse {
     },
     async command(sql, params = {}) {
       counts.command++
-      await client.command({ query: sql, query_params: params })
+      try {
+        await client.command({ query: sql, query_params: params })
+      } finally {
+        writesFinished++
+      }
     },
     statementCounts: () => ({ ...counts }),
+    writesFinished: () => writesFinished,
     async ping() {
       try {
         return (await client.ping()).success

@@ -15,6 +15,8 @@ import type { UsageRow } from './usage-row.ts'
  */
 export interface RowFeed {
   onRecord(listener: (row: UsageRow) => void): () => void
+  /** Batches of rows heard from other processes (always 0 in the embedded default): their inserts follow. */
+  batchesFromOthers(): number
   close(): Promise<void>
 }
 
@@ -34,6 +36,7 @@ export function createRowFeed(opts: { recorder: UsageRecorder; redisUrl?: string
         listeners.add(listener)
         return () => listeners.delete(listener)
       },
+      batchesFromOthers: () => 0,
       async close() {
         unlisten()
       },
@@ -48,9 +51,11 @@ export function createRowFeed(opts: { recorder: UsageRecorder; redisUrl?: string
   pub.on('error', warn)
   sub.on('error', warn)
   void sub.subscribe(CHANNEL).catch(warn)
+  let fromOthers = 0
   sub.on('message', (_channel: string, message: string) => {
     const { from, rows } = JSON.parse(message) as { from: string; rows: UsageRow[] }
     if (from === instance) return
+    fromOthers++
     for (const row of rows) deliver(row)
   })
 
@@ -71,6 +76,7 @@ export function createRowFeed(opts: { recorder: UsageRecorder; redisUrl?: string
       listeners.add(listener)
       return () => listeners.delete(listener)
     },
+    batchesFromOthers: () => fromOthers,
     async close() {
       clearInterval(timer)
       unlisten()
