@@ -14,7 +14,7 @@ let org: Org
 const admin = { authorization: `Bearer ${TEST_ADMIN_TOKEN}` }
 
 beforeAll(async () => {
-  // DEMO=true: the built-in simulated provider (the demo's upstream) serves the sim-* facade.
+  // The keys call the built-in simulated provider, which runs only with DEMO=true.
   stack = await startTestStack({ listen: true, env: { DEMO: 'true' } })
   org = await seedOrg(stack.core)
   await insertHistory(stack.core, org, 400, 5, 14, Date.now())
