@@ -24,12 +24,13 @@ import type { UsageRow } from './usage-row.ts'
  *
  * Every row is appended before the client receives the end of its answer.
  * The rows appended in one turn of the event loop are written together, one
- * record and one write() for all of them, at the end of that turn; the
- * gateway waits for that write (`durable()`) before it sends the end of the
- * answer, so from then on a crash of the process (SIGKILL, OOM) loses
- * nothing: the bytes are in the OS page cache. Power loss: the open segment
- * is fdatasync'ed every `fsyncMs` (group fsync); with fsyncMs = 0 `durable()`
- * resolves only after an fdatasync, so the answer waits for the disk.
+ * record and one write() for all of them, at the end of that turn or sooner
+ * when an answer is about to end: the gateway calls `durable()` before it
+ * sends the end of the answer, which writes the pending rows at once, so
+ * from then on a crash of the process (SIGKILL, OOM) loses nothing: the bytes
+ * are in the OS page cache. Power loss: the open segment is fdatasync'ed
+ * every `fsyncMs` (group fsync); with fsyncMs = 0 `durable()` resolves only
+ * after the turn's fdatasync, so the answer waits for the disk.
  *
  * One segment is one recorder batch: when the recorder cuts a batch, the
  * journal writes a cut record naming the batch's dedup token, fdatasyncs the
@@ -110,9 +111,12 @@ export interface UsageJournal {
    */
   append(row: UsageRow): boolean
   /**
-   * What the end of an answer waits for: the write of the rows appended so
-   * far (and, with fsyncMs = 0, their fdatasync). Undefined when there is
-   * nothing to wait for. Rejects when that write (or fdatasync) failed: the
+   * Makes the rows appended so far safe from a crash of the process before
+   * the end of an answer is sent. With fsyncMs > 0 they are written at once
+   * (one write() for all rows pending in this turn) and there is nothing to
+   * wait for: undefined. With fsyncMs = 0 the promise waits for the end of
+   * the turn's group write and its fdatasync (one fdatasync for all answers
+   * of the turn). Rejects when that write (or fdatasync) failed: the
    * rows are then only in the recorder's memory (counted and logged here;
    * the gateway ends the answer anyway and reports it, gateway.routes.ts).
    */
@@ -456,7 +460,18 @@ export function createUsageJournal(opts: JournalOptions): UsageJournal {
       return true
     },
     durable() {
-      if (groupRows === 0 && (fsyncMs > 0 || !active?.dirty)) return undefined
+      if (fsyncMs > 0) {
+        // Written now rather than at the end of the turn: the answer's end
+        // (a stream's final event) would otherwise wait one more turn of the
+        // event loop. Rows appended earlier in this turn go in the same write.
+        const refusedBefore = rejectedRows
+        writeGroup()
+        if (rejectedRows === refusedBefore) return undefined
+        const err = turnError
+        turnError = undefined
+        return Promise.reject(err)
+      }
+      if (groupRows === 0 && !active?.dirty) return undefined
       waiting ??= deferred()
       schedule()
       return waiting.promise

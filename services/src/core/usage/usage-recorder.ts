@@ -35,8 +35,8 @@ export interface UsageRecorder {
   record(row: UsageRow): void
   /**
    * record(), and the promise to wait for before the client gets the end of
-   * its answer. With the journal on, the row is already written (page cache)
-   * when record() returns; the promise only waits when JOURNAL_FSYNC_MS=0
+   * its answer. With the journal on, the row is written (page cache) when
+   * this returns; the promise only waits when JOURNAL_FSYNC_MS=0
    * (then for the fdatasync). Undefined when there is nothing to wait for.
    */
   recordDurably(row: UsageRow): Promise<void> | undefined
