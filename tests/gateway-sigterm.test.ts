@@ -1,13 +1,9 @@
-import { type ChildProcess, spawn } from 'node:child_process'
-import { mkdtempSync, rmSync } from 'node:fs'
 import { connect } from 'node:net'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import { createWarehouse } from '../services/src/core/storage/warehouse.ts'
 import { createFakeUpstream, type FakeUpstream } from '../services/src/simulator/fake-upstream.ts'
-import { freePort } from './helpers/free-port.ts'
-import { type ServiceProcess, startService } from './helpers/service-process.ts'
+import { callAdmin, type LocalService, startLocalService } from './helpers/service-process.ts'
 
 // The real server process under load gets SIGTERM: every request that was
 // answered with a 200 must be in ClickHouse exactly once afterwards. The
@@ -16,63 +12,24 @@ import { type ServiceProcess, startService } from './helpers/service-process.ts'
 
 const ADMIN = 'sigterm-admin-token-0123456789'
 let fake: FakeUpstream | undefined
-let child: ChildProcess | undefined
-const dataDir = mkdtempSync(join(tmpdir(), 'tokenmeter-sigterm-'))
+let service: LocalService | undefined
 
 afterAll(async () => {
-  if (child && child.exitCode === null) child.kill('SIGKILL')
+  await service?.dispose()
   await fake?.close()
-  rmSync(dataDir, { recursive: true, force: true })
 })
 
 describe('SIGTERM under load', () => {
   it('keeps every answered request', async () => {
     fake = await createFakeUpstream({ slowChunkMs: 20 })
-    const port = await freePort()
-    const base = `http://127.0.0.1:${port}`
-    child = spawn(process.execPath, ['services/src/server.ts'], {
-      env: {
-        PATH: process.env.PATH,
-        DATA_DIR: dataDir,
-        HOST: '127.0.0.1',
-        PORT: String(port),
-        DEMO: 'false',
-        ADMIN_TOKEN: ADMIN,
-        ROLES: 'gateway,api',
-        LOG_LEVEL: 'warn',
-        OPENAI_BASE_URL: `${fake.url}/v1`,
-        RECORDER_FLUSH_MS: '5000',
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
+    service = await startLocalService('sigterm', {
+      ADMIN_TOKEN: ADMIN,
+      ROLES: 'gateway,api',
+      OPENAI_BASE_URL: `${fake.url}/v1`,
+      RECORDER_FLUSH_MS: '5000',
     })
-    let output = ''
-    child.stdout!.on('data', (d) => {
-      output += d
-    })
-    child.stderr!.on('data', (d) => {
-      output += d
-    })
-    const exited = new Promise<number | null>((resolve) => child!.once('exit', (code) => resolve(code)))
-
-    for (let i = 0; ; i++) {
-      const ok = await fetch(`${base}/healthz`).then(
-        (r) => r.ok,
-        () => false,
-      )
-      if (ok) break
-      if (i > 300 || child.exitCode !== null) throw new Error(`server did not start:\n${output}`)
-      await new Promise((r) => setTimeout(r, 100))
-    }
-
-    const admin = async (method: string, path: string, body: object) => {
-      const res = await fetch(`${base}/api/admin${path}`, {
-        method,
-        headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' },
-        body: JSON.stringify(body),
-      })
-      expect(res.status, await res.clone().text()).toBeLessThan(300)
-      return res.json()
-    }
+    const gateway = service
+    const admin = (method: string, path: string, body: object) => callAdmin(gateway, method, path, body)
     await admin('POST', '/teams', { teamId: 'core', name: 'Core' })
     await admin('POST', '/users', { userId: 'sam', email: 'sam@example.com', name: 'Sam', teamId: 'core' })
     await admin('PUT', '/models/gpt-slow', {
@@ -98,7 +55,7 @@ describe('SIGTERM under load', () => {
     })
     const one = async (i: number) => {
       try {
-        const res = await fetch(`${base}/v1/chat/completions`, {
+        const res = await fetch(`${gateway.url}/v1/chat/completions`, {
           method: 'POST',
           headers: { authorization: `Bearer ${plaintext}`, 'content-type': 'application/json' },
           body: JSON.stringify({
@@ -118,19 +75,13 @@ describe('SIGTERM under load', () => {
     const inFlight: Promise<void>[] = []
     for (let i = 0; i < 60; i++) inFlight.push(one(i))
     await signalSent
-    child.kill('SIGTERM')
+    const exitCode = gateway.terminate()
     for (let i = 60; i < 100; i++) inFlight.push(one(i))
     await Promise.all(inFlight)
-    const code = await Promise.race([
-      exited,
-      new Promise((_, reject) =>
-        setTimeout(() => reject(new Error(`server still running 30 s after SIGTERM:\n${output}`)), 30_000),
-      ),
-    ])
-    expect(code, output).toBe(0)
+    expect(await exitCode, gateway.output()).toBe(0)
     expect(answered.length).toBeGreaterThan(20)
 
-    const wh = createWarehouse({ path: join(dataDir, 'clickhouse') })
+    const wh = createWarehouse({ path: join(gateway.dataDir, 'clickhouse') })
     try {
       const rows = await wh.query<{ id: string; n: string }>(
         'SELECT toString(request_id) AS id, count() AS n FROM requests GROUP BY id',
@@ -145,11 +96,9 @@ describe('SIGTERM under load', () => {
 })
 
 describe('SIGTERM after a WebSocket upgrade on /v1/responses', () => {
-  const services: ServiceProcess[] = []
-  const wsDataDirs: string[] = []
+  const services: LocalService[] = []
   afterAll(async () => {
-    for (const service of services) await service.kill()
-    for (const d of wsDataDirs) rmSync(d, { recursive: true, force: true })
+    for (const service of services) await service.dispose()
   })
 
   // With the API role, the WebSocket server of /api/live takes every upgrade
@@ -162,27 +111,9 @@ describe('SIGTERM after a WebSocket upgrade on /v1/responses', () => {
   ])(
     '$roles: refuses the upgrade ($status), closes that socket, and exits within 10 s',
     async ({ roles, status }) => {
-      const wsDataDir = mkdtempSync(join(tmpdir(), 'tokenmeter-sigterm-ws-'))
-      wsDataDirs.push(wsDataDir)
-      const service = await startService('gateway', {
-        DATA_DIR: wsDataDir,
-        HOST: '127.0.0.1',
-        PORT: String(await freePort()),
-        DEMO: 'false',
-        ADMIN_TOKEN: ADMIN,
-        ROLES: roles,
-        LOG_LEVEL: 'warn',
-      })
+      const service = await startLocalService('gateway', { ADMIN_TOKEN: ADMIN, ROLES: roles })
       services.push(service)
-      const admin = async (path: string, body: object) => {
-        const res = await fetch(`${service.url}/api/admin${path}`, {
-          method: 'POST',
-          headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' },
-          body: JSON.stringify(body),
-        })
-        expect(res.status, await res.clone().text()).toBeLessThan(300)
-        return res.json()
-      }
+      const admin = (path: string, body: object) => callAdmin(service, 'POST', path, body)
       let plaintext = 'tm_not-a-key'
       if (status === 426) {
         await admin('/teams', { teamId: 'core', name: 'Core' })
@@ -191,8 +122,7 @@ describe('SIGTERM after a WebSocket upgrade on /v1/responses', () => {
       }
 
       // As the Codex CLI does first; this client never closes its side.
-      const { port } = new URL(service.url)
-      const socket = connect(Number(port), '127.0.0.1')
+      const socket = connect(service.port, '127.0.0.1')
       let answer = ''
       let answered!: () => void
       const gotAnswer = new Promise<void>((resolve) => {

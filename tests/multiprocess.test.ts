@@ -11,7 +11,7 @@ import { waitFor } from './helpers/clickhouse-http-checks.ts'
 import { type ComposeFile, loadCompose, serviceEnv } from './helpers/compose-env.ts'
 import { freePort } from './helpers/free-port.ts'
 import { type RedisProcess, startRedis } from './helpers/redis-server.ts'
-import { type ServiceProcess, startService } from './helpers/service-process.ts'
+import { callAdmin, type ServiceProcess, startService } from './helpers/service-process.ts'
 
 /**
  * Server mode as docker-compose.yml runs it, without Docker: two gateway
@@ -69,16 +69,8 @@ async function envFor(
   }
 }
 
-async function admin(method: string, path: string, body?: object) {
-  const res = await fetch(`${api.url}/api/admin${path}`, {
-    method,
-    headers: { authorization: `Bearer ${ADMIN}`, ...(body ? { 'content-type': 'application/json' } : {}) },
-    body: body ? JSON.stringify(body) : undefined,
-  })
-  const text = await res.text()
-  expect(res.status, `${method} ${path}: ${text}`).toBeLessThan(300)
-  return text ? JSON.parse(text) : undefined
-}
+/** Every admin call goes to the API process. */
+const admin = (method: string, path: string, body?: object) => callAdmin(api, method, path, body)
 
 async function apiGet<T>(path: string): Promise<T> {
   const res = await fetch(`${api.url}${path}`, { headers: { authorization: `Bearer ${ADMIN}` } })

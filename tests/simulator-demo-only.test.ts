@@ -1,9 +1,6 @@
-import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs'
 import { afterEach, describe, expect, it } from 'vitest'
-import { freePort } from './helpers/free-port.ts'
-import { type ServiceProcess, startService } from './helpers/service-process.ts'
+import { callAdmin, type LocalService, startLocalService } from './helpers/service-process.ts'
 
 // The built-in simulated provider (a fake LLM upstream on a loopback port) is
 // the demo's upstream: the real server process starts it only with DEMO=true.
@@ -11,15 +8,11 @@ import { type ServiceProcess, startService } from './helpers/service-process.ts'
 // error envelope of the API the client speaks, instead of a simulator that
 // nobody asked for.
 
-const ADMIN = 'simulator-admin-token-0123456789'
-let service: ServiceProcess | undefined
-let dataDir: string | undefined
+let service: LocalService | undefined
 
 afterEach(async () => {
-  await service?.kill()
+  await service?.dispose()
   service = undefined
-  if (dataDir) rmSync(dataDir, { recursive: true, force: true })
-  dataDir = undefined
 })
 
 /** TCP ports a process listens on: its socket inodes matched with the kernel's LISTEN entries. */
@@ -47,44 +40,34 @@ function listeningPorts(pid: number): number[] {
 }
 
 async function startGateway(demo: boolean): Promise<{ url: string; port: number; pid: number }> {
-  dataDir = mkdtempSync(join(tmpdir(), 'tokenmeter-simulator-'))
-  const port = await freePort()
-  service = await startService(demo ? 'demo gateway' : 'gateway', {
-    DATA_DIR: dataDir,
-    HOST: '127.0.0.1',
-    PORT: String(port),
+  service = await startLocalService(demo ? 'demo gateway' : 'gateway', {
     ROLES: 'gateway,api',
-    ADMIN_TOKEN: ADMIN,
-    LOG_LEVEL: 'warn',
+    ADMIN_TOKEN: 'simulator-admin-token-0123456789',
     DEMO: String(demo),
     // A small demo, no live traffic: this test sends its own requests.
     DEMO_HISTORY_ROWS: '50',
     DEMO_HISTORY_DAYS: '1',
     DEMO_TRAFFIC_RPS: '0',
   })
-  return { url: service.url, port, pid: service.child.pid! }
+  return { url: service.url, port: service.port, pid: service.child.pid! }
 }
 
 /** A team, a user, a `simulated` facade and a key for it, through the admin API. */
-async function simulatedFacadeKey(url: string): Promise<string> {
-  const admin = async (method: string, path: string, body: object) => {
-    const res = await fetch(`${url}/api/admin${path}`, {
-      method,
-      headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' },
-      body: JSON.stringify(body),
-    })
-    expect(res.status, await res.clone().text()).toBeLessThan(300)
-    return res.json()
-  }
-  await admin('POST', '/teams', { teamId: 'sim-team', name: 'Sim team' })
-  await admin('POST', '/users', { userId: 'sim-user', email: 's@example.com', name: 'S', teamId: 'sim-team' })
-  await admin('PUT', '/models/sim-chat', {
+async function simulatedFacadeKey(service: LocalService): Promise<string> {
+  await callAdmin(service, 'POST', '/teams', { teamId: 'sim-team', name: 'Sim team' })
+  await callAdmin(service, 'POST', '/users', {
+    userId: 'sim-user',
+    email: 's@example.com',
+    name: 'S',
+    teamId: 'sim-team',
+  })
+  await callAdmin(service, 'PUT', '/models/sim-chat', {
     provider: 'simulated',
     upstreamModel: 'sim-small',
     inputPerM: 1,
     outputPerM: 2,
   })
-  const { plaintext } = await admin('POST', '/keys', { userId: 'sim-user', name: 'sim' })
+  const { plaintext } = await callAdmin(service, 'POST', '/keys', { userId: 'sim-user', name: 'sim' })
   return plaintext
 }
 
@@ -105,7 +88,7 @@ describe('the built-in simulated provider', () => {
   it('DEMO=false: is not started, and a simulated facade gets a 503 saying it needs DEMO=true', async () => {
     const { url, port, pid } = await startGateway(false)
     expect(listeningPorts(pid)).toEqual([port])
-    const key = await simulatedFacadeKey(url)
+    const key = await simulatedFacadeKey(service!)
 
     const openai = await post(url, key, '/v1/chat/completions', chat)
     const openaiBody = await openai.json()
@@ -129,7 +112,7 @@ describe('the built-in simulated provider', () => {
     const ports = listeningPorts(pid)
     expect(ports).toHaveLength(2)
     expect(ports).toContain(port)
-    const key = await simulatedFacadeKey(url)
+    const key = await simulatedFacadeKey(service!)
 
     const openai = await post(url, key, '/v1/chat/completions', chat)
     const openaiBody = await openai.json()

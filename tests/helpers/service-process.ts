@@ -1,4 +1,9 @@
 import { type ChildProcess, spawn } from 'node:child_process'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { expect } from 'vitest'
+import { freePort } from './free-port.ts'
 
 /**
  * One product process (`node services/src/server.ts`) with exactly the given
@@ -81,4 +86,70 @@ export async function startService(
       await exited
     },
   }
+}
+
+/** A product process of its own: a fresh data directory and a free loopback port. */
+export interface LocalService extends ServiceProcess {
+  port: number
+  dataDir: string
+  /** SIGKILL if it still runs, then remove its data directory. */
+  dispose(): Promise<void>
+}
+
+/**
+ * `startService` on a free loopback port with a data directory under the
+ * system's temp dir, DEMO off and warnings only; `env` adds to or overrides
+ * that (ROLES, ADMIN_TOKEN, upstream URLs: what the test depends on).
+ */
+export async function startLocalService(
+  name: string,
+  env: Record<string, string>,
+  opts: { readyPath?: string; timeoutMs?: number } = {},
+): Promise<LocalService> {
+  const dataDir = mkdtempSync(join(tmpdir(), `tokenmeter-${name.replace(/\W+/g, '-')}-`))
+  const port = await freePort()
+  let service: ServiceProcess
+  try {
+    service = await startService(
+      name,
+      { HOST: '127.0.0.1', PORT: String(port), DATA_DIR: dataDir, DEMO: 'false', LOG_LEVEL: 'warn', ...env },
+      opts,
+    )
+  } catch (err) {
+    rmSync(dataDir, { recursive: true, force: true })
+    throw err
+  }
+  return {
+    ...service,
+    port,
+    dataDir,
+    async dispose() {
+      await service.kill()
+      rmSync(dataDir, { recursive: true, force: true })
+    },
+  }
+}
+
+/**
+ * One call of a process's admin API with its own ADMIN_TOKEN. A status of 300
+ * or more fails the test, with the answer; returns the parsed body (undefined
+ * when empty).
+ */
+export async function callAdmin(
+  service: Pick<ServiceProcess, 'url' | 'env'>,
+  method: string,
+  path: string,
+  body?: object,
+) {
+  const res = await fetch(`${service.url}/api/admin${path}`, {
+    method,
+    headers: {
+      authorization: `Bearer ${service.env.ADMIN_TOKEN}`,
+      ...(body ? { 'content-type': 'application/json' } : {}),
+    },
+    body: body ? JSON.stringify(body) : undefined,
+  })
+  const text = await res.text()
+  expect(res.status, `${method} ${path}: ${text}`).toBeLessThan(300)
+  return text ? JSON.parse(text) : undefined
 }
