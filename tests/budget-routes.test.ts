@@ -67,6 +67,9 @@ describe('budget and alert API', () => {
       headers: admin,
     })
     expect(again.statusCode).toBe(404)
+    // Durable: a fresh read of ClickHouse agrees with the cache.
+    await core.store.refresh()
+    expect(core.store.budgets().map((x) => x.budgetId)).not.toContain(b.budgetId)
   })
 
   it('keeps admin routes for admins and shows members only the budgets and alerts that bound them', async () => {

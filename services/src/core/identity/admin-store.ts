@@ -77,15 +77,76 @@ type Row = Record<string, unknown>
 const date = (v: unknown): Date | null => (v ? new Date(`${String(v).replace(' ', 'T')}Z`) : null)
 const chTime = (d: Date | null): string | null => (d ? toClickHouseTime(d.getTime()) : null)
 
+/** Replaces a cache's contents in place: a write that awaits its insert sets its entity in the map it holds. */
+function refill<T>(cache: Map<string, T>, entries: Iterable<[string, T]>) {
+  cache.clear()
+  for (const [id, value] of entries) cache.set(id, value)
+}
+
+// Each entity as a row of its table (`updated_at` and `deleted` are added on write).
+const teamRow = (t: Team): Row => ({ team_id: t.teamId, name: t.name })
+const userRow = (u: User): Row => ({
+  user_id: u.userId,
+  email: u.email,
+  name: u.name,
+  team_id: u.teamId,
+  role: u.role,
+})
+const keyRow = (k: ApiKey): Row => ({
+  key_id: k.keyId,
+  key_hash: k.keyHash,
+  key_prefix: k.keyPrefix,
+  name: k.name,
+  user_id: k.userId,
+  team_id: k.teamId,
+  allowed_models: k.allowedModels,
+  created_at: chTime(k.createdAt),
+  expires_at: chTime(k.expiresAt),
+  revoked_at: chTime(k.revokedAt),
+  kind: k.kind,
+  budget_key_id: k.budgetKeyId ?? '',
+})
+const modelRow = (m: ModelFacade): Row => ({
+  model: m.model,
+  provider: m.provider,
+  upstream_model: m.upstreamModel,
+  input_per_m: String(m.inputPerM),
+  output_per_m: String(m.outputPerM),
+  cached_read_per_m: String(m.cachedReadPerM),
+  cache_write_per_m: String(m.cacheWritePerM),
+  price_from_catalogue: m.priceFromCatalogue ?? false,
+})
+const budgetRow = (b: Budget): Row => ({
+  budget_id: b.budgetId,
+  scope: b.scope,
+  scope_id: b.scopeId,
+  period: b.period,
+  cap_usd: String(b.capUsd),
+  timezone: b.timezone,
+  thresholds: b.thresholds,
+})
+const sessionRow = (s: Session): Row => ({
+  session_id: s.sessionId,
+  user_id: s.userId,
+  team_id: s.teamId,
+  role: s.role,
+  source: s.source,
+  source_id: s.sourceId,
+  created_at: chTime(s.createdAt),
+  expires_at: chTime(s.expiresAt),
+  ended_at: chTime(s.endedAt),
+  end_reason: s.endReason,
+})
+
 export function createAdminStore(wh: Warehouse): AdminStore {
-  let teams = new Map<string, Team>()
-  let users = new Map<string, User>()
-  let keys = new Map<string, ApiKey>()
-  let keysByHash = new Map<string, ApiKey>()
-  let models = new Map<string, ModelFacade>()
-  let budgets = new Map<string, Budget>()
-  let sessions = new Map<string, Session>()
-  let settings = new Map<string, string>()
+  const teams = new Map<string, Team>()
+  const users = new Map<string, User>()
+  const keys = new Map<string, ApiKey>()
+  const keysByHash = new Map<string, ApiKey>()
+  const models = new Map<string, ModelFacade>()
+  const budgets = new Map<string, Budget>()
+  const sessions = new Map<string, Session>()
+  const settings = new Map<string, string>()
   const listeners = new Set<() => void>()
   // Monotonic version so two writes in one millisecond still order correctly.
   let lastVersion = 0
@@ -98,6 +159,26 @@ export function createAdminStore(wh: Warehouse): AdminStore {
   }
 
   const read = (table: string) => wh.query<Row>(`SELECT * FROM ${table} FINAL WHERE NOT deleted`)
+  /** A new version of one row; ReplacingMergeTree keeps the latest, readers skip deleted ones. */
+  const writeRow = (table: string, row: Row, deleted = false) =>
+    wh.insertRows(table, [{ ...row, updated_at: version(), ...(deleted ? { deleted: true } : {}) }])
+
+  /** Writes an entity, then caches it. */
+  async function put<T>(table: string, row: Row, cache: Map<string, T>, id: string, value: T): Promise<T> {
+    await writeRow(table, row)
+    cache.set(id, value)
+    changed()
+    return value
+  }
+
+  /** Writes a tombstone of a cached entity (none if unknown), then forgets it. */
+  async function remove<T>(table: string, cache: Map<string, T>, id: string, toRow: (value: T) => Row) {
+    const value = cache.get(id)
+    if (!value) return
+    await writeRow(table, toRow(value), true)
+    cache.delete(id)
+    changed()
+  }
 
   function setKey(k: ApiKey) {
     const prev = keys.get(k.keyId)
@@ -107,23 +188,7 @@ export function createAdminStore(wh: Warehouse): AdminStore {
   }
 
   async function writeKey(k: ApiKey) {
-    await wh.insertRows('api_keys', [
-      {
-        key_id: k.keyId,
-        key_hash: k.keyHash,
-        key_prefix: k.keyPrefix,
-        name: k.name,
-        user_id: k.userId,
-        team_id: k.teamId,
-        allowed_models: k.allowedModels,
-        created_at: chTime(k.createdAt),
-        expires_at: chTime(k.expiresAt),
-        revoked_at: chTime(k.revokedAt),
-        kind: k.kind,
-        budget_key_id: k.budgetKeyId ?? '',
-        updated_at: version(),
-      },
-    ])
+    await writeRow('api_keys', keyRow(k))
     setKey(k)
     changed()
   }
@@ -144,26 +209,8 @@ export function createAdminStore(wh: Warehouse): AdminStore {
   const readSessions = () =>
     wh.query<Row>('SELECT * FROM sessions FINAL WHERE NOT deleted AND expires_at > now64(3) - INTERVAL 1 DAY')
 
-  async function writeSession(session: Session) {
-    await wh.insertRows('sessions', [
-      {
-        session_id: session.sessionId,
-        user_id: session.userId,
-        team_id: session.teamId,
-        role: session.role,
-        source: session.source,
-        source_id: session.sourceId,
-        created_at: chTime(session.createdAt),
-        expires_at: chTime(session.expiresAt),
-        ended_at: chTime(session.endedAt),
-        end_reason: session.endReason,
-        updated_at: version(),
-      },
-    ])
-    sessions.set(session.sessionId, session)
-    changed()
-    return session
-  }
+  const writeSession = (session: Session) =>
+    put('sessions', sessionRow(session), sessions, session.sessionId, session)
 
   const store: AdminStore = {
     async refresh() {
@@ -176,10 +223,20 @@ export function createAdminStore(wh: Warehouse): AdminStore {
         readSessions(),
         read('settings'),
       ])
-      settings = new Map(st.map((r) => [String(r.name), String(r.value)]))
-      sessions = new Map(s.map((r) => [String(r.session_id), toSession(r)]))
-      teams = new Map(t.map((r) => [String(r.team_id), { teamId: String(r.team_id), name: String(r.name) }]))
-      users = new Map(
+      refill(
+        settings,
+        st.map((r) => [String(r.name), String(r.value)]),
+      )
+      refill(
+        sessions,
+        s.map((r) => [String(r.session_id), toSession(r)]),
+      )
+      refill(
+        teams,
+        t.map((r) => [String(r.team_id), { teamId: String(r.team_id), name: String(r.name) }]),
+      )
+      refill(
+        users,
         u.map((r) => [
           String(r.user_id),
           {
@@ -191,8 +248,8 @@ export function createAdminStore(wh: Warehouse): AdminStore {
           },
         ]),
       )
-      keys = new Map()
-      keysByHash = new Map()
+      keys.clear()
+      keysByHash.clear()
       for (const r of k) {
         setKey({
           keyId: String(r.key_id),
@@ -209,7 +266,8 @@ export function createAdminStore(wh: Warehouse): AdminStore {
           ...(r.budget_key_id ? { budgetKeyId: String(r.budget_key_id) } : {}),
         })
       }
-      models = new Map(
+      refill(
+        models,
         m.map((r) => [
           String(r.model),
           {
@@ -224,7 +282,8 @@ export function createAdminStore(wh: Warehouse): AdminStore {
           },
         ]),
       )
-      budgets = new Map(
+      refill(
+        budgets,
         b.map((r) => [
           String(r.budget_id),
           {
@@ -257,24 +316,10 @@ export function createAdminStore(wh: Warehouse): AdminStore {
       if (key.expiresAt && key.expiresAt <= now) return { error: 'expired' }
       return { key, user }
     },
-    async upsertTeam(team) {
-      await wh.insertRows('teams', [{ team_id: team.teamId, name: team.name, updated_at: version() }])
-      teams.set(team.teamId, team)
-      changed()
-      return team
-    },
+    upsertTeam: (team) => put('teams', teamRow(team), teams, team.teamId, team),
     async upsertUser(user) {
       if (user.teamId && !teams.has(user.teamId)) throw new Error(`unknown team ${user.teamId}`)
-      await wh.insertRows('users', [
-        {
-          user_id: user.userId,
-          email: user.email,
-          name: user.name,
-          team_id: user.teamId,
-          role: user.role,
-          updated_at: version(),
-        },
-      ])
+      await writeRow('users', userRow(user))
       const before = users.get(user.userId)
       users.set(user.userId, user)
       // A key belongs to its owner's team: moving the user moves their keys
@@ -348,84 +393,13 @@ export function createAdminStore(wh: Warehouse): AdminStore {
       await writeKey(ended)
       return { ...fresh, old: ended }
     },
-    async upsertModel(model) {
-      await wh.insertRows('model_facades', [
-        {
-          model: model.model,
-          provider: model.provider,
-          upstream_model: model.upstreamModel,
-          input_per_m: String(model.inputPerM),
-          output_per_m: String(model.outputPerM),
-          cached_read_per_m: String(model.cachedReadPerM),
-          cache_write_per_m: String(model.cacheWritePerM),
-          price_from_catalogue: model.priceFromCatalogue ?? false,
-          updated_at: version(),
-        },
-      ])
-      models.set(model.model, model)
-      changed()
-      return model
-    },
-    async deleteModel(name) {
-      const m = models.get(name)
-      if (!m) return
-      await wh.insertRows('model_facades', [
-        {
-          model: name,
-          provider: m.provider,
-          upstream_model: m.upstreamModel,
-          input_per_m: '0',
-          output_per_m: '0',
-          cached_read_per_m: '0',
-          cache_write_per_m: '0',
-          updated_at: version(),
-          deleted: true,
-        },
-      ])
-      models.delete(name)
-      changed()
-    },
-    async upsertBudget(budget) {
-      await wh.insertRows('budgets', [
-        {
-          budget_id: budget.budgetId,
-          scope: budget.scope,
-          scope_id: budget.scopeId,
-          period: budget.period,
-          cap_usd: String(budget.capUsd),
-          timezone: budget.timezone,
-          thresholds: budget.thresholds,
-          updated_at: version(),
-        },
-      ])
-      budgets.set(budget.budgetId, budget)
-      changed()
-      return budget
-    },
-    async deleteBudget(budgetId) {
-      const b = budgets.get(budgetId)
-      if (!b) return
-      await wh.insertRows('budgets', [
-        {
-          budget_id: budgetId,
-          scope: b.scope,
-          scope_id: b.scopeId,
-          period: b.period,
-          cap_usd: '0',
-          timezone: b.timezone,
-          thresholds: [],
-          updated_at: version(),
-          deleted: true,
-        },
-      ])
-      budgets.delete(budgetId)
-      changed()
-    },
+    upsertModel: (model) => put('model_facades', modelRow(model), models, model.model, model),
+    deleteModel: (name) => remove('model_facades', models, name, modelRow),
+    upsertBudget: (budget) => put('budgets', budgetRow(budget), budgets, budget.budgetId, budget),
+    deleteBudget: (budgetId) => remove('budgets', budgets, budgetId, budgetRow),
     setting: (name) => settings.get(name),
     async putSetting(name, value) {
-      await wh.insertRows('settings', [{ name, value, updated_at: version() }])
-      settings.set(name, value)
-      changed()
+      await put('settings', { name, value }, settings, name, value)
     },
     sessions: () => [...sessions.values()],
     session: (id) => sessions.get(id),
