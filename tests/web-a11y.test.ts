@@ -1,14 +1,12 @@
-import { execFileSync } from 'node:child_process'
-import { existsSync, readFileSync } from 'node:fs'
+import { readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
-import { join } from 'node:path'
 import type { Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
-import { WEB_BUILD_DIR } from '../services/src/web.routes.ts'
-import { launchBrowser, type TestBrowser } from './helpers/browser.ts'
+import type { TestBrowser } from './helpers/browser.ts'
 import { animationsDone, saveScreenshot } from './helpers/screenshots.ts'
-import { startTestStack, TEST_ADMIN_TOKEN, type TestStack } from './helpers/test-core.ts'
+import { TEST_ADMIN_TOKEN, type TestStack } from './helpers/test-core.ts'
 import { liveRow, type SeededOrg, seedOrg } from './helpers/web-fixtures.ts'
+import { apiGet, openBrowserPage, signInWith, startDashboard } from './helpers/web-stack.ts'
 
 // Accessibility and layout of every page, in Debian's Chromium: axe-core's
 // WCAG 2.1 A/AA rules in the light and the dark theme (and at a phone's width),
@@ -17,7 +15,6 @@ import { liveRow, type SeededOrg, seedOrg } from './helpers/web-fixtures.ts'
 // and one colour per team, model and key. Screenshots for the README at 1440
 // and 390 px only with UPDATE_SCREENSHOTS=1 (tests/helpers/screenshots.ts).
 
-const ROOT = join(import.meta.dirname, '..')
 const AXE_SOURCE = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8')
 const PHONES = [360, 390]
 /** The pages whose picture the README and docs show (the other detail pages look like these). */
@@ -44,18 +41,6 @@ let org: SeededOrg
 
 interface AxeResult {
   violations: { id: string; impact: string; nodes: { target: string[]; failureSummary: string }[] }[]
-}
-
-async function signInWith(token: string) {
-  await page.context().clearCookies()
-  const res = await page.context().request.post(`${stack.url}/api/session`, { data: { token } })
-  expect(res.status()).toBe(200)
-}
-
-async function api<T>(path: string): Promise<T> {
-  const res = await fetch(`${stack.url}${path}`, { headers: { authorization: `Bearer ${TEST_ADMIN_TOKEN}` } })
-  expect(res.status, `${path}: ${res.status}`).toBe(200)
-  return (await res.json()) as T
 }
 
 /** Waits for the page to have settled: no skeletons, charts drawn where there are charts. */
@@ -165,15 +150,8 @@ async function openFirstEvidence() {
 }
 
 beforeAll(async () => {
-  if (!existsSync(join(WEB_BUILD_DIR, 'index.html'))) {
-    execFileSync('npm', ['run', 'build:web'], { cwd: ROOT, stdio: 'ignore' })
-  }
   // The anomaly detector looks every half second here (60 s by default), so the alerts page has a finding to show.
-  stack = await startTestStack({
-    listen: true,
-    roles: ['gateway', 'api', 'web'],
-    env: { ALERT_CHECK_MS: '500' },
-  })
+  stack = await startDashboard({ ALERT_CHECK_MS: '500' })
   org = await seedOrg(stack.core)
   // A quiet key spending $6 this hour: a spike (and a runaway day) for the alerts page and its badges.
   const quiet = org.keys.find((k) => k.name === 'edsger-agent')!
@@ -182,14 +160,13 @@ beforeAll(async () => {
   ])
   await vi.waitFor(
     async () => {
-      const open = await api<{ alerts: unknown[] }>('/api/alerts?state=open')
+      const open = await apiGet<{ alerts: unknown[] }>(stack, '/api/alerts?state=open')
       if (open.alerts.length === 0) throw new Error('the detector has not reported the spike yet')
     },
     { timeout: 30_000, interval: 250 },
   )
-  browser = await launchBrowser()
-  page = browser.context.pages()[0] ?? (await browser.context.newPage())
-  await signInWith(TEST_ADMIN_TOKEN)
+  ;({ browser, page } = await openBrowserPage())
+  await signInWith(page, stack, TEST_ADMIN_TOKEN)
 })
 
 afterAll(async () => {
@@ -313,7 +290,7 @@ describe('accessibility and layout', () => {
         ],
       ],
     ] as const) {
-      await signInWith(token)
+      await signInWith(page, stack, token)
       for (const [width, height] of sizes) {
         await page.setViewportSize({ width, height })
         await page.goto(`${stack.url}/`)
@@ -332,13 +309,13 @@ describe('accessibility and layout', () => {
         }
       }
     }
-    await signInWith(TEST_ADMIN_TOKEN)
+    await signInWith(page, stack, TEST_ADMIN_TOKEN)
     await page.setViewportSize({ width: 1440, height: 900 })
   })
 
   it('a lead opening an admin page sees why, and no admin form', async () => {
     const ada = org.keys.find((k) => k.name === 'ada-cursor')!
-    await signInWith(ada.plaintext)
+    await signInWith(page, stack, ada.plaintext)
     for (const path of [
       '/admin/teams',
       '/admin/users',
@@ -355,7 +332,7 @@ describe('accessibility and layout', () => {
       expect(await page.locator('main form, main input, main select, main textarea').count(), path).toBe(0)
       expect(await page.locator('main').textContent(), path).toMatch(/admin/i)
     }
-    await signInWith(TEST_ADMIN_TOKEN)
+    await signInWith(page, stack, TEST_ADMIN_TOKEN)
   })
 
   it('a team, model and key keep one colour across pages and filters', async () => {

@@ -1,53 +1,34 @@
-import { execFileSync } from 'node:child_process'
-import { existsSync, readFileSync } from 'node:fs'
-import { join } from 'node:path'
+import { readFileSync } from 'node:fs'
 import type { Page, Request } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { UsageRow } from '../services/src/core/usage/usage-row.ts'
 import { toClickHouseTime } from '../services/src/core/usage/usage-row.ts'
-import { WEB_BUILD_DIR } from '../services/src/web.routes.ts'
-import { launchBrowser, type TestBrowser } from './helpers/browser.ts'
+import type { TestBrowser } from './helpers/browser.ts'
 import { DOCUMENTED_EXPORT_HEADER, parseCsv } from './helpers/export-csv.ts'
-import { startTestStack, TEST_ADMIN_TOKEN, type TestStack } from './helpers/test-core.ts'
+import { TEST_ADMIN_TOKEN, type TestStack } from './helpers/test-core.ts'
 import { liveRow, type SeededOrg, seedOrg } from './helpers/web-fixtures.ts'
+import {
+  apiGet,
+  eventually,
+  kpiValue,
+  openBrowserPage,
+  signInWith,
+  startDashboard,
+} from './helpers/web-stack.ts'
 
 // The dashboard's insight pages in Debian's Chromium: the "other" series, exact
 // drill-down totals, the network view for named admins, and detail pages.
 // Every number on screen is checked against the API or a SQL count.
-
-const ROOT = join(import.meta.dirname, '..')
 
 let stack: TestStack
 let browser: TestBrowser
 let page: Page
 let org: SeededOrg
 
-/** Pages load over a busy two-core machine: wait for the right answer, never for a duration. */
-function eventually<T>(fn: () => T | Promise<T>, message?: string) {
-  return expect.poll(fn, { timeout: 15_000, interval: 100, message })
-}
-
-async function api<T>(path: string): Promise<T> {
-  const res = await fetch(`${stack.url}${path}`, { headers: { authorization: `Bearer ${TEST_ADMIN_TOKEN}` } })
-  expect(res.status, `${path}: ${res.status}`).toBe(200)
-  return (await res.json()) as T
-}
-
-async function kpi(id: string): Promise<number> {
-  const v = await page.locator(`[data-kpi="${id}"] .value`).getAttribute('data-value')
-  return v === null || v === '' ? Number.NaN : Number(v)
-}
-
 async function expectKpis(query: string, ids = ['requests', 'spendUsd', 'inputTokens', 'outputTokens']) {
-  const want = await api<Record<string, number>>(`/api/kpis?${query}&tz=UTC`)
-  for (const id of ids) await eventually(() => kpi(id), `KPI ${id}`).toBe(want[id])
+  const want = await apiGet<Record<string, number>>(stack, `/api/kpis?${query}&tz=UTC`)
+  for (const id of ids) await eventually(() => kpiValue(page, id), `KPI ${id}`).toBe(want[id])
   return want
-}
-
-async function signInWith(token: string) {
-  await page.context().clearCookies()
-  const res = await page.context().request.post(`${stack.url}/api/session`, { data: { token } })
-  expect(res.status()).toBe(200)
 }
 
 const RUNAWAY_MODEL = 'runaway-model'
@@ -55,16 +36,9 @@ const RUNAWAY_ROWS = 230
 const EXTRA_MODELS = Array.from({ length: 10 }, (_, i) => `extra-model-${String(i + 1).padStart(2, '0')}`)
 
 beforeAll(async () => {
-  if (!existsSync(join(WEB_BUILD_DIR, 'index.html'))) {
-    execFileSync('npm', ['run', 'build:web'], { cwd: ROOT, stdio: 'ignore' })
-  }
   // The anomaly detector looks every half second here (60 s by default), so a spike shows promptly.
-  stack = await startTestStack({
-    listen: true,
-    roles: ['gateway', 'api', 'web'],
-    // DEMO=true: the built-in simulated provider (the demo's upstream) serves the sim-* facades.
-    env: { ALERT_CHECK_MS: '500', DEMO: 'true' },
-  })
+  // DEMO=true: the built-in simulated provider (the demo's upstream) serves the sim-* facades.
+  stack = await startDashboard({ ALERT_CHECK_MS: '500', DEMO: 'true' })
   org = await seedOrg(stack.core)
   // More models than the keys chart shows (12), so an "other" series exists, and one
   // runaway day of a single model: more requests than one page of the request log.
@@ -101,9 +75,8 @@ beforeAll(async () => {
     team_id: 'team-zurich',
   }
   await stack.core.warehouse.insertRows('requests', [...extra, ...runaway, evil])
-  browser = await launchBrowser()
-  page = browser.context.pages()[0] ?? (await browser.context.newPage())
-  await signInWith(TEST_ADMIN_TOKEN)
+  ;({ browser, page } = await openBrowserPage())
+  await signInWith(page, stack, TEST_ADMIN_TOKEN)
 })
 
 afterAll(async () => {
@@ -116,9 +89,9 @@ type SeriesAnswer = { buckets: string[]; series: { id: string; points: { request
 describe('dashboard insights in a real browser', () => {
   it('total tokens are input + output, and the hint adds up', async () => {
     await page.goto(`${stack.url}/usage?range=30d`)
-    const k = await api<Record<string, number>>('/api/kpis?range=30d&tz=UTC')
+    const k = await apiGet<Record<string, number>>(stack, '/api/kpis?range=30d&tz=UTC')
     expect(k.totalTokens).toBe(k.inputTokens! + k.outputTokens!)
-    await eventually(() => kpi('totalTokens')).toBe(k.totalTokens)
+    await eventually(() => kpiValue(page, 'totalTokens')).toBe(k.totalTokens)
     const hint = await page.locator('[data-kpi="totalTokens"] .hint').textContent()
     expect(hint).toMatch(/ in \+ .* out/)
     expect(hint).toContain('cached')
@@ -131,7 +104,8 @@ describe('dashboard insights in a real browser', () => {
     }
     page.on('request', onRequest)
     await page.goto(`${stack.url}/keys?range=30d`)
-    const series = await api<SeriesAnswer>(
+    const series = await apiGet<SeriesAnswer>(
+      stack,
       '/api/series?range=30d&tz=UTC&split=model&granularity=1d&splitLimit=12',
     )
     const other = series.series.find((s) => s.id === '__other__')
@@ -165,7 +139,8 @@ describe('dashboard insights in a real browser', () => {
 
   it('drill-down header totals are the whole selection (SQL), and the log pages through all of it', async () => {
     await page.goto(`${stack.url}/keys?range=30d`)
-    const series = await api<SeriesAnswer>(
+    const series = await apiGet<SeriesAnswer>(
+      stack,
       '/api/series?range=30d&tz=UTC&split=model&granularity=1d&splitLimit=12',
     )
     const runaway = series.series.find((s) => s.id === RUNAWAY_MODEL)!
@@ -216,7 +191,8 @@ describe('dashboard insights in a real browser', () => {
     await page.fill('[data-control="from"]', from)
     await page.waitForURL((u) => u.searchParams.get('from') === from && !u.searchParams.has('month'))
     const q = new URL(page.url()).searchParams
-    const spend = await api<{ keys: { keyId: string; spentUsd: number }[] }>(
+    const spend = await apiGet<{ keys: { keyId: string; spentUsd: number }[] }>(
+      stack,
       `/api/keys/spend?from=${q.get('from')}&to=${q.get('to')}&tz=UTC`,
     )
     const k = spend.keys.find((x) => x.spentUsd > 0)!
@@ -227,7 +203,7 @@ describe('dashboard insights in a real browser', () => {
 
   it('/admin lands on the network view for a named admin; a lead sees no admin view', async () => {
     const margaret = org.keys.find((k) => k.name === 'margaret-admin')!
-    await signInWith(margaret.plaintext)
+    await signInWith(page, stack, margaret.plaintext)
     await page.goto(`${stack.url}/admin`)
     await page.waitForURL((u) => u.pathname === '/admin/usage')
     await expectKpis('range=7d')
@@ -237,14 +213,14 @@ describe('dashboard insights in a real browser', () => {
     await expectKpis('range=30d')
 
     const ada = org.keys.find((k) => k.name === 'ada-cursor')!
-    await signInWith(ada.plaintext)
+    await signInWith(page, stack, ada.plaintext)
     await page.goto(`${stack.url}/admin/usage`)
     await page.locator('main [data-state="empty"]').waitFor()
     expect(await page.locator('[data-kpi]').count()).toBe(0)
 
     await page.goto(`${stack.url}/dashboard/usage`)
     await page.waitForURL((u) => u.pathname === '/keys')
-    await signInWith(TEST_ADMIN_TOKEN)
+    await signInWith(page, stack, TEST_ADMIN_TOKEN)
   })
 
   it('opens a user from the breakdown: same cards and charts, scoped, with breadcrumbs', async () => {
@@ -257,11 +233,12 @@ describe('dashboard insights in a real browser', () => {
     expect(url.searchParams.get('tags')).toBe('prod')
     const k = await expectKpis('range=30d&tags=prod&users=u-grace')
     expect(k.requests).toBeGreaterThan(0)
-    const everyone = await api<{ requests: number }>('/api/kpis?range=30d&tags=prod&tz=UTC')
+    const everyone = await apiGet<{ requests: number }>(stack, '/api/kpis?range=30d&tags=prod&tz=UTC')
     expect(k.requests).toBeLessThan(everyone.requests)
     await expect.poll(() => page.locator('main h1').textContent()).toBe('Grace Hopper')
     expect(await page.locator('nav[aria-label="Breadcrumb"]').textContent()).toContain('Usage by user')
-    const models = await api<{ rows: { id: string }[] }>(
+    const models = await apiGet<{ rows: { id: string }[] }>(
+      stack,
       '/api/breakdown?range=30d&tags=prod&users=u-grace&tz=UTC&by=model&sort=cost&order=desc&limit=6',
     )
     await eventually(() =>
@@ -322,7 +299,8 @@ describe('dashboard insights in a real browser', () => {
       cachedTokens: number
       spendUsd: number
     }
-    const bd = await api<{ total: number; rows: Row[] }>(
+    const bd = await apiGet<{ total: number; rows: Row[] }>(
+      stack,
       '/api/breakdown?range=30d&tz=UTC&by=user&sort=cost&order=desc&limit=500',
     )
     expect(lines.length).toBe(bd.total)
@@ -341,7 +319,7 @@ describe('dashboard insights in a real browser', () => {
       expect(l[9]).toMatch(/^\d+\.\d\d$/)
       expect(Number(l[10])).toBe(r.spendUsd)
     }
-    const k = await api<{ requests: number }>('/api/kpis?range=30d&tz=UTC')
+    const k = await apiGet<{ requests: number }>(stack, '/api/kpis?range=30d&tz=UTC')
     expect(lines.reduce((s, l) => s + Number(l[4]), 0)).toBe(k.requests)
     // Most expensive first, as finance reads it.
     const costs = lines.map((l) => Number(l[10]))
@@ -369,7 +347,8 @@ describe('dashboard insights in a real browser', () => {
     })
     const hourStart = new Date(Math.floor(Date.now() / 3_600_000) * 3_600_000).toISOString()
     const spentThisHour = async () =>
-      (await api<{ spendUsd: number }>(`/api/kpis?keys=${key.keyId}&from=${hourStart}&tz=UTC`)).spendUsd
+      (await apiGet<{ spendUsd: number }>(stack, `/api/kpis?keys=${key.keyId}&from=${hourStart}&tz=UTC`))
+        .spendUsd
     for (let i = 0; i < 60 && (await spentThisHour()) < 2; i++) {
       const res = await fetch(`${stack.url}/v1/chat/completions`, {
         method: 'POST',
@@ -403,7 +382,8 @@ describe('dashboard insights in a real browser', () => {
     await card.locator('[data-evidence] summary').click()
     // The evidence chart: the key's hours before it and the flagged hour, drawn from /api/series.
     await card.locator('[data-evidence] figure[data-series="baseline|finding"]').waitFor()
-    const evidence = await api<{ buckets: string[]; series: { points: { spendUsd: number }[] }[] }>(
+    const evidence = await apiGet<{ buckets: string[]; series: { points: { spendUsd: number }[] }[] }>(
+      stack,
       `/api/series?keys=${key.keyId}&from=${new Date(Date.parse(hourStart) - 2 * 86_400_000).toISOString()}&granularity=1h&tz=UTC`,
     )
     const flagged = evidence.buckets.indexOf(hourStart)
@@ -424,7 +404,8 @@ describe('dashboard insights in a real browser', () => {
     await page.waitForURL((u) => u.pathname === '/keys' && u.searchParams.get('logFrom') === hourStart)
     const drawer = page.locator('[data-drawer="requests"]')
     await drawer.waitFor()
-    const hour = await api<{ requests: number }>(
+    const hour = await apiGet<{ requests: number }>(
+      stack,
       `/api/kpis?keys=${key.keyId}&from=${hourStart}&to=${new Date(Date.parse(hourStart) + 3_600_000).toISOString()}&tz=UTC`,
     )
     await eventually(() => drawer.locator('[data-total="requests"]').getAttribute('data-value')).toBe(
@@ -444,7 +425,7 @@ describe('dashboard insights in a real browser', () => {
     await page.reload()
     await page.locator(`[data-alerts="acknowledged"] [data-alert="${id}"]`).waitFor()
     expect(await page.locator(`[data-alerts="open"] [data-alert="${id}"]`).count()).toBe(0)
-    const open = await api<{ alerts: { alertId: string }[] }>('/api/alerts?state=open')
+    const open = await apiGet<{ alerts: { alertId: string }[] }>(stack, '/api/alerts?state=open')
     expect(open.alerts.map((a) => a.alertId)).not.toContain(id)
     await page.goto(`${stack.url}/keys?range=30d`)
     await page.locator(`[data-key="${key.keyId}"]`).waitFor()
@@ -476,7 +457,7 @@ describe('dashboard insights in a real browser', () => {
 
     // One gateway request: the pushed numbers move, and the chart and table follow once.
     const key = org.keys.find((k) => k.name === 'ken-cli')!
-    const before = await kpi('requests')
+    const before = await kpiValue(page, 'requests')
     const res = await fetch(`${stack.url}/v1/chat/completions`, {
       method: 'POST',
       headers: { authorization: `Bearer ${key.plaintext}`, 'content-type': 'application/json' },
@@ -484,7 +465,7 @@ describe('dashboard insights in a real browser', () => {
     })
     expect(res.status).toBe(200)
     await res.text()
-    await eventually(() => kpi('requests')).toBe(before + 1)
+    await eventually(() => kpiValue(page, 'requests')).toBe(before + 1)
     await eventually(() => asked.slice(settled).sort()).toEqual(['/api/breakdown', '/api/series'])
     page.off('request', onRequest)
     await page.click('[data-control="live"]')

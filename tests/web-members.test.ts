@@ -1,12 +1,9 @@
-import { execFileSync } from 'node:child_process'
-import { existsSync } from 'node:fs'
-import { join } from 'node:path'
 import type { Dialog, Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { WEB_BUILD_DIR } from '../services/src/web.routes.ts'
-import { launchBrowser, type TestBrowser } from './helpers/browser.ts'
-import { startTestStack, TEST_ADMIN_TOKEN, type TestStack } from './helpers/test-core.ts'
+import type { TestBrowser } from './helpers/browser.ts'
+import { TEST_ADMIN_TOKEN, type TestStack } from './helpers/test-core.ts'
 import { type SeededOrg, seedOrg } from './helpers/web-fixtures.ts'
+import { apiGet, eventually, openBrowserPage, signInWith, startDashboard } from './helpers/web-stack.ts'
 
 // Seed 001 in Debian's Chromium: an admin limits a key's models in the key
 // form; a member's "Available models" and "My API keys" pages (their keys
@@ -14,7 +11,6 @@ import { type SeededOrg, seedOrg } from './helpers/web-fixtures.ts'
 // until an admin restricts it on the Settings page. Every number on screen is
 // compared with the API answering the same person.
 
-const ROOT = join(import.meta.dirname, '..')
 let stack: TestStack
 let browser: TestBrowser
 let page: Page
@@ -22,17 +18,7 @@ let org: SeededOrg
 /** The key the admin creates in the first test (its plaintext is read off the page, once). */
 let created: { keyId: string; plaintext: string } | undefined
 
-function eventually<T>(fn: () => T | Promise<T>, message?: string) {
-  return expect.poll(fn, { timeout: 15_000, interval: 100, message })
-}
-
 const keyNamed = (name: string) => org.keys.find((k) => k.name === name)!
-
-async function api<T>(path: string, token = TEST_ADMIN_TOKEN): Promise<T> {
-  const res = await fetch(`${stack.url}${path}`, { headers: { authorization: `Bearer ${token}` } })
-  expect(res.status, `${path}: ${res.status}`).toBe(200)
-  return (await res.json()) as T
-}
 
 async function chat(plaintext: string, model: string): Promise<number> {
   const res = await fetch(`${stack.url}/v1/chat/completions`, {
@@ -44,22 +30,12 @@ async function chat(plaintext: string, model: string): Promise<number> {
   return res.status
 }
 
-async function signInWith(token: string) {
-  await page.context().clearCookies()
-  const res = await page.context().request.post(`${stack.url}/api/session`, { data: { token } })
-  expect(res.status()).toBe(200)
-}
-
 beforeAll(async () => {
-  if (!existsSync(join(WEB_BUILD_DIR, 'index.html'))) {
-    execFileSync('npm', ['run', 'build:web'], { cwd: ROOT, stdio: 'ignore' })
-  }
   // DEMO=true: the built-in simulated provider (the demo's upstream) serves the sim-* facades.
-  stack = await startTestStack({ listen: true, roles: ['gateway', 'api', 'web'], env: { DEMO: 'true' } })
+  stack = await startDashboard({ DEMO: 'true' })
   org = await seedOrg(stack.core)
-  browser = await launchBrowser()
-  page = browser.context.pages()[0] ?? (await browser.context.newPage())
-  await signInWith(TEST_ADMIN_TOKEN)
+  ;({ browser, page } = await openBrowserPage())
+  await signInWith(page, stack, TEST_ADMIN_TOKEN)
 })
 
 afterAll(async () => {
@@ -76,7 +52,8 @@ describe("seed 001: a key's models, a member's models and keys, the leaderboard"
     await form.locator('[data-control="models"]').fill('claude-*, sim-chat')
     await form.locator('button[type=submit]').click()
     const plaintext = (await page.locator('[data-secret] [data-plaintext]').textContent())!.trim()
-    const listed = await api<{ keys: { keyId: string; name: string; allowedModels: string[] }[] }>(
+    const listed = await apiGet<{ keys: { keyId: string; name: string; allowedModels: string[] }[] }>(
+      stack,
       '/api/admin/keys',
     )
     const fresh = listed.keys.find((k) => k.name === 'ken-claude')!
@@ -109,8 +86,9 @@ describe("seed 001: a key's models, a member's models and keys, the leaderboard"
 
   it('a member sees the models their keys may call, priced as the API says', async () => {
     const ken = keyNamed('ken-cli')
-    await signInWith(ken.plaintext)
-    const want = await api<{ models: { model: string; prices: { inputPerM: number } | null }[] }>(
+    await signInWith(page, stack, ken.plaintext)
+    const want = await apiGet<{ models: { model: string; prices: { inputPerM: number } | null }[] }>(
+      stack,
       '/api/models',
       ken.plaintext,
     )
@@ -155,7 +133,8 @@ describe("seed 001: a key's models, a member's models and keys, the leaderboard"
       if (k.userId !== 'u-ken') expect(text).not.toContain(k.name)
     }
     expect(text).not.toContain(created!.plaintext)
-    const mine = await api<{ keys: { keyId: string; spentUsd: number; prefix: string }[] }>(
+    const mine = await apiGet<{ keys: { keyId: string; spentUsd: number; prefix: string }[] }>(
+      stack,
       '/api/me/keys?range=30d',
       ken.plaintext,
     )
@@ -183,7 +162,8 @@ describe("seed 001: a key's models, a member's models and keys, the leaderboard"
     await page.goto(`${stack.url}/leaderboard?range=30d`)
     await page.locator('[data-ranked="network"]').waitFor()
     const rows = page.locator('[data-table="leaderboard"] li')
-    const all = await api<{ rows: { id: string }[] }>(
+    const all = await apiGet<{ rows: { id: string }[] }>(
+      stack,
       '/api/leaderboard?range=30d&by=user&limit=20',
       ken.plaintext,
     )
@@ -195,12 +175,12 @@ describe("seed 001: a key's models, a member's models and keys, the leaderboard"
     expect(await page.locator('[data-row="u-ken"] a').count()).toBe(1)
 
     const choose = async (value: string) => {
-      await signInWith(TEST_ADMIN_TOKEN)
+      await signInWith(page, stack, TEST_ADMIN_TOKEN)
       await page.goto(`${stack.url}/admin/settings`)
       await page.locator(`input[name="leaderboardVisibility"][value="${value}"]`).check()
       await page.locator('[data-setting="leaderboard"] button[type=submit]').click()
       await page.locator('[data-saved]').waitFor()
-      await signInWith(ken.plaintext)
+      await signInWith(page, stack, ken.plaintext)
     }
     await choose('admins')
     await page.goto(`${stack.url}/leaderboard?range=30d`)
@@ -219,7 +199,7 @@ describe("seed 001: a key's models, a member's models and keys, the leaderboard"
     }).toBe(true)
 
     await choose('everyone')
-    expect((await api<{ settings: object }>('/api/admin/settings')).settings).toEqual({
+    expect((await apiGet<{ settings: object }>(stack, '/api/admin/settings')).settings).toEqual({
       leaderboardVisibility: 'everyone',
     })
   })

@@ -1,27 +1,19 @@
-import { execFileSync } from 'node:child_process'
-import { existsSync } from 'node:fs'
-import { join } from 'node:path'
 import type { Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { UsageRow } from '../services/src/core/usage/usage-row.ts'
 import { toClickHouseTime } from '../services/src/core/usage/usage-row.ts'
-import { WEB_BUILD_DIR } from '../services/src/web.routes.ts'
-import { launchBrowser, type TestBrowser } from './helpers/browser.ts'
-import { startTestStack, TEST_ADMIN_TOKEN, type TestStack } from './helpers/test-core.ts'
+import type { TestBrowser } from './helpers/browser.ts'
+import { TEST_ADMIN_TOKEN, type TestStack } from './helpers/test-core.ts'
+import { eventually, openBrowserPage, startDashboard } from './helpers/web-stack.ts'
 
 // Reasoning tokens and unpriced requests on the built dashboard, in Debian's
 // Chromium: the overview's KPI hints, the usage table's unpriced badge, and
 // the request log's reasoning column and "unpriced" in place of a $0 cost.
 
-const ROOT = join(import.meta.dirname, '..')
 let stack: TestStack
 let browser: TestBrowser
 let page: Page
 const REASONING = [40, 25]
-
-function eventually<T>(fn: () => T | Promise<T>, message?: string) {
-  return expect.poll(fn, { timeout: 15_000, interval: 100, message })
-}
 
 function row(key: { keyId: string; keyPrefix: string }, model: string, over: Partial<UsageRow>): UsageRow {
   const now = Date.now()
@@ -57,10 +49,7 @@ function row(key: { keyId: string; keyPrefix: string }, model: string, over: Par
 }
 
 beforeAll(async () => {
-  if (!existsSync(join(WEB_BUILD_DIR, 'index.html'))) {
-    execFileSync('npm', ['run', 'build:web'], { cwd: ROOT, stdio: 'ignore' })
-  }
-  stack = await startTestStack({ listen: true, roles: ['gateway', 'api', 'web'] })
+  stack = await startDashboard()
   const store = stack.core.store
   await store.upsertTeam({ teamId: 't-lab', name: 'Lab' })
   await store.upsertUser({
@@ -78,8 +67,7 @@ beforeAll(async () => {
   // Priced once an admin gave it a facade; its day then has spend to click on.
   stack.core.recorder.record(row(key, 'gpt-imaginary-9', { cost_usd: '0.002000000' }))
   await stack.core.recorder.flush()
-  browser = await launchBrowser()
-  page = browser.context.pages()[0] ?? (await browser.context.newPage())
+  ;({ browser, page } = await openBrowserPage())
   await page.goto(`${stack.url}/signin`)
   await page.fill('#token', TEST_ADMIN_TOKEN)
   await page.click('button[type=submit]')

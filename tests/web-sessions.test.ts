@@ -1,11 +1,8 @@
-import { execFileSync } from 'node:child_process'
-import { existsSync } from 'node:fs'
-import { join } from 'node:path'
 import type { Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { WEB_BUILD_DIR } from '../services/src/web.routes.ts'
-import { launchBrowser, type TestBrowser } from './helpers/browser.ts'
-import { startTestStack, TEST_ADMIN_TOKEN, type TestStack } from './helpers/test-core.ts'
+import type { TestBrowser } from './helpers/browser.ts'
+import { TEST_ADMIN_TOKEN, type TestStack } from './helpers/test-core.ts'
+import { eventually, openBrowserPage, startDashboard } from './helpers/web-stack.ts'
 
 // The dashboard under its security headers (CSP with hashed inline scripts)
 // in Debian's Chromium: it still runs, and its sessions page and sign-out end
@@ -16,21 +13,15 @@ let page: Page
 let memberKey: string
 const violations: string[] = []
 
-const eventually = <T>(fn: () => T | Promise<T>, message?: string) =>
-  expect.poll(fn, { timeout: 15_000, interval: 100, message })
 const me = (cookie: string) => fetch(`${stack.url}/api/me`, { headers: { cookie } })
 
 beforeAll(async () => {
-  if (!existsSync(join(WEB_BUILD_DIR, 'index.html'))) {
-    execFileSync('npm', ['run', 'build:web'], { cwd: join(import.meta.dirname, '..'), stdio: 'ignore' })
-  }
-  stack = await startTestStack({ listen: true, roles: ['gateway', 'api', 'web'] })
+  stack = await startDashboard()
   const s = stack.core.store
   await s.upsertTeam({ teamId: 'team_a', name: 'Team A' })
   await s.upsertUser({ userId: 'u_m', email: 'm@x.io', name: 'Mia Member', teamId: 'team_a', role: 'member' })
   memberKey = (await s.createKey({ userId: 'u_m', name: 'laptop' })).plaintext
-  browser = await launchBrowser()
-  page = browser.context.pages()[0] ?? (await browser.context.newPage())
+  ;({ browser, page } = await openBrowserPage())
   // Anything the CSP blocks is reported by the browser as a securitypolicyviolation event.
   await page.exposeFunction('reportViolation', (v: string) => violations.push(v))
   await page.addInitScript(() => {

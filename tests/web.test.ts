@@ -1,36 +1,22 @@
-import { execFileSync } from 'node:child_process'
-import { existsSync, readFileSync } from 'node:fs'
-import { join } from 'node:path'
+import { readFileSync } from 'node:fs'
 import type { Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { WEB_BUILD_DIR } from '../services/src/web.routes.ts'
-import { launchBrowser, type TestBrowser } from './helpers/browser.ts'
+import type { TestBrowser } from './helpers/browser.ts'
 import { saveScreenshot } from './helpers/screenshots.ts'
-import { startTestStack, TEST_ADMIN_TOKEN, type TestStack } from './helpers/test-core.ts'
+import { TEST_ADMIN_TOKEN, type TestStack } from './helpers/test-core.ts'
 import { type SeededOrg, seedOrg } from './helpers/web-fixtures.ts'
+import { apiGet, eventually, kpiValue, openBrowserPage, startDashboard } from './helpers/web-stack.ts'
 
 // The built dashboard, served by the product itself, in Debian's Chromium.
 // Every number the page shows is checked against the API's answer for the
 // same filters, fetched by the test with the admin token.
 
-const ROOT = join(import.meta.dirname, '..')
 const FILTERS = ['range', 'from', 'to', 'month', 'keys', 'tags', 'teams', 'users', 'models', 'providers']
 
 let stack: TestStack
 let browser: TestBrowser
 let page: Page
 let org: SeededOrg
-
-/** Pages load over a busy two-core machine: wait for the right answer, never for a duration. */
-function eventually<T>(fn: () => T | Promise<T>, message?: string) {
-  return expect.poll(fn, { timeout: 15_000, interval: 100, message })
-}
-
-async function api<T>(path: string): Promise<T> {
-  const res = await fetch(`${stack.url}${path}`, { headers: { authorization: `Bearer ${TEST_ADMIN_TOKEN}` } })
-  expect(res.status, `${path}: ${res.status}`).toBe(200)
-  return (await res.json()) as T
-}
 
 /** The API query for what the page's URL currently says (the browser runs in UTC). */
 function filtersOfPage(extra: Record<string, string> = {}): string {
@@ -45,19 +31,14 @@ function filtersOfPage(extra: Record<string, string> = {}): string {
   return String(p)
 }
 
-async function kpi(id: string): Promise<number> {
-  const v = await page.locator(`[data-kpi="${id}"] .value`).getAttribute('data-value')
-  return v === null || v === '' ? Number.NaN : Number(v)
-}
-
 /** Waits until the KPI cards show exactly what /api/kpis answers for the page's filters. */
 async function expectKpisMatchApi(
   ids: string[] = ['requests', 'spendUsd', 'totalTokens', 'activeUsers'],
 ): Promise<Record<string, number>> {
-  const want = await api<Record<string, number>>(`/api/kpis?${filtersOfPage()}`)
+  const want = await apiGet<Record<string, number>>(stack, `/api/kpis?${filtersOfPage()}`)
   for (const id of ids) expect(typeof want[id], `API KPI ${id}`).toBe('number')
   for (const id of ids) {
-    await eventually(() => kpi(id), `KPI ${id}`).toBe(want[id])
+    await eventually(() => kpiValue(page, id), `KPI ${id}`).toBe(want[id])
   }
   return want
 }
@@ -75,15 +56,10 @@ async function rowIds(): Promise<string[]> {
 const shot = (name: string, opts?: { fullPage?: boolean }) => saveScreenshot(page, name, opts)
 
 beforeAll(async () => {
-  // The product serves web/build; build it once if this checkout has not (`npm test` runs pretest).
-  if (!existsSync(join(WEB_BUILD_DIR, 'index.html'))) {
-    execFileSync('npm', ['run', 'build:web'], { cwd: ROOT, stdio: 'ignore' })
-  }
   // DEMO=true: the built-in simulated provider (the demo's upstream) serves the sim-* facades.
-  stack = await startTestStack({ listen: true, roles: ['gateway', 'api', 'web'], env: { DEMO: 'true' } })
+  stack = await startDashboard({ DEMO: 'true' })
   org = await seedOrg(stack.core)
-  browser = await launchBrowser()
-  page = browser.context.pages()[0] ?? (await browser.context.newPage())
+  ;({ browser, page } = await openBrowserPage())
 })
 
 afterAll(async () => {
@@ -163,7 +139,7 @@ describe('dashboard in a real browser', () => {
     const base = filtersOfPage({ by: 'user', limit: '50', offset: '0' })
     type Rows = { rows: { id: string }[] }
     await eventually(rowIds).toEqual(
-      (await api<Rows>(`/api/breakdown?${base}&sort=cost&order=desc`)).rows.map((r) => r.id),
+      (await apiGet<Rows>(stack, `/api/breakdown?${base}&sort=cost&order=desc`)).rows.map((r) => r.id),
     )
 
     for (const [col, order] of [
@@ -177,13 +153,13 @@ describe('dashboard in a real browser', () => {
       await page.waitForURL(
         (u) => u.searchParams.get('sort') === col && u.searchParams.get('order') === order,
       )
-      const want = await api<Rows>(`/api/breakdown?${base}&sort=${col}&order=${order}`)
+      const want = await apiGet<Rows>(stack, `/api/breakdown?${base}&sort=${col}&order=${order}`)
       await eventually(rowIds, `sort ${col} ${order}`).toEqual(want.rows.map((r) => r.id))
     }
 
     await page.fill('[data-control="search"]', 'grace')
     await page.waitForURL(/q=grace/)
-    const found = await api<Rows>(`/api/breakdown?${base}&sort=output&order=desc&search=grace`)
+    const found = await apiGet<Rows>(stack, `/api/breakdown?${base}&sort=output&order=desc&search=grace`)
     expect(found.rows.map((r) => r.id)).toEqual(['u-grace'])
     await eventually(rowIds).toEqual(['u-grace'])
     await page.fill('[data-control="search"]', 'nobody-matches-this')
@@ -217,12 +193,16 @@ describe('dashboard in a real browser', () => {
     await page.goto(`${stack.url}/usage?range=7d`)
     await page.click('[data-control="view"] button[data-value="team"]')
     await page.waitForURL(/view=team/)
-    const series = await api<{ series: { id: string }[] }>(`/api/series?${filtersOfPage({ split: 'team' })}`)
+    const series = await apiGet<{ series: { id: string }[] }>(
+      stack,
+      `/api/series?${filtersOfPage({ split: 'team' })}`,
+    )
     expect(series.series.length).toBe(3)
     const figure = page.locator('[data-chart="activity"] figure')
     await eventually(() => figure.getAttribute('data-series')).toBe(series.series.map((s) => s.id).join('|'))
     await eventually(() => page.locator('[data-chart="activity"] .lc-bars').count()).toBe(3)
-    const teams = await api<{ rows: { id: string }[] }>(
+    const teams = await apiGet<{ rows: { id: string }[] }>(
+      stack,
       `/api/breakdown?${filtersOfPage({ by: 'team', sort: 'cost', order: 'desc' })}`,
     )
     await eventually(rowIds).toEqual(teams.rows.map((r) => r.id))
@@ -245,7 +225,7 @@ describe('dashboard in a real browser', () => {
     })
     expect(res.status).toBe(200)
     await res.text()
-    await expect.poll(() => kpi('requests'), { timeout: 2_000, interval: 100 }).toBe(before + 1)
+    await expect.poll(() => kpiValue(page, 'requests'), { timeout: 2_000, interval: 100 }).toBe(before + 1)
     await shot('usage-live')
     await page.click('[data-control="live"]')
     await page.locator('[data-live-status="off"]').waitFor()
@@ -253,7 +233,8 @@ describe('dashboard in a real browser', () => {
 
   it('keys: cards per key, and a bar segment drills down to that day and model', async () => {
     await page.goto(`${stack.url}/keys?range=30d`)
-    const spend = await api<{ keys: { keyId: string; spentUsd: number }[] }>(
+    const spend = await apiGet<{ keys: { keyId: string; spentUsd: number }[] }>(
+      stack,
       `/api/keys/spend?${filtersOfPage()}`,
     )
     await eventually(() => page.locator('[data-key]').count()).toBe(spend.keys.length)
@@ -262,9 +243,10 @@ describe('dashboard in a real browser', () => {
         Number(await page.locator(`[data-key="${k.keyId}"] [data-spent]`).getAttribute('data-spent')),
       ).toBe(k.spentUsd)
     }
-    const series = await api<{ buckets: string[]; series: { id: string; points: { requests: number }[] }[] }>(
-      `/api/series?${filtersOfPage({ split: 'model', granularity: '1d', splitLimit: '12' })}`,
-    )
+    const series = await apiGet<{
+      buckets: string[]
+      series: { id: string; points: { requests: number }[] }[]
+    }>(stack, `/api/series?${filtersOfPage({ split: 'model', granularity: '1d', splitLimit: '12' })}`)
     await eventually(() => page.locator('[data-chart="daily-spend"] .lc-bars').count()).toBe(
       series.series.length,
     )
@@ -279,7 +261,8 @@ describe('dashboard in a real browser', () => {
     await drawer.waitFor()
     const from = series.buckets[day]!
     const to = series.buckets[day + 1] ?? new Date(Date.parse(from) + 86_400_000).toISOString()
-    const log = await api<{ rows: { requestId: string; model: string }[] }>(
+    const log = await apiGet<{ rows: { requestId: string; model: string }[] }>(
+      stack,
       `/api/requests?${new URLSearchParams({ from, to, tz: 'UTC', models: model.id, limit: '100' })}`,
     )
     expect(log.rows.length).toBe(model.points[day]!.requests)
@@ -313,7 +296,8 @@ describe('dashboard in a real browser', () => {
 
   it('leaderboard, admin and ops pages render from the API', async () => {
     await page.goto(`${stack.url}/leaderboard?range=30d`)
-    const board = await api<{ rows: { id: string }[] }>(
+    const board = await apiGet<{ rows: { id: string }[] }>(
+      stack,
       `/api/leaderboard?${filtersOfPage({ by: 'user', metric: 'tokens', limit: '20' })}`,
     )
     await eventually(() =>
@@ -334,7 +318,7 @@ describe('dashboard in a real browser', () => {
       await eventually(() => page.locator('main .skeleton').count(), path).toBe(0)
       if (list) {
         // Every item of the admin API's list is a row, counted in the card's header; none: the empty state.
-        const items = (await api<Record<string, unknown[]>>(`/api${path}`))[list]!
+        const items = (await apiGet<Record<string, unknown[]>>(stack, `/api${path}`))[list]!
         const card = page.locator('main .admin-list')
         if (items.length === 0)
           await eventually(() => card.locator('[data-state=empty]').count(), path).toBe(1)
