@@ -206,6 +206,30 @@ describe('live pushes', () => {
     expect(runs).toBe(2)
   })
 
+  it('a query that started before the data changed serves no request that came after the change', async () => {
+    let version = 1
+    const inflight = createInflight({ keepMs: 1_000, dataVersion: () => version, now: () => 0 })
+    const release: (() => void)[] = []
+    let runs = 0
+    const run = async () => {
+      const n = ++runs
+      await new Promise<void>((resolve) => release.push(resolve))
+      return n
+    }
+    const before = inflight.share('k', run)
+    version = 2 // a write finished while the first query ran
+    const after = inflight.share('k', run)
+    expect(runs).toBe(2)
+    // The newer query ends first; the older one, ending later, does not replace its kept answer.
+    release[1]!()
+    expect(await after).toBe(2)
+    release[0]!()
+    expect(await before).toBe(1)
+    expect(await inflight.share('k', run)).toBe(2)
+    expect(runs).toBe(2)
+    expect(inflight.size()).toBe(0)
+  })
+
   it('a kept answer lasts while its data version and age allow; failures are not kept; size is bounded', async () => {
     let clock = 0
     let version = 1

@@ -2,14 +2,14 @@
  * Identical queries share one answer. A live push makes every viewer of a
  * filter re-read its chart and table; they arrive spread over up to a second
  * (each page's own refresh limit), not only in the same milliseconds. So:
- * - a query already running is shared by every identical request (as it
- *   always was: starting a second one would only add load);
- * - a finished answer is kept for `keepMs` and serves identical requests as
- *   long as `dataVersion()` is what it was when its query started. The
- *   version moves whenever ClickHouse may answer differently (a write
- *   finished, rows heard from another process), so a new row is never hidden
- *   behind a kept answer; `keepMs` bounds what the clock alone changes (a
- *   sliding range's edges).
+ * - a query already running is shared by every identical request;
+ * - a finished answer is kept for `keepMs` and serves identical requests;
+ * both only while `dataVersion()` is what it was when the query started. The
+ * version moves whenever ClickHouse may answer differently (a write finished,
+ * rows heard from another process), so a new row is never hidden behind a
+ * running or kept answer; `keepMs` bounds what the clock alone changes (a
+ * sliding range's edges). A query started at a newer version replaces an
+ * older one under the same key: the older one's answer is not kept.
  * Failed queries are not kept. At most `maxEntries` kept answers, the least
  * recently used dropped first. Callers put the caller's scope in the key:
  * one scope's answer never serves another.
@@ -20,6 +20,11 @@ export interface InflightOptions {
   maxEntries?: number
   dataVersion?: () => string | number
   now?: () => number
+}
+
+interface Running {
+  promise: Promise<unknown>
+  version: string | number
 }
 
 interface Kept {
@@ -33,7 +38,7 @@ export function createInflight(opts: InflightOptions = {}) {
   const maxEntries = opts.maxEntries ?? 500
   const dataVersion = opts.dataVersion ?? (() => 0)
   const now = opts.now ?? Date.now
-  const running = new Map<string, Promise<unknown>>()
+  const running = new Map<string, Running>()
   // Map order is recency order: a hit moves to the end, the first entry is the least recently used.
   const kept = new Map<string, Kept>()
 
@@ -54,20 +59,19 @@ export function createInflight(opts: InflightOptions = {}) {
         keep(key, hit)
         return Promise.resolve(hit.answer as T)
       }
-      const existing = running.get(key)
-      if (existing) return existing as Promise<T>
-      const p = run()
-      running.set(key, p)
-      p.then(
-        (answer) => {
-          running.delete(key)
-          if (keepMs > 0) keep(key, { answer, version, doneAt: now() })
-        },
-        () => running.delete(key),
-      )
-      return p
+      const current = running.get(key)
+      if (current?.version === version) return current.promise as Promise<T>
+      const promise = run()
+      const started: Running = { promise, version }
+      running.set(key, started)
+      /** Whether this query was still the latest of its key (then it is no longer running). */
+      const settle = () => running.get(key) === started && running.delete(key)
+      promise.then((answer) => {
+        if (settle() && keepMs > 0) keep(key, { answer, version, doneAt: now() })
+      }, settle)
+      return promise
     },
-    /** Queries running now. */
+    /** Keys with a query running now (the latest one of each). */
     size: () => running.size,
     /** Finished answers held (expired ones go when asked again or when evicted). */
     keptSize: () => kept.size,
