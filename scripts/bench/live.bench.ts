@@ -348,11 +348,18 @@ async function queries() {
   await phase('idle', { traffic: false, label: '(a) 100 viewers, no traffic' })
   await phase('traffic', { traffic: true, label: '(b) 100 viewers, steady traffic' })
   const failed = sum((v) => v.failedRequests)
+  const unanswered = sum((v) => v.networkErrors)
+  const lastNetworkError = viewers.findLast((v) => v.lastNetworkError)?.lastNetworkError
   for (const v of viewers) v.close()
   viewers.length = 0
   await phase('background-traffic', { traffic: true, label: 'no viewers, steady traffic (background)' })
   await pool.close()
   if (failed > 0) throw new Error(`${failed} viewer requests failed (not 200, not shed): fix the setup`)
+  if (unanswered > 0) {
+    throw new Error(
+      `${unanswered} viewer requests got no answer (the last: ${lastNetworkError}): fix the setup`,
+    )
+  }
 
   // Per hub refresh: the idle phase has no re-requests, so its statements are the hub's.
   const idle = phases.idle!

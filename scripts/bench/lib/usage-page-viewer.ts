@@ -28,6 +28,10 @@ export interface Viewer {
   readonly shedRequests: number
   /** Requests answered with any other error: a broken setup, never expected. */
   readonly failedRequests: number
+  /** Requests that got no whole answer (connection refused or reset, body cut off, not JSON). */
+  readonly networkErrors: number
+  /** What the last of those said, for the bench's report. */
+  readonly lastNetworkError: string | undefined
   /** Requests sent and not yet answered. */
   readonly inflight: number
   /** Milliseconds each refresh request took, request to full answer. */
@@ -74,6 +78,8 @@ export function openViewer(o: ViewerOptions): Viewer {
   let refreshRequests = 0
   let failedRequests = 0
   let shedRequests = 0
+  let networkErrors = 0
+  let lastNetworkError: string | undefined
   let inflight = 0
   const latencies: number[] = []
   let paused = false
@@ -88,15 +94,17 @@ export function openViewer(o: ViewerOptions): Viewer {
     try {
       const res = await fetch(`${o.origin}${path}?${qs}`, { headers })
       const body = await res.text()
-      if (res.status !== 200) {
-        if (res.status === 503) shedRequests++
-        else failedRequests++
-        return undefined
-      }
-      return JSON.parse(body) as T
+      if (res.status === 200) return JSON.parse(body) as T
+      if (res.status === 503) shedRequests++
+      else failedRequests++
+    } catch (err) {
+      // Counted, not thrown: one viewer's lost answer must not end the run; the bench reports it.
+      networkErrors++
+      lastNetworkError = `${path}: ${(err as Error).message}`
     } finally {
       inflight--
     }
+    return undefined
   }
   const timed = (path: string, qs: string) => {
     const t0 = performance.now()
@@ -159,6 +167,12 @@ export function openViewer(o: ViewerOptions): Viewer {
     },
     get shedRequests() {
       return shedRequests
+    },
+    get networkErrors() {
+      return networkErrors
+    },
+    get lastNetworkError() {
+      return lastNetworkError
     },
     get inflight() {
       return inflight
