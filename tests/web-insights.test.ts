@@ -12,6 +12,7 @@ import {
   eventually,
   kpiValue,
   openBrowserPage,
+  sendChat,
   signInWith,
   startDashboard,
 } from './helpers/web-stack.ts'
@@ -350,16 +351,7 @@ describe('dashboard insights in a real browser', () => {
       (await apiGet<{ spendUsd: number }>(stack, `/api/kpis?keys=${key.keyId}&from=${hourStart}&tz=UTC`))
         .spendUsd
     for (let i = 0; i < 60 && (await spentThisHour()) < 2; i++) {
-      const res = await fetch(`${stack.url}/v1/chat/completions`, {
-        method: 'POST',
-        headers: { authorization: `Bearer ${key.plaintext}`, 'content-type': 'application/json' },
-        body: JSON.stringify({
-          model: 'sim-pricey',
-          messages: [{ role: 'user', content: 'summarise the repo' }],
-        }),
-      })
-      expect(res.status).toBe(200)
-      await res.text()
+      expect(await sendChat(stack, key.plaintext, 'sim-pricey', 'summarise the repo')).toBe(200)
       // The recorder flushes about every 200 ms here: wait for this request's row before deciding on another.
       await eventually(spentThisHour).toBeGreaterThan(0)
     }
@@ -458,13 +450,7 @@ describe('dashboard insights in a real browser', () => {
     // One gateway request: the pushed numbers move, and the chart and table follow once.
     const key = org.keys.find((k) => k.name === 'ken-cli')!
     const before = await kpiValue(page, 'requests')
-    const res = await fetch(`${stack.url}/v1/chat/completions`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${key.plaintext}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ model: 'sim-chat', messages: [{ role: 'user', content: 'hello' }] }),
-    })
-    expect(res.status).toBe(200)
-    await res.text()
+    expect(await sendChat(stack, key.plaintext, 'sim-chat')).toBe(200)
     await eventually(() => kpiValue(page, 'requests')).toBe(before + 1)
     await eventually(() => asked.slice(settled).sort()).toEqual(['/api/breakdown', '/api/series'])
     page.off('request', onRequest)

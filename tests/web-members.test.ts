@@ -3,7 +3,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { TestBrowser } from './helpers/browser.ts'
 import { TEST_ADMIN_TOKEN, type TestStack } from './helpers/test-core.ts'
 import { type SeededOrg, seedOrg } from './helpers/web-fixtures.ts'
-import { apiGet, eventually, openBrowserPage, signInWith, startDashboard } from './helpers/web-stack.ts'
+import {
+  apiGet,
+  eventually,
+  openBrowserPage,
+  sendChat,
+  signInWith,
+  startDashboard,
+} from './helpers/web-stack.ts'
 
 // Seed 001 in Debian's Chromium: an admin limits a key's models in the key
 // form; a member's "Available models" and "My API keys" pages (their keys
@@ -19,16 +26,6 @@ let org: SeededOrg
 let created: { keyId: string; plaintext: string } | undefined
 
 const keyNamed = (name: string) => org.keys.find((k) => k.name === name)!
-
-async function chat(plaintext: string, model: string): Promise<number> {
-  const res = await fetch(`${stack.url}/v1/chat/completions`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${plaintext}`, 'content-type': 'application/json' },
-    body: JSON.stringify({ model, messages: [{ role: 'user', content: 'hello' }] }),
-  })
-  await res.text()
-  return res.status
-}
 
 beforeAll(async () => {
   // DEMO=true: the built-in simulated provider (the demo's upstream) serves the sim-* facades.
@@ -72,8 +69,8 @@ describe("seed 001: a key's models, a member's models and keys, the leaderboard"
     await eventually(() => row.locator('[data-cell="models"]').getAttribute('data-allowed-models')).toBe(
       'gpt-4o-mini',
     )
-    expect(await chat(ken.plaintext, 'sim-chat')).toBe(403)
-    expect(await chat(plaintext, 'sim-chat')).toBe(200)
+    expect(await sendChat(stack, ken.plaintext, 'sim-chat')).toBe(403)
+    expect(await sendChat(stack, plaintext, 'sim-chat')).toBe(200)
 
     await page.goto(`${stack.url}/keys?range=30d`)
     const card = page.locator(`[data-key="${ken.keyId}"] [data-allowed-models]`)
@@ -153,7 +150,7 @@ describe("seed 001: a key's models, a member's models and keys, the leaderboard"
     await eventually(() =>
       page.locator(`tr[data-row="${created!.keyId}"] [data-cell="status"]`).textContent(),
     ).toBe('revoked')
-    expect(await chat(created!.plaintext, 'sim-chat')).toBe(401)
+    expect(await sendChat(stack, created!.plaintext, 'sim-chat')).toBe(401)
     expect(await page.locator(`tr[data-row="${ken.keyId}"] [data-action="revoke"]`).count()).toBe(1)
   })
 

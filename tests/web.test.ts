@@ -5,7 +5,14 @@ import type { TestBrowser } from './helpers/browser.ts'
 import { saveScreenshot } from './helpers/screenshots.ts'
 import { TEST_ADMIN_TOKEN, type TestStack } from './helpers/test-core.ts'
 import { type SeededOrg, seedOrg } from './helpers/web-fixtures.ts'
-import { apiGet, eventually, kpiValue, openBrowserPage, startDashboard } from './helpers/web-stack.ts'
+import {
+  apiGet,
+  eventually,
+  kpiValue,
+  openBrowserPage,
+  sendChat,
+  startDashboard,
+} from './helpers/web-stack.ts'
 
 // The built dashboard, served by the product itself, in Debian's Chromium.
 // Every number the page shows is checked against the API's answer for the
@@ -218,13 +225,7 @@ describe('dashboard in a real browser', () => {
     await page.waitForURL(/live=1/)
     await page.locator('[data-live-status="live"]').waitFor({ timeout: 10_000 })
     const key = org.keys.find((k) => k.name === 'ken-cli')!
-    const res = await fetch(`${stack.url}/v1/chat/completions`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${key.plaintext}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ model: 'sim-chat', messages: [{ role: 'user', content: 'hello' }] }),
-    })
-    expect(res.status).toBe(200)
-    await res.text()
+    expect(await sendChat(stack, key.plaintext, 'sim-chat')).toBe(200)
     await expect.poll(() => kpiValue(page, 'requests'), { timeout: 2_000, interval: 100 }).toBe(before + 1)
     await shot('usage-live')
     await page.click('[data-control="live"]')

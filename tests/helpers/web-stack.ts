@@ -52,3 +52,14 @@ export async function kpiValue(page: Page, id: string): Promise<number> {
   const v = await page.locator(`[data-kpi="${id}"] .value`).getAttribute('data-value')
   return v === null || v === '' ? Number.NaN : Number(v)
 }
+
+/** One chat completion through the product's gateway with an API key; its status (the body read to the end). */
+export async function sendChat(stack: TestStack, plaintext: string, model: string, content = 'hello') {
+  const res = await fetch(`${stack.url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${plaintext}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ model, messages: [{ role: 'user', content }] }),
+  })
+  await res.text()
+  return res.status
+}
