@@ -14,7 +14,7 @@ import { generateUsageBatches } from '../../services/src/demo/usage-generator.ts
 import { cpuSeconds, startChild } from './lib/child.ts'
 import { closedLoop, type LoadResult, type Target } from './lib/load.ts'
 import { commandFor, emit, errorLogger, log, parseArgs, type Table } from './lib/report.ts'
-import { fmt, measure, percentile, ratio } from './lib/stats.ts'
+import { fmt, measure, median, percentile, ratio } from './lib/stats.ts'
 
 /**
  * What the write-ahead journal (core/usage-journal.ts) costs, side by side
@@ -27,8 +27,9 @@ import { fmt, measure, percentile, ratio } from './lib/stats.ts'
  *    as fast as ClickHouse takes them, then the append alone per row.
  */
 const args = parseArgs()
-const SLICE_S = args.quick ? 2 : 5
-const ROUNDS = args.quick ? 2 : 4
+const SLICE_S = args.quick ? 2 : 4
+const ROUNDS = args.quick ? 3 : 6
+const INGEST_ROUNDS = args.quick ? 2 : 4
 const INGEST_ROWS = args.quick ? 50_000 : 500_000
 const here = (p: string) => fileURLToPath(new URL(p, import.meta.url))
 const node = process.execPath
@@ -47,21 +48,26 @@ const body = (stream: boolean) =>
 const upstream = await startChild(node, [here('./upstream.process.ts'), '--latency-ms=0'], {
   marker: 'READY ',
 })
-const gateways = {
-  on: await startChild(node, [here('./gateway.process.ts'), `--upstream=${upstream.ready}`], {
-    marker: 'READY ',
-    timeoutMs: 120_000,
-  }),
-  off: await startChild(
+// `control` is a second JOURNAL=off gateway, identical to `off`: the p50
+// difference between two identical processes (an A/A comparison) is the
+// noise floor an on/off difference has to be read against.
+const startGateway = (journal: 'on' | 'off') =>
+  startChild(
     node,
-    [here('./gateway.process.ts'), `--upstream=${upstream.ready}`, '--journal=off'],
-    {
-      marker: 'READY ',
-      timeoutMs: 120_000,
-    },
-  ),
+    [
+      here('./gateway.process.ts'),
+      `--upstream=${upstream.ready}`,
+      ...(journal === 'off' ? ['--journal=off'] : []),
+    ],
+    { marker: 'READY ', timeoutMs: 120_000 },
+  )
+const gateways = {
+  on: await startGateway('on'),
+  off: await startGateway('off'),
+  control: await startGateway('off'),
 }
-const target = (mode: 'on' | 'off', stream: boolean): Target => {
+type Mode = keyof typeof gateways
+const target = (mode: Mode, stream: boolean): Target => {
   const ready = JSON.parse(gateways[mode].ready) as { url: string; key: string }
   return {
     name: `journal ${mode}`,
@@ -77,26 +83,36 @@ const merge = (rs: LoadResult[]) => {
   const seconds = rs.reduce((n, r) => n + r.seconds, 0)
   return { latencies, rps: ok / seconds, errors: rs.reduce((n, r) => n + r.errors, 0) }
 }
+/** Median over rounds of a per-round difference of p50s: each round's slices ran back to back. */
+const pairedP50 = (a: LoadResult[], b: LoadResult[], abs = false) =>
+  median(
+    a.map((r, i) => {
+      const d = percentile(r.latencies, 50) - percentile(b[i]!.latencies, 50)
+      return abs ? Math.abs(d) : d
+    }),
+  )
 const gwRows: (string | number)[][] = []
 const summary: (string | number)[][] = []
 for (const stream of [false, true]) {
   const label = stream ? 'streamed' : 'JSON'
-  log(`gateway, ${label}: journal on vs off`)
-  const c1: Record<string, LoadResult[]> = { on: [], off: [] }
+  log(`gateway, ${label}: journal on vs off (and the A/A control)`)
+  const c1: Record<Mode, LoadResult[]> = { on: [], off: [], control: [] }
   const peak: Record<string, LoadResult[]> = { on: [], off: [] }
   // CPU seconds of each gateway process during its peak slices: a cost that does not depend on the machine's load.
   const cpu = { on: 0, off: 0 }
-  for (const mode of ['on', 'off'] as const) await closedLoop(target(mode, stream), 8, 1)
+  for (const mode of ['on', 'off', 'control'] as const) await closedLoop(target(mode, stream), 8, 1)
   for (let round = 0; round < ROUNDS; round++) {
-    const order = round % 2 === 0 ? (['on', 'off'] as const) : (['off', 'on'] as const)
-    for (const mode of order) c1[mode]!.push(await closedLoop(target(mode, stream), 1, SLICE_S))
-    for (const mode of order) {
+    // Each mode takes each place in the order in turn.
+    const modes: Mode[] = ['on', 'off', 'control']
+    const order = [...modes.slice(round % 3), ...modes.slice(0, round % 3)]
+    for (const mode of order) c1[mode].push(await closedLoop(target(mode, stream), 1, SLICE_S))
+    for (const mode of round % 2 === 0 ? (['on', 'off'] as const) : (['off', 'on'] as const)) {
       const before = cpuSeconds(gateways[mode].pid)
       peak[mode]!.push(await closedLoop(target(mode, stream), 64, SLICE_S))
       cpu[mode] += cpuSeconds(gateways[mode].pid) - before
     }
   }
-  const m = { on: merge(c1.on!), off: merge(c1.off!) }
+  const m = { on: merge(c1.on), off: merge(c1.off), control: merge(c1.control) }
   const p = { on: merge(peak.on!), off: merge(peak.off!) }
   for (const mode of ['on', 'off'] as const) {
     gwRows.push([
@@ -109,15 +125,25 @@ for (const stream of [false, true]) {
       m[mode].errors + p[mode].errors,
     ])
   }
+  gwRows.push([
+    label,
+    'off (A/A control)',
+    fmt(percentile(m.control.latencies, 50), 3),
+    fmt(percentile(m.control.latencies, 99), 3),
+    '',
+    '',
+    m.control.errors,
+  ])
   summary.push([
     label,
-    fmt(percentile(m.on.latencies, 50) - percentile(m.off.latencies, 50), 3),
+    fmt(pairedP50(c1.on, c1.off), 3),
+    fmt(pairedP50(c1.control, c1.off, true), 3),
     fmt(percentile(m.on.latencies, 99) - percentile(m.off.latencies, 99), 3),
     ratio(p.on.rps, p.off.rps),
     fmt((cpu.on * 1e6) / p.on.latencies.length - (cpu.off * 1e6) / p.off.latencies.length, 0),
   ])
 }
-for (const g of [gateways.on, gateways.off, upstream]) await g.stop()
+for (const g of [gateways.on, gateways.off, gateways.control, upstream]) await g.stop()
 tables.push({
   id: 'journal-gateway',
   title: 'Journal cost in the gateway (journal on vs JOURNAL=off, same run)',
@@ -133,16 +159,25 @@ tables.push({
   ],
   rows: gwRows,
   notes: [
-    `Slices of ${SLICE_S} s, ${ROUNDS} rounds, on and off interleaved; upstream answers at once (so the gateway's own cost is all there is).`,
+    `Slices of ${SLICE_S} s, ${ROUNDS} rounds, the modes interleaved (each takes each place in the order in turn); upstream answers at once (so the gateway's own cost is all there is). The A/A control is a second JOURNAL=off process: its distance from \`off\` is the noise between two identical processes.`,
   ],
 })
 tables.push({
   id: 'journal-gateway-added',
   title: 'Added by the journal (on minus off)',
   command: commandFor('journal', args),
-  columns: ['answer', 'added p50 ms', 'added p99 ms', 'peak throughput on/off', 'added CPU µs/request'],
+  columns: [
+    'answer',
+    'added p50 ms (median of rounds)',
+    'A/A noise p50 ms (|control - off|, median of rounds)',
+    'added p99 ms',
+    'peak throughput on/off',
+    'added CPU µs/request',
+  ],
   rows: summary,
-  notes: ['Target: under 0.1 ms added p50, throughput within 10% (ratio >= 0.90x).'],
+  notes: [
+    'Added p50: on minus off, per round (slices back to back), median over the rounds. Target: under 0.1 ms added p50, throughput within 10% (ratio >= 0.90x).',
+  ],
 })
 
 // 2. Ingest (the gateway tables are printed first, in case this part fails on a loaded machine)
@@ -188,7 +223,7 @@ function rowsOf(n: number, seed: number): UsageRow[] {
 }
 const ingestRows: (string | number)[][] = []
 const rates: Record<string, number[]> = { on: [], off: [] }
-for (let round = 0; round < ROUNDS; round++) {
+for (let round = 0; round < INGEST_ROUNDS; round++) {
   for (const mode of round % 2 === 0 ? (['off', 'on'] as const) : (['on', 'off'] as const)) {
     const rows = rowsOf(INGEST_ROWS, round * 2 + (mode === 'on' ? 1 : 0))
     const journal =
@@ -317,8 +352,9 @@ tables.push({
   columns: ['measure', 'JSON', 'streamed'],
   rows: [
     ['added p50 ms (concurrency 1)', summary[0]![1]!, summary[1]![1]!],
-    ['added p99 ms (concurrency 1)', summary[0]![2]!, summary[1]![2]!],
-    ['peak throughput on/off (concurrency 64)', summary[0]![3]!, summary[1]![3]!],
+    ['A/A noise p50 ms (two identical JOURNAL=off processes)', summary[0]![2]!, summary[1]![2]!],
+    ['added p99 ms (concurrency 1)', summary[0]![3]!, summary[1]![3]!],
+    ['peak throughput on/off (concurrency 64)', summary[0]![4]!, summary[1]![4]!],
     ['ingest rows/s on/off (best rounds)', ratio(best(rates.on!), best(rates.off!)), ''],
     [
       'append, net CPU µs/row (1 row per turn / 1,000 per turn)',

@@ -22,8 +22,11 @@ console.log(`\nTokenmeter is running at ${url}`)
 console.log(
   `  ClickHouse: ${core.warehouse.mode === 'embedded' ? `embedded (${env.DATA_DIR})` : env.CLICKHOUSE_URL}`,
 )
+// With the journal on, it is the local outage store; the disk spool only serves JOURNAL=off.
+const localStore =
+  env.JOURNAL === 'on' ? `usage journal (${env.DATA_DIR}/journal)` : `disk spool (${env.DATA_DIR}/spool)`
 console.log(
-  `  Spill: ${env.REDIS_URL ? 'Redis (BullMQ), disk spool behind it' : `disk spool (${env.DATA_DIR}/spool)`}; replay ${core.roles.has('worker') ? 'in this process' : 'in the worker process'}`,
+  `  Outage store: ${env.REDIS_URL ? `Redis (BullMQ), ${localStore} behind it` : localStore}; replay ${core.roles.has('worker') ? 'in this process' : 'in the worker process'}`,
 )
 if (!env.ADMIN_TOKEN) console.log(`  Admin token (set ADMIN_TOKEN to choose your own): ${core.adminToken}`)
 running.listening(address, url)

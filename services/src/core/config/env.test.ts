@@ -78,3 +78,18 @@ describe('env', () => {
     expect(() => parseEnv({ METRICS_TOKEN: 'short' })).toThrow(/METRICS_TOKEN must be at least 16/)
   })
 })
+
+describe('provider base URLs', () => {
+  it('take an origin without a path as its /v1 API (the SDKs spell ANTHROPIC_BASE_URL without it)', () => {
+    const env = parseEnv({
+      OPENAI_BASE_URL: 'http://10.0.0.5:8000',
+      ANTHROPIC_BASE_URL: 'https://api.anthropic.com/',
+    })
+    expect(env.OPENAI_BASE_URL).toBe('http://10.0.0.5:8000/v1')
+    expect(env.ANTHROPIC_BASE_URL).toBe('https://api.anthropic.com/v1')
+    // A path is the user's: kept as given.
+    const proxied = parseEnv({ ANTHROPIC_BASE_URL: 'https://gw.example.com/anthropic/v1' })
+    expect(proxied.ANTHROPIC_BASE_URL).toBe('https://gw.example.com/anthropic/v1')
+    expect(parseEnv({}).OPENAI_BASE_URL).toBe('https://api.openai.com/v1')
+  })
+})

@@ -8,6 +8,19 @@ const bool = z
   .transform((v) => v === 'true' || v === '1' || v === 'yes')
 
 /** The parts a process can run (ROLES). */
+/**
+ * A provider origin given without a path (`https://api.anthropic.com`, as the
+ * Anthropic SDK and Claude Code spell ANTHROPIC_BASE_URL) means its /v1 API:
+ * without this the gateway would call `/messages` and every request would be
+ * a 404 from the provider. A base URL with a path is taken as it is.
+ */
+function withApiVersionPath(url: string): string {
+  const u = new URL(url)
+  if (u.pathname !== '/' || u.search) return url
+  u.pathname = '/v1'
+  return u.toString()
+}
+
 export const PROCESS_ROLES = ['gateway', 'api', 'worker', 'web'] as const
 export type ProcessRole = (typeof PROCESS_ROLES)[number]
 
@@ -84,9 +97,9 @@ export const envSchema = z.object({
     .positive()
     .default(1024 * 1024 * 1024),
   JOURNAL_FSYNC_MS: z.coerce.number().int().nonnegative().max(60_000).default(200),
-  OPENAI_BASE_URL: z.url().default('https://api.openai.com/v1'),
+  OPENAI_BASE_URL: z.url().default('https://api.openai.com/v1').transform(withApiVersionPath),
   OPENAI_API_KEY: z.string().optional(),
-  ANTHROPIC_BASE_URL: z.url().default('https://api.anthropic.com/v1'),
+  ANTHROPIC_BASE_URL: z.url().default('https://api.anthropic.com/v1').transform(withApiVersionPath),
   ANTHROPIC_API_KEY: z.string().optional(),
   UPSTREAM_TIMEOUT_MS: z.coerce.number().int().positive().default(120_000),
   /**

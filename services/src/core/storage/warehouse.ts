@@ -1,4 +1,6 @@
+import { readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
+import { join } from 'node:path'
 import {
   type ClickHouseClient,
   ClickHouseError,
@@ -6,6 +8,7 @@ import {
   createClient,
   parseError,
 } from '@clickhouse/client'
+import { isAlive, isMissingFile } from './local-files.ts'
 
 export type QueryParams = Record<string, unknown>
 
@@ -144,7 +147,35 @@ function embeddedConnection(path: string): ChdbConnection {
   const { createChdbConnection } = createRequire(import.meta.url)('chdb/connection') as {
     createChdbConnection: (o: { path: string }) => ChdbConnection
   }
-  return createChdbConnection({ path })
+  try {
+    return createChdbConnection({ path })
+  } catch (err) {
+    // The engine locks its directory and says so only on stderr: a second
+    // process on the same DATA_DIR would stop with a bare "Failed to create
+    // connection". Its `status` file names the holder.
+    const holder = engineHolder(path)
+    if (holder !== undefined) {
+      throw new Error(
+        `${path} is in use by another process (pid ${holder}); the embedded ClickHouse engine serves one process per data directory. ` +
+          'Stop that process, give this one its own DATA_DIR, or share a ClickHouse server between processes (CLICKHOUSE_URL).',
+        { cause: err },
+      )
+    }
+    throw err
+  }
+}
+
+/** The live process other than this one that the engine's `status` file names, if any. */
+function engineHolder(path: string): number | undefined {
+  let status: string
+  try {
+    status = readFileSync(join(path, 'status'), 'utf8')
+  } catch (err) {
+    if (isMissingFile(err)) return undefined
+    throw err
+  }
+  const pid = Number(/^PID: (\d+)/m.exec(status)?.[1])
+  return pid > 0 && pid !== process.pid && isAlive(pid) ? pid : undefined
 }
 
 export function createWarehouse(opts: WarehouseOptions): Warehouse {
