@@ -71,6 +71,7 @@ interface Status {
     bytes: number
     maxBytes: number
     segments: number
+    compressedSegments: number
     oldestAgeSeconds?: number
     rejectedRows: number
     fsyncMs: number
@@ -80,8 +81,10 @@ interface Status {
       segmentsFound: number
       segmentsDone: number
       rowsDone: number
+      inserts: number
       tornTails: number
       damagedRecords: number
+      compaction: { segments: number; bytesBefore: number; bytesAfter: number }
       lastError?: string
     }
   }
@@ -128,10 +131,16 @@ function printStatus(s: Status, startRemaining?: number) {
     lines.push(
       `Journal: ${bytes(j.bytes)} of ${bytes(j.maxBytes)} in ${j.segments} segments, oldest unacknowledged ${age(j.oldestAgeSeconds)}, fsync every ${j.fsyncMs || 'answer'}${j.fsyncMs ? ' ms' : ''}` +
         `${j.rejectedRows ? `, ${j.rejectedRows} rows REFUSED (${j.lastError}; kept in memory)` : ''}`,
-      `         recovery at start: ${r.state}, ${r.segmentsDone}/${r.segmentsFound} segments, ${r.rowsDone} rows` +
+      `         recovery at start: ${r.state}, ${r.segmentsDone}/${r.segmentsFound} segments, ${r.rowsDone} rows in ${r.inserts} inserts` +
         `${r.tornTails || r.damagedRecords ? `; ${r.tornTails} torn tails cut off, ${r.damagedRecords} damaged records skipped (see quarantine)` : ''}` +
         `${r.state === 'waiting' ? ` (waiting: ${r.lastError})` : ''}`,
     )
+    const c = r.compaction
+    if (j.compressedSegments > 0 || c.segments > 0)
+      lines.push(
+        `         ${j.compressedSegments} segments waiting compressed; compressed so far: ${c.segments} segments, ${bytes(c.bytesBefore)} -> ${bytes(c.bytesAfter)}` +
+          `${c.bytesAfter > 0 ? ` (${(c.bytesBefore / c.bytesAfter).toFixed(1)}x)` : ''}`,
+      )
   } else lines.push('Journal: off (JOURNAL=off): a killed process loses its unflushed rows')
   let remaining = s.disk.batches
   if (s.redis) {

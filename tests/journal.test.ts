@@ -8,7 +8,7 @@ import { HEADER_BYTES, scanSegment } from '../services/src/core/storage/record-f
 import { createUsageJournal } from '../services/src/core/usage/usage-journal.ts'
 import type { UsageRow } from '../services/src/core/usage/usage-row.ts'
 import { createFakeUpstream, type FakeUpstream } from '../services/src/simulator/fake-upstream.ts'
-import { readJournalSegment } from '../services/src/worker/journal-recovery.ts'
+import { readJournalSegment } from '../services/src/worker/journal-segment-reader.ts'
 import { expectExactlyOnce, makeUsageRow, waitFor } from './helpers/clickhouse-http-checks.ts'
 import { startTestStack, TEST_ADMIN_TOKEN, type TestStack } from './helpers/test-core.ts'
 
@@ -199,7 +199,7 @@ describe('journal left by a crash, delivered at start', () => {
     // Delivered segments are gone; the damaged one moved to the quarantine.
     expect(
       readdirSync(join(dataDir, 'journal')).filter(
-        (f) => f.endsWith('.jnl') && !f.includes(`-${process.pid}-`),
+        (f) => /\.jnlz?$/.test(f) && !f.includes(`-${process.pid}-`),
       ),
     ).toEqual([])
   })

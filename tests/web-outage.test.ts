@@ -60,8 +60,12 @@ describe('a ClickHouse outage on the dashboard', () => {
     await page.locator('[data-kpi="requests"] .value[data-value]').waitFor()
 
     await ch.stop()
-    // Traffic during the outage: recorded, spilled to the disk spool, nothing lost.
+    // Traffic during the outage: recorded, parked in the journal, nothing lost. A second batch once
+    // the journal's drainer retries the first: it compresses that one while it waits (the ops page says so).
     const key = org.keys[0]!
+    for (let i = 0; i < 7; i++) stack.core.recorder.record(liveRow(key))
+    await stack.core.recorder.flush()
+    await eventually(() => stack.core.journal!.recovery.progress().state).toBe('waiting')
     for (let i = 0; i < 7; i++) stack.core.recorder.record(liveRow(key))
     await stack.core.recorder.flush()
 
@@ -81,6 +85,9 @@ describe('a ClickHouse outage on the dashboard', () => {
 
     await page.goto(`${stack.url}/ops`)
     await page.locator('[data-ops] .big.bad').first().waitFor()
+    await eventually(() => page.locator('[data-journal-compaction]').textContent()).toMatch(
+      /^1 waiting compressed · compression saved [\d.]+ (B|KB) \(\d+\.\d×\)$/,
+    )
 
     // Back: the replay drains the spool; the ops page drops its error and says so plainly.
     await ch.start()

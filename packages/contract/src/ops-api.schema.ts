@@ -32,6 +32,11 @@ export const opsStatusResponse = z.object({
       bytes: z.number().describe('bytes of segments not yet acknowledged'),
       maxBytes: z.number(),
       segments: z.number(),
+      compressedSegments: z
+        .number()
+        .describe(
+          'of the segments waiting for ClickHouse, those held compressed (bytes counts their compressed size)',
+        ),
       oldestAt: epochMs.optional(),
       oldestAgeSeconds: ageSeconds,
       rejectedRows: z.number().describe('rows the journal could not take (full, or a write error)'),
@@ -49,6 +54,13 @@ export const opsStatusResponse = z.object({
           .describe('ClickHouse inserts that carried them: runs of parked segments go in one insert'),
         tornTails: z.number(),
         damagedRecords: z.number(),
+        compaction: z
+          .object({
+            segments: z.number(),
+            bytesBefore: z.number().describe('their size uncompressed'),
+            bytesAfter: z.number().describe('their size compressed'),
+          })
+          .describe('parked segments compressed while they waited for ClickHouse, by this process'),
         lastError: z.string().optional(),
       }),
     })

@@ -1,20 +1,20 @@
-import { readdirSync, readFileSync, rmSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs'
+import { readdirSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { Logger } from 'pino'
 import { isAlive, isMissingFile, readdirIfPresent } from '../core/storage/local-files.ts'
-import { type SegmentProblem, scanSegment } from '../core/storage/record-framing.ts'
 import {
   type DrainableSegment,
   drainableSegments,
   JOURNAL_SEGMENT,
-  journalToken,
+  segmentFileName,
   type UsageJournal,
 } from '../core/usage/usage-journal.ts'
-import type { UsageRow } from '../core/usage/usage-row.ts'
 import type { DecodedBatch } from './batch-codec.ts'
 import type { BatchInserter } from './batch-inserter.ts'
 import { TransientInsertError } from './batch-inserter.ts'
 import { writeFileDurably } from './durable-write.ts'
+import { type CompactionStats, createJournalCompactor, keepOneCopy } from './journal-compaction.ts'
+import { type ReadSegment, readJournalSegment, segmentDamage } from './journal-segment-reader.ts'
 import type { QuarantineStore } from './quarantine-store.ts'
 import { canJoin, mergeBatches, tokenOf } from './replay-groups.ts'
 import { ReplayLoop } from './replay-loop.ts'
@@ -31,6 +31,8 @@ export interface RecoveryProgress {
   /** Torn last records cut off (a crash mid-write) and damaged records skipped (a flipped byte). */
   tornTails: number
   damagedRecords: number
+  /** Parked segments compressed while they waited (worker/journal-compaction.ts). */
+  compaction: CompactionStats
   lastError: string | undefined
 }
 
@@ -55,132 +57,6 @@ export interface RecoveryOptions {
   maxGroupRows?: number
   maxBackoffMs?: number
   pollMs?: number
-}
-
-export interface ReadSegment {
-  token: string
-  rows: UsageRow[]
-  problems: SegmentProblem[]
-  /** Where the file was cut back to after a torn last record. */
-  truncatedAt: number | undefined
-  undecodable: number
-}
-
-/**
- * Parses one record's payload: a cut, or rows, one per line: a `{"k":[...]}`
- * line names the columns of the array lines after it; an object line is a
- * row as is (or, in older segments, `{"i":<index>,"r":<row>}`).
- */
-function decodePayload(
-  text: string,
-  rows: UsageRow[],
-  state: { columns: string[] | undefined },
-): { cut?: string; undecodable: number } {
-  if (text.startsWith('{"c":')) {
-    const v = JSON.parse(text) as { c?: unknown }
-    return typeof v.c === 'string' ? { cut: v.c, undecodable: 0 } : { undecodable: 1 }
-  }
-  let undecodable = 0
-  for (const line of text.split('\n')) {
-    if (line === '') continue
-    try {
-      const v = JSON.parse(line) as unknown
-      if (Array.isArray(v)) {
-        const columns = state.columns
-        if (!columns || columns.length !== v.length) {
-          undecodable++
-          continue
-        }
-        const row: Record<string, unknown> = {}
-        for (let i = 0; i < columns.length; i++) row[columns[i]!] = v[i]
-        rows.push(row as unknown as UsageRow)
-        continue
-      }
-      const o = v as { k?: unknown; i?: unknown; r?: UsageRow; request_id?: unknown }
-      if (Array.isArray(o.k) && o.request_id === undefined) state.columns = o.k as string[]
-      else if (o.r && typeof o.r === 'object' && Number.isInteger(o.i)) rows.push(o.r)
-      else if (typeof o === 'object' && o !== null && typeof o.request_id === 'string')
-        rows.push(o as UsageRow)
-      else undecodable++
-    } catch (err) {
-      // Counted, and reported with the segment's quarantine entry.
-      if (!(err instanceof SyntaxError)) throw err
-      undecodable++
-    }
-  }
-  return { undecodable }
-}
-
-/**
- * Reads one segment: every record whose crc checks out. A torn tail (the
- * damage runs to the end of the file: a crash in the middle of a write) is
- * truncated away at the last good record; damage in the middle (a flipped
- * byte) is skipped, the records behind it kept (the reader resynchronises on
- * the next record magic). The batch token is the cut's, or, when the batch
- * was never cut (so never sent), derived from the rows the same way.
- */
-export function readJournalSegment(
-  path: string,
-  segmentId: string,
-  opts: { truncate?: boolean } = {},
-): ReadSegment {
-  const buf = readFileSync(path)
-  const { records, problems } = scanSegment(buf)
-  let truncatedAt: number | undefined
-  const last = problems.at(-1)
-  if (last && last.offset + last.skipped === buf.length && !records.some((r) => r.offset > last.offset)) {
-    truncatedAt = last.offset
-    // Ops listings only look (truncate: false); the drainer cuts it off before delivering.
-    if (opts.truncate !== false) truncateSync(path, truncatedAt)
-  }
-  const rows: UsageRow[] = []
-  let cut: string | undefined
-  let undecodable = 0
-  const state = { columns: undefined as string[] | undefined }
-  for (const r of records) {
-    try {
-      const out = decodePayload(r.payload.toString('utf8'), rows, state)
-      if (out.cut) cut = out.cut
-      undecodable += out.undecodable
-    } catch (err) {
-      // A cut record that does not parse: counted and reported like an undecodable row.
-      if (!(err instanceof SyntaxError)) throw err
-      undecodable++
-    }
-  }
-  // The cut names the token the batch was inserted under (older journals: `j-<id>-<from>-<to>`).
-  const own = cut !== undefined && (cut === `j-${segmentId}` || cut.startsWith(`j-${segmentId}-`))
-  const token = own ? cut! : journalToken(segmentId)
-  for (const row of rows) row.batch_id = token
-  return { token, rows, problems, truncatedAt, undecodable }
-}
-
-/**
- * A segment's token and row count for ops listings, without parsing a row
- * (an outage's journal can hold thousands of batches, and the dashboard's
- * "buffered" count lists them on every refused query): lines are counted,
- * columns lines and the cut left out. Never truncates.
- */
-export function peekJournalSegment(path: string, segmentId: string): { token: string; rows: number } {
-  const { records } = scanSegment(readFileSync(path))
-  let rows = 0
-  let cut: string | undefined
-  for (const r of records) {
-    const p = r.payload
-    if (p.subarray(0, 5).toString() === '{"c":') {
-      const v = JSON.parse(p.toString('utf8')) as { c?: unknown }
-      if (typeof v.c === 'string') cut = v.c
-      continue
-    }
-    for (let at = 0; at < p.length; ) {
-      let end = p.indexOf(0x0a, at)
-      if (end < 0) end = p.length
-      if (end > at && p.subarray(at, Math.min(at + 5, end)).toString() !== '{"k":') rows++
-      at = end + 1
-    }
-  }
-  const own = cut !== undefined && (cut === `j-${segmentId}` || cut.startsWith(`j-${segmentId}-`))
-  return { token: own ? cut! : journalToken(segmentId), rows }
 }
 
 /** A merged insert recorded before it is sent: `group-<token>.json` beside the segments. */
@@ -277,6 +153,11 @@ function holdLock(dir: string, me: string): boolean {
  *   Members are deleted only after the group's insert succeeded, then the
  *   record: a record with a member missing is a group that landed.
  *
+ * While it waits for ClickHouse, it compresses the parked segments it does
+ * not hold (worker/journal-compaction.ts); a segment is listed and delivered
+ * once whichever of its files (uncompressed, compressed, or both after a
+ * crash) it finds.
+ *
  * Damaged segments go to the quarantine after their good records are
  * delivered. Nothing here throws out of the loop: a start never fails, and
  * never loops on a crash, because of a bad segment.
@@ -299,6 +180,7 @@ export function startJournalRecovery(opts: RecoveryOptions): JournalRecovery {
     inserts: 0,
     tornTails: 0,
     damagedRecords: 0,
+    compaction: { segments: 0, bytesBefore: 0, bytesAfter: 0 },
     lastError: undefined,
   }
   /** Segment ids counted in segmentsFound/rowsFound already. */
@@ -312,6 +194,9 @@ export function startJournalRecovery(opts: RecoveryOptions): JournalRecovery {
     firstPass = resolve
   })
   journal.onPark(() => loop.wake())
+  /** Segments held here (read for the insert being tried, or unreadable) are not compressed under it. */
+  const busy = (id: string) => loaded.has(id) || unreadable.has(id)
+  const compactor = createJournalCompactor({ journal, logger, busy, stopped: () => loop.stopped })
   // Temporary files of intents whose write a crash interrupted (worker/durable-write.ts): never complete, never read.
   try {
     for (const name of readdirSync(dir))
@@ -324,6 +209,7 @@ export function startJournalRecovery(opts: RecoveryOptions): JournalRecovery {
     journal.setBacklog({
       bytes: segs.reduce((n, s) => n + s.bytes, 0),
       segments: segs.length,
+      compressed: segs.reduce((n, s) => n + (s.compressed ? 1 : 0), 0),
       oldestAt: segs[0]?.createdAt,
     })
   }
@@ -340,8 +226,7 @@ export function startJournalRecovery(opts: RecoveryOptions): JournalRecovery {
           'usage journal: torn last record cut off (a crash mid-write; its answer had not ended)',
         )
       }
-      const damaged = read.problems.some((x) => x.offset !== read.truncatedAt) || read.undecodable > 0
-      const l = { seg, read, mergeable: seg.state === 'unsent' && !damaged }
+      const l = { seg, read, mergeable: seg.state === 'unsent' && segmentDamage(read) === undefined }
       if (!seen.has(seg.id)) {
         seen.add(seg.id)
         p.segmentsFound++
@@ -406,32 +291,44 @@ export function startJournalRecovery(opts: RecoveryOptions): JournalRecovery {
     return false
   }
 
-  /** Waits out a backoff; ends as soon as ClickHouse answers a probe again (checked twice a second). */
+  /**
+   * Waits out a backoff; ends as soon as ClickHouse answers a probe again
+   * (checked twice a second). Meanwhile the parked segments are compressed
+   * (worker/journal-compaction.ts: at most 8 MiB of them per tick, in steps
+   * of a few ms): what waits for ClickHouse takes about a ninth of the room.
+   */
   async function pause(ms: number) {
     const until = Date.now() + ms
     while (!loop.stopped && Date.now() < until) {
-      if (await loop.sleep(Math.min(500, until - Date.now()))) return
+      await compactor.tick()
+      if (await loop.sleep(Math.max(0, Math.min(500, until - Date.now())))) return
       if (opts.probe && (await opts.probe().catch(() => false))) return
     }
   }
 
-  /** Delivered: damaged segments to the quarantine, the rest deleted. */
+  /**
+   * Delivered: damaged segments to the quarantine, the rest deleted, with
+   * every other file of the segment (the original of a compressed copy a
+   * crash left behind): a segment is delivered once.
+   */
   async function settle(members: Loaded[]) {
     for (const l of members) {
       const { seg, read } = l
-      const damaged = read.problems.filter((x) => x.offset !== read.truncatedAt)
-      if (damaged.length > 0 || read.undecodable > 0) {
-        p.damagedRecords += damaged.length + read.undecodable
-        const reason = `damaged journal segment: ${damaged.map((x) => `${x.kind} at byte ${x.offset} (${x.skipped} bytes skipped)`).join('; ') || `${read.undecodable} undecodable record(s)`}; ${read.rows.length} good rows delivered`
+      const damage = segmentDamage(read)
+      if (damage) {
+        p.damagedRecords += damage.count
+        const reason = `damaged ${seg.compressed ? 'compressed ' : ''}journal segment: ${damage.description}; ${read.rows.length} good rows delivered`
         logger.error({ segment: seg.name, reason }, 'usage journal segment quarantined')
         await opts.quarantine.putSegment(seg.path, {
           id: `journal-${seg.id}`,
           batchId: read.token,
           reason,
           rowCount: read.rows.length,
-          problems: damaged,
+          problems: damage.problems,
         })
       } else rmSync(seg.path, { force: true })
+      if (seg.state !== 'own')
+        rmSync(join(dir, segmentFileName(seg.id, seg.state, !seg.compressed)), { force: true })
       loaded.delete(seg.id)
       seen.delete(seg.id)
       p.segmentsDone++
@@ -461,7 +358,7 @@ export function startJournalRecovery(opts: RecoveryOptions): JournalRecovery {
 
   /** One insert's worth of work; false when there was none (or the drainer stopped). */
   async function step(): Promise<boolean> {
-    const segs = drainableSegments(dir)
+    const segs = keepOneCopy(drainableSegments(dir), busy, logger)
     updateBacklog(segs)
     for (const intent of readIntents(dir)) {
       if (loop.stopped) return false
@@ -525,7 +422,7 @@ export function startJournalRecovery(opts: RecoveryOptions): JournalRecovery {
   })
 
   return {
-    progress: () => ({ ...p }),
+    progress: () => ({ ...p, compaction: compactor.stats() }),
     done: () => firstPassDone,
     wake: () => loop.wake(),
     async stop() {

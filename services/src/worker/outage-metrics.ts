@@ -135,6 +135,30 @@ export function registerOutageMetrics(registry: Registry, kit: OutageKit): void 
     (s, g) => g.set(s.journal?.recovery.rowsDone ?? 0),
   )
   gauge(
+    'tokenmeter_journal_recovery_inserts_total',
+    "ClickHouse inserts that carried the journal drainer's rows (runs of parked segments share one)",
+    (s, g) => g.set(s.journal?.recovery.inserts ?? 0),
+  )
+  gauge(
+    'tokenmeter_journal_compressed_segments',
+    'Journal segments waiting for ClickHouse that are held compressed',
+    (s, g) => g.set(s.journal?.compressedSegments ?? 0),
+  )
+  gauge(
+    'tokenmeter_journal_compacted_segments_total',
+    'Parked journal segments compressed while they waited, by this process',
+    (s, g) => g.set(s.journal?.recovery.compaction.segments ?? 0),
+  )
+  gauge(
+    'tokenmeter_journal_compacted_bytes_total',
+    'Size of the parked segments compressed by this process, before (uncompressed) and after (compressed)',
+    (s, g) => {
+      g.set({ size: 'uncompressed' }, s.journal?.recovery.compaction.bytesBefore ?? 0)
+      g.set({ size: 'compressed' }, s.journal?.recovery.compaction.bytesAfter ?? 0)
+    },
+    ['size'],
+  )
+  gauge(
     'tokenmeter_journal_corrupt_records_total',
     'Journal damage found at start: a torn last record (cut off) or a damaged record mid-segment (skipped)',
     (s, g) => {

@@ -84,11 +84,12 @@ export const envSchema = z.object({
    * lose the rows of the last interval. 0 = fdatasync before each answer ends.
    */
   /**
-   * Bound of the journal. Normally it holds about one batch per process (a
-   * segment is deleted as soon as ClickHouse or Redis took its batch); during
-   * an outage it holds the parked batches (about 360 bytes per row: at 2,000
-   * req/s the default lasts about 25 minutes). Full: rows are answered and
-   * held in memory only, as with a full spool.
+   * Bound of the journal, in bytes on disk. Normally it holds about one
+   * batch per process (a segment is deleted as soon as ClickHouse or Redis
+   * took its batch); during an outage it holds the parked batches, compressed
+   * while they wait (about 41 bytes per row, 360 as written: at 2,000 req/s
+   * the default lasts about 3.6 hours, docs/OUTAGES.md). Full: rows are
+   * answered and held in memory only, as with a full spool.
    */
   JOURNAL_MAX_BYTES: z.coerce
     .number()

@@ -50,7 +50,10 @@ import type { UsageRow } from './usage-row.ts'
  * ever inserted alone under its own token). From then on the segment belongs
  * to the journal's drainer (worker/journal-recovery.ts), like the segments a
  * dead process left. A rename lost to a power loss leaves `<id>.jnl`, which
- * is delivered alone: the safe side.
+ * is delivered alone: the safe side. While it waits (an outage), the drainer
+ * compresses a parked segment to `<id>.<state>.jnlz` (worker/journal-compaction.ts):
+ * JSON lines take about 360 bytes a row, compressed about 40, so
+ * JOURNAL_MAX_BYTES holds an outage about 9 times as long.
  *
  * Record framing is the spool's (core/storage/record-framing.ts, shared):
  * magic, length, crc32, payload. A rows record's payload is one line per row
@@ -63,7 +66,10 @@ import type { UsageRow } from './usage-row.ts'
  * Older segments (one `{"i":<row index>,"r":<row>}` record per row, tokens
  * `j-<id>-<first row>-<end row>`) are still read.
  */
-export const JOURNAL_SEGMENT = /^(\d{13})-(\d+)-(\d+)(?:\.(unsent|held))?\.jnl$/
+export const JOURNAL_SEGMENT = /^(\d{13})-(\d+)-(\d+)(?:\.(unsent|held)\.jnl(z)?|\.jnl)$/
+
+/** The ending of a compressed (parked) segment's file name. */
+export const COMPRESSED_SEGMENT_SUFFIX = '.jnlz'
 
 /** Who may deliver a segment, and how (see above). */
 export type SegmentState = 'own' | 'unsent' | 'held'
@@ -75,6 +81,8 @@ export interface JournalStatus {
   bytes: number
   maxBytes: number
   segments: number
+  /** Of the segments waiting for the drainer, those held compressed (worker/journal-compaction.ts). */
+  compressedSegments: number
   /** When the oldest unacknowledged row was journaled (ms since epoch). */
   oldestAt: number | undefined
   /** Rows the journal could not take (full, or a write error): answered, only in memory. */
@@ -96,8 +104,11 @@ export interface JournalCut {
 }
 
 export interface JournalBacklog {
+  /** Bytes on disk: a compressed segment counts its compressed size. */
   bytes: number
   segments: number
+  /** Of those segments, the compressed ones. */
+  compressed: number
   oldestAt: number | undefined
 }
 
@@ -135,6 +146,11 @@ export interface UsageJournal {
   onPark(listener: () => void): void
   /** The drainer's view of the segments it has to deliver (parked and left by dead processes). */
   setBacklog(backlog: JournalBacklog): void
+  /**
+   * A parked segment of the backlog was compressed from `bytesBefore` to
+   * `bytesAfter` bytes on disk: the bound counts the smaller size from now on.
+   */
+  compacted(bytesBefore: number, bytesAfter: number): void
   status(): JournalStatus
   close(): Promise<void>
 }
@@ -160,8 +176,9 @@ export function journalToken(segmentId: string): string {
   return `j-${segmentId}`
 }
 
-export function segmentFileName(id: string, state: SegmentState): string {
-  return state === 'own' ? `${id}.jnl` : `${id}.${state}.jnl`
+export function segmentFileName(id: string, state: SegmentState, compressed = false): string {
+  if (state === 'own') return `${id}.jnl`
+  return `${id}.${state}${compressed ? COMPRESSED_SEGMENT_SUFFIX : '.jnl'}`
 }
 
 interface Segment {
@@ -230,7 +247,7 @@ export function createUsageJournal(opts: JournalOptions): UsageJournal {
   let active: Segment | undefined
   /** Sealed, unacknowledged segments of this process: id -> bytes, createdAt. */
   const sealed = new Map<string, { bytes: number; createdAt: number }>()
-  let backlog: JournalBacklog = { bytes: 0, segments: 0, oldestAt: undefined }
+  let backlog: JournalBacklog = { bytes: 0, segments: 0, compressed: 0, oldestAt: undefined }
   const parkListeners = new Set<() => void>()
   let rejectedRows = 0
   /** Rows refused since the last cut: that batch's segment does not hold all of it. */
@@ -552,6 +569,7 @@ export function createUsageJournal(opts: JournalOptions): UsageJournal {
       sealed.delete(id)
       liveSegments.delete(`${id}.jnl`)
       backlog = {
+        ...backlog,
         bytes: backlog.bytes + s.bytes,
         segments: backlog.segments + 1,
         oldestAt: Math.min(backlog.oldestAt ?? s.createdAt, s.createdAt),
@@ -565,6 +583,14 @@ export function createUsageJournal(opts: JournalOptions): UsageJournal {
     setBacklog(b) {
       backlog = b
     },
+    compacted(bytesBefore, bytesAfter) {
+      // Until the drainer's next listing (setBacklog) sets the figures afresh.
+      backlog = {
+        ...backlog,
+        bytes: Math.max(0, backlog.bytes - (bytesBefore - bytesAfter)),
+        compressed: Math.min(backlog.segments, backlog.compressed + 1),
+      }
+    },
     status() {
       let oldestAt = backlog.bytes > 0 ? backlog.oldestAt : undefined
       for (const s of sealed.values())
@@ -576,6 +602,7 @@ export function createUsageJournal(opts: JournalOptions): UsageJournal {
         bytes: usedBytes(),
         maxBytes,
         segments: sealed.size + (active ? 1 : 0) + backlog.segments,
+        compressedSegments: backlog.compressed,
         oldestAt,
         rejectedRows,
         pendingRefused: refusedSinceCut,
@@ -613,18 +640,30 @@ export interface DrainableSegment {
   id: string
   state: SegmentState
   createdAt: number
+  /** Size on disk (compressed, for a compressed segment). */
   bytes: number
+  /** Held compressed (`.jnlz`): gzip'd chunks of the segment's bytes (worker/packed-segment.ts). */
+  compressed: boolean
+  /**
+   * The uncompressed file of the same segment, when a crash came between
+   * writing the compressed copy and deleting the original: one segment, two
+   * files. Listed once; the drainer keeps one of them (worker/journal-compaction.ts).
+   */
+  leftover: string | undefined
 }
 
 /**
  * Segments the drainer may deliver, oldest first: parked ones (whoever wrote
  * them) and those a dead writer left. A live writer's own segments are not
- * ours to deliver.
+ * ours to deliver. A segment is listed once even when a crash left both its
+ * compressed and its uncompressed file (the compressed one, with the other
+ * as `leftover`): listing it twice would deliver it twice.
  */
 export function drainableSegments(dir: string): DrainableSegment[] {
   // No journal directory yet: nothing was left. Anything else (EACCES) must stop the start.
   const names = readdirIfPresent(dir)
   const out: DrainableSegment[] = []
+  const byId = new Map<string, DrainableSegment>()
   const alive = new Map<number, boolean>()
   for (const name of names.sort()) {
     const m = JOURNAL_SEGMENT.exec(name)
@@ -639,14 +678,24 @@ export function drainableSegments(dir: string): DrainableSegment[] {
     }
     const size = statSync(join(dir, name), { throwIfNoEntry: false })?.size
     if (size === undefined) continue
-    out.push({
+    const seg: DrainableSegment = {
       name,
       path: join(dir, name),
       id: `${m[1]}-${m[2]}-${m[3]}`,
       state,
       createdAt: Number(m[1]),
       bytes: size,
-    })
+      compressed: m[5] === 'z',
+      leftover: undefined,
+    }
+    const twin = byId.get(seg.id)
+    // `<id>.<state>.jnl` sorts before `<id>.<state>.jnlz`: the compressed copy takes the original's place.
+    if (twin && twin.state === seg.state && !twin.compressed && seg.compressed) {
+      Object.assign(twin, seg, { leftover: twin.path })
+      continue
+    }
+    byId.set(seg.id, seg)
+    out.push(seg)
   }
   return out
 }
