@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process'
-import { mkdtempSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
@@ -15,13 +15,22 @@ let holder: Warehouse | undefined
 
 afterAll(async () => {
   await holder?.close()
+  rmSync(dataDir, { recursive: true, force: true })
 })
 
 describe('a DATA_DIR already in use', () => {
   it('stops the second process with a message naming the directory and the ways out', async () => {
     holder = createWarehouse({ path: join(dataDir, 'clickhouse') })
     const child = spawn(process.execPath, ['services/src/server.ts'], {
-      env: { ...process.env, DATA_DIR: dataDir, PORT: '0', DEMO: 'false', LOG_LEVEL: 'error' },
+      // Only what a start needs: PATH and HOME, not the test run's whole environment.
+      env: {
+        PATH: process.env.PATH,
+        HOME: process.env.HOME,
+        DATA_DIR: dataDir,
+        PORT: '0',
+        DEMO: 'false',
+        LOG_LEVEL: 'error',
+      },
       stdio: ['ignore', 'pipe', 'pipe'],
     })
     let output = ''
