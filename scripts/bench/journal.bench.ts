@@ -13,6 +13,7 @@ import { createCatalogue } from '../../services/src/demo/usage-catalogue.ts'
 import { generateUsageBatches } from '../../services/src/demo/usage-generator.ts'
 import { cpuSeconds, startChild } from './lib/child.ts'
 import { closedLoop, type LoadResult, type Target } from './lib/load.ts'
+import { measureParkedBytes, PARKED_BYTES_COLUMNS } from './lib/parked-bytes.ts'
 import { commandFor, emit, errorLogger, log, parseArgs, type Table } from './lib/report.ts'
 import { fmt, measure, median, percentile, ratio } from './lib/stats.ts'
 
@@ -363,6 +364,18 @@ tables.push({
     ],
   ],
   notes: ['Ratios >= 0.90x meet the throughput target; added p50 < 0.100 ms meets the latency target.'],
+})
+// 3. What an outage costs on disk: parked segments, as written and compressed while they wait.
+log('parked segments: bytes per row')
+tables.push({
+  id: 'journal-parked-bytes',
+  title: 'Parked segments during an outage: bytes per row, as written and compressed',
+  command: commandFor('journal', args),
+  columns: PARKED_BYTES_COLUMNS,
+  rows: await measureParkedBytes(),
+  notes: [
+    'Demo-catalogue rows, 20 per journal write; one batch = one second of traffic (RECORDER_FLUSH_MS=1000). The last column: how long the default JOURNAL_MAX_BYTES (1 GiB) holds an outage at that rate.',
+  ],
 })
 await core.close()
 rmSync(dataDir, { recursive: true, force: true })

@@ -1,0 +1,105 @@
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { pino } from 'pino'
+import { createUsageJournal, drainableSegments } from '../../../services/src/core/usage/usage-journal.ts'
+import type { UsageRow } from '../../../services/src/core/usage/usage-row.ts'
+import { createCatalogue } from '../../../services/src/demo/usage-catalogue.ts'
+import { generateUsageBatches } from '../../../services/src/demo/usage-generator.ts'
+import { createJournalCompactor } from '../../../services/src/worker/journal-compaction.ts'
+
+/**
+ * Bytes per row of parked journal segments, as JSON lines and compressed
+ * while parked (worker/journal-compaction.ts), for batch sizes from a quiet
+ * gateway's to a busy one's: how long JOURNAL_MAX_BYTES holds an outage
+ * (docs/OUTAGES.md, "What it costs"). Rows of the demo catalogue (what
+ * `npm run bench` ingests), written 20 per journal write (a busy gateway's
+ * turn of the event loop). Sizes, and the compaction's own time; no gateway
+ * or ClickHouse. Part of `npm run bench -- --only=journal`.
+ */
+const logger = pino({ enabled: false })
+const catalogue = createCatalogue({ seed: 7, prefix: 'jb' })
+const ROWS_PER_WRITE = 20
+const GiB = 2 ** 30
+
+function rowsOf(n: number, seed: number): UsageRow[] {
+  const to = Date.now()
+  const out: UsageRow[] = []
+  for (const b of generateUsageBatches({
+    catalogue,
+    seed,
+    from: to - 60_000,
+    to,
+    rows: n,
+    batchSize: 50_000,
+    batchId: (i) => `jb-${seed}-${i}`,
+  }))
+    out.push(...b.rows)
+  return out
+}
+
+export const PARKED_BYTES_COLUMNS = [
+  'rows per batch (= req/s)',
+  'bytes/row as JSON lines',
+  'bytes/row compressed',
+  'ratio',
+  'compaction ms per 1,000 rows',
+  '1 GiB holds, compressed (as JSON)',
+]
+
+// With RECORDER_FLUSH_MS=1000 a batch holds a second of rows: batch rows = requests per second.
+export async function measureParkedBytes(): Promise<string[][]> {
+  const out: string[][] = []
+  for (const [batchRows, batches] of [
+    [5, 400],
+    [50, 200],
+    [500, 40],
+    [2_000, 20],
+    [10_000, 4],
+  ] as const) {
+    const dir = mkdtempSync(join(tmpdir(), 'tokenmeter-journal-bytes-'))
+    try {
+      const journal = createUsageJournal({ dir, maxBytes: 4 * GiB, fsyncMs: 200, logger })
+      const rows = rowsOf(batchRows * batches, batchRows)
+      let at = 0
+      for (let b = 0; b < batches; b++) {
+        for (let i = 0; i < batchRows; i++) {
+          journal.append(rows[at++]!)
+          if ((i + 1) % ROWS_PER_WRITE === 0) journal.durable()
+        }
+        const cut = journal.cut()!
+        await cut.synced
+        journal.park(cut.token, { mergeable: true })
+      }
+      const plain = drainableSegments(dir).reduce((n, s) => n + s.bytes, 0)
+      const compactor = createJournalCompactor({
+        journal,
+        logger,
+        busy: () => false,
+        stopped: () => false,
+        budgetBytes: 4 * GiB,
+      })
+      const started = performance.now()
+      await compactor.tick()
+      const ms = performance.now() - started
+      const packed = drainableSegments(dir).reduce((n, s) => n + s.bytes, 0)
+      const total = rows.length
+      const hours = (bytesPerRow: number) => {
+        const h = GiB / bytesPerRow / batchRows / 3_600
+        return h >= 48 ? `${(h / 24).toFixed(0)} days` : `${h.toFixed(1)} h`
+      }
+      out.push([
+        batchRows.toLocaleString('en-US'),
+        (plain / total).toFixed(1),
+        (packed / total).toFixed(1),
+        `${(plain / packed).toFixed(1)}x`,
+        ((ms / total) * 1_000).toFixed(1),
+        `${hours(packed / total)} (${hours(plain / total)})`,
+      ])
+      await journal.close()
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  }
+  return out
+}
