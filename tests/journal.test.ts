@@ -112,11 +112,12 @@ describe('journal segments', () => {
     const rows = [makeUsageRow(n++), makeUsageRow(n++), makeUsageRow(n++)]
     for (const r of rows) grouped.append(r)
     const segment = join(dir, readdirSync(dir)[0]!)
-    // Taken, not yet written (the write is at the end of the turn)...
+    // Taken, not yet written: the answers must wait for the end of the turn.
     expect(readFileSync(segment).length).toBe(0)
-    // ...or when an answer is about to end: written at once, nothing to wait for (no fsync per answer).
-    expect(grouped.durable()).toBeUndefined()
-    // One record, one write, for the three rows.
+    const wait = grouped.durable()
+    expect(wait).toBeInstanceOf(Promise)
+    await wait
+    // One record, one write, for the three rows; nothing left to wait for (no fsync per answer).
     const { records } = scanSegment(readFileSync(segment))
     expect(records).toHaveLength(1)
     const id = readdirSync(dir)[0]!.slice(0, -4)
@@ -260,8 +261,18 @@ describe('gateway: the row is journaled before the end of the answer', () => {
     const { write, end } = proto
     // Only the gateway's answers (the fake provider answers in this process too).
     const ours = (res: ServerResponse) => res.req?.headers.authorization === `Bearer ${key}`
+    // The row of the answer being sent, and whether it is in a journal file when its end goes out.
+    let recordedId = ''
+    const inJournal = () =>
+      readdirSync(join(dataDir, 'journal')).some(
+        (f) => f.includes('.jnl') && readFileSync(join(dataDir, 'journal', f)).includes(recordedId),
+      )
     proto.write = function (this: ServerResponse, chunk: unknown, ...rest: unknown[]) {
-      if (ours(this)) events.push(String(chunk).includes('[DONE]') ? 'write-final' : 'write')
+      if (ours(this)) {
+        const final = String(chunk).includes('[DONE]')
+        events.push(final ? 'write-final' : 'write')
+        if (recordedId && inJournal()) events.push('row-in-journal')
+      }
       return (write as (...a: unknown[]) => boolean).call(this, chunk, ...rest)
     } as typeof proto.write
     proto.end = function (this: ServerResponse, ...args: unknown[]) {
@@ -272,11 +283,20 @@ describe('gateway: the row is journaled before the end of the answer', () => {
     const recordDurably = recorder.recordDurably
     recorder.recordDurably = (row) => {
       events.push('record')
+      recordedId = row.request_id
       return recordDurably(row)
     }
     try {
+      const holds = async () =>
+        Number(
+          /^tokenmeter_journal_answer_hold_seconds_count (\d+)$/m.exec(
+            await stack.core.metrics.metrics(),
+          )?.[1] ?? 0,
+        )
+      const heldBefore = await holds()
       const call = async (stream: boolean) => {
         events.length = 0
+        recordedId = ''
         const res = await fetch(`${stack.url}/v1/chat/completions`, {
           method: 'POST',
           headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
@@ -292,6 +312,8 @@ describe('gateway: the row is journaled before the end of the answer', () => {
       }
       const json = await call(false)
       expect(json.indexOf('record')).toBeGreaterThanOrEqual(0)
+      // The body's first bytes went out with the row already in the journal's file.
+      expect(json[json.indexOf('write') + 1]).toBe('row-in-journal')
       expect(json.indexOf('record')).toBeLessThan(json.indexOf('write'))
       expect(json.indexOf('record')).toBeLessThan(json.indexOf('end'))
       const sse = await call(true)
@@ -299,6 +321,9 @@ describe('gateway: the row is journaled before the end of the answer', () => {
       expect(sse.indexOf('write')).toBeLessThan(sse.indexOf('record'))
       expect(sse.indexOf('record')).toBeLessThan(sse.indexOf('write-final'))
       expect(sse.indexOf('record')).toBeLessThan(sse.lastIndexOf('end'))
+      expect(sse[sse.indexOf('write-final') + 1]).toBe('row-in-journal')
+      // Both holds were measured (tokenmeter_journal_answer_hold_seconds).
+      expect(await holds()).toBe(heldBefore + 2)
     } finally {
       proto.write = write
       proto.end = end

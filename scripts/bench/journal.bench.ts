@@ -84,6 +84,46 @@ const merge = (rs: LoadResult[]) => {
   const seconds = rs.reduce((n, r) => n + r.seconds, 0)
   return { latencies, rps: ok / seconds, errors: rs.reduce((n, r) => n + r.errors, 0) }
 }
+/**
+ * The on-gateway's own measure of the journal's hold on each answer's end
+ * (tokenmeter_journal_answer_hold_seconds): cumulative bucket counts and sum,
+ * read before and after its slices. Not subject to the process-to-process
+ * noise of comparing two gateways' latencies.
+ */
+type Hold = { buckets: Map<number, number>; sum: number; count: number }
+async function readHold(): Promise<Hold> {
+  const ready = JSON.parse(gateways.on.ready) as { url: string; adminToken: string }
+  const text = await (
+    await fetch(`${ready.url}/metrics`, { headers: { authorization: `Bearer ${ready.adminToken}` } })
+  ).text()
+  const name = 'tokenmeter_journal_answer_hold_seconds'
+  const buckets = new Map<number, number>()
+  for (const m of text.matchAll(new RegExp(`^${name}_bucket\\{le="([^"]+)"\\} (\\d+)$`, 'gm')))
+    buckets.set(m[1] === '+Inf' ? Number.POSITIVE_INFINITY : Number(m[1]), Number(m[2]))
+  const value = (suffix: string) =>
+    Number(new RegExp(`^${name}_${suffix} (\\S+)$`, 'm').exec(text)?.[1] ?? Number.NaN)
+  return { buckets, sum: value('sum'), count: value('count') }
+}
+const holdDelta = (a: Hold, b: Hold): Hold => ({
+  buckets: new Map([...b.buckets].map(([le, n]) => [le, n - (a.buckets.get(le) ?? 0)])),
+  sum: b.sum - a.sum,
+  count: b.count - a.count,
+})
+const addHold = (a: Hold | undefined, b: Hold): Hold =>
+  a
+    ? {
+        buckets: new Map([...b.buckets].map(([le, n]) => [le, n + (a.buckets.get(le) ?? 0)])),
+        sum: a.sum + b.sum,
+        count: a.count + b.count,
+      }
+    : b
+/** The upper bound of the bucket holding the median, in ms ("at most"). */
+function holdP50Ms(h: Hold): number {
+  for (const [le, n] of [...h.buckets].sort((x, y) => x[0] - y[0])) if (n >= h.count / 2) return le * 1000
+  return Number.NaN
+}
+const holdMeanMs = (h: Hold) => (h.sum / h.count) * 1000
+
 /** Median over rounds of a per-round difference of p50s: each round's slices ran back to back. */
 const pairedP50 = (a: LoadResult[], b: LoadResult[], abs = false) =>
   median(
@@ -101,16 +141,24 @@ for (const stream of [false, true]) {
   const peak: Record<string, LoadResult[]> = { on: [], off: [] }
   // CPU seconds of each gateway process during its peak slices: a cost that does not depend on the machine's load.
   const cpu = { on: 0, off: 0 }
+  let holdC1: Hold | undefined
+  let holdPeak: Hold | undefined
   for (const mode of ['on', 'off', 'control'] as const) await closedLoop(target(mode, stream), 8, 1)
   for (let round = 0; round < ROUNDS; round++) {
     // Each mode takes each place in the order in turn.
     const modes: Mode[] = ['on', 'off', 'control']
     const order = [...modes.slice(round % 3), ...modes.slice(0, round % 3)]
-    for (const mode of order) c1[mode].push(await closedLoop(target(mode, stream), 1, SLICE_S))
+    for (const mode of order) {
+      const hold = mode === 'on' ? await readHold() : undefined
+      c1[mode].push(await closedLoop(target(mode, stream), 1, SLICE_S))
+      if (hold) holdC1 = addHold(holdC1, holdDelta(hold, await readHold()))
+    }
     for (const mode of round % 2 === 0 ? (['on', 'off'] as const) : (['off', 'on'] as const)) {
+      const hold = mode === 'on' ? await readHold() : undefined
       const before = cpuSeconds(gateways[mode].pid)
       peak[mode]!.push(await closedLoop(target(mode, stream), 64, SLICE_S))
       cpu[mode] += cpuSeconds(gateways[mode].pid) - before
+      if (hold) holdPeak = addHold(holdPeak, holdDelta(hold, await readHold()))
     }
   }
   const m = { on: merge(c1.on), off: merge(c1.off), control: merge(c1.control) }
@@ -142,6 +190,8 @@ for (const stream of [false, true]) {
     fmt(percentile(m.on.latencies, 99) - percentile(m.off.latencies, 99), 3),
     ratio(p.on.rps, p.off.rps),
     fmt((cpu.on * 1e6) / p.on.latencies.length - (cpu.off * 1e6) / p.off.latencies.length, 0),
+    `${fmt(holdMeanMs(holdC1!), 3)} / ≤ ${fmt(holdP50Ms(holdC1!), 3)}`,
+    `${fmt(holdMeanMs(holdPeak!), 3)} / ≤ ${fmt(holdP50Ms(holdPeak!), 3)}`,
   ])
 }
 for (const g of [gateways.on, gateways.off, gateways.control, upstream]) await g.stop()
@@ -174,10 +224,13 @@ tables.push({
     'added p99 ms',
     'peak throughput on/off',
     'added CPU µs/request',
+    'hold in the gateway, mean / p50 ms (concurrency 1)',
+    'hold in the gateway, mean / p50 ms (concurrency 64)',
   ],
   rows: summary,
   notes: [
     'Added p50: on minus off, per round (slices back to back), median over the rounds. Target: under 0.1 ms added p50, throughput within 10% (ratio >= 0.90x).',
+    "Hold: the journal gateway's own histogram (tokenmeter_journal_answer_hold_seconds), how long each answer's end waited for its row's journal write, from the append to the write at the end of the turn; p50 is the upper bound of its bucket.",
   ],
 })
 
@@ -354,6 +407,7 @@ tables.push({
   rows: [
     ['added p50 ms (concurrency 1)', summary[0]![1]!, summary[1]![1]!],
     ['A/A noise p50 ms (two identical JOURNAL=off processes)', summary[0]![2]!, summary[1]![2]!],
+    ['hold of the answer in the gateway, mean / p50 ms (concurrency 1)', summary[0]![6]!, summary[1]![6]!],
     ['added p99 ms (concurrency 1)', summary[0]![3]!, summary[1]![3]!],
     ['peak throughput on/off (concurrency 64)', summary[0]![4]!, summary[1]![4]!],
     ['ingest rows/s on/off (best rounds)', ratio(best(rates.on!), best(rates.off!)), ''],

@@ -13,7 +13,7 @@ import { createPriceCatalogue } from '../core/pricing/price-catalogue.ts'
 import { nanosToUsdString } from '../core/pricing/pricing.ts'
 import { normalizeTags, toClickHouseTime, type UsageRow } from '../core/usage/usage-row.ts'
 import { endsStream } from './answer-end.ts'
-import { authLimitedCounter, usageSanitizedCounter } from './gateway-metrics.ts'
+import { authLimitedCounter, journalHoldHistogram, usageSanitizedCounter } from './gateway-metrics.ts'
 import { headerText } from './header-text.ts'
 import { createModelResolver, type ResolvedModel } from './model-resolver.ts'
 import { errorFlavor, providerErrorBody } from './provider-errors.ts'
@@ -150,6 +150,7 @@ export const gatewayRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { c
     simulatorRunning: () => core.simulatedBaseUrl !== undefined,
   })
   const sanitized = usageSanitizedCounter(core.metrics)
+  const journalHold = core.journal ? journalHoldHistogram(core.metrics) : undefined
   const responseOwners = createResponseOwners<UpstreamTarget>(RESPONSE_OWNERS)
   const timeoutMs = core.env.UPSTREAM_TIMEOUT_MS
   // Our answers are written on the raw socket, so Fastify cannot mark them
@@ -685,6 +686,7 @@ export const gatewayRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { c
     if (streamed && firstByteAt > 0) row.ttft_ms = firstByteAt - caller.startedAt
     const finalStatus =
       failure === 'client_disconnected' ? 499 : failure === 'upstream_timeout' ? 504 : failure ? 502 : status
+    const holdFrom = performance.now()
     const journaled = finishRow(row, caller, finalStatus, failure || errorClassFor(status))
     if (complete && !failure) {
       // JOURNAL_FSYNC_MS=0 promises the row is on disk before the answer ends. When the
@@ -699,6 +701,7 @@ export const gatewayRoutes: FastifyPluginAsync<{ core: Core }> = async (app, { c
           }),
         )
       }
+      journalHold?.observe((performance.now() - holdFrom) / 1000)
       for (const h of held) if (!res.write(h)) await drained(res)
       res.end()
     }

@@ -24,13 +24,12 @@ import type { UsageRow } from './usage-row.ts'
  *
  * Every row is appended before the client receives the end of its answer.
  * The rows appended in one turn of the event loop are written together, one
- * record and one write() for all of them, at the end of that turn or sooner
- * when an answer is about to end: the gateway calls `durable()` before it
- * sends the end of the answer, which writes the pending rows at once, so
- * from then on a crash of the process (SIGKILL, OOM) loses nothing: the bytes
- * are in the OS page cache. Power loss: the open segment is fdatasync'ed
- * every `fsyncMs` (group fsync); with fsyncMs = 0 `durable()` resolves only
- * after the turn's fdatasync, so the answer waits for the disk.
+ * record and one write() for all of them, at the end of that turn; the
+ * gateway waits for that write (`durable()`) before it sends the end of the
+ * answer, so from then on a crash of the process (SIGKILL, OOM) loses
+ * nothing: the bytes are in the OS page cache. Power loss: the open segment
+ * is fdatasync'ed every `fsyncMs` (group fsync); with fsyncMs = 0 `durable()`
+ * resolves only after an fdatasync, so the answer waits for the disk.
  *
  * One segment is one recorder batch: when the recorder cuts a batch, the
  * journal writes a cut record naming the batch's dedup token, fdatasyncs the
@@ -122,12 +121,10 @@ export interface UsageJournal {
    */
   append(row: UsageRow): boolean
   /**
-   * Makes the rows appended so far safe from a crash of the process before
-   * the end of an answer is sent. With fsyncMs > 0 they are written at once
-   * (one write() for all rows pending in this turn) and there is nothing to
-   * wait for: undefined. With fsyncMs = 0 the promise waits for the end of
-   * the turn's group write and its fdatasync (one fdatasync for all answers
-   * of the turn). Rejects when that write (or fdatasync) failed: the
+   * What the end of an answer waits for: the write of the rows appended so
+   * far, at the end of this turn of the event loop (and, with fsyncMs = 0,
+   * their fdatasync). Undefined when there is nothing to wait for. Rejects
+   * when that write (or fdatasync) failed: the
    * rows are then only in the recorder's memory (counted and logged here;
    * the gateway ends the answer anyway and reports it, gateway.routes.ts).
    */
@@ -477,18 +474,11 @@ export function createUsageJournal(opts: JournalOptions): UsageJournal {
       return true
     },
     durable() {
-      if (fsyncMs > 0) {
-        // Written now rather than at the end of the turn: the answer's end
-        // (a stream's final event) would otherwise wait one more turn of the
-        // event loop. Rows appended earlier in this turn go in the same write.
-        const refusedBefore = rejectedRows
-        writeGroup()
-        if (rejectedRows === refusedBefore) return undefined
-        const err = turnError
-        turnError = undefined
-        return Promise.reject(err)
-      }
-      if (groupRows === 0 && !active?.dirty) return undefined
+      // Not written here but at the end of the turn, with every row of the turn: one
+      // write() per turn instead of one per answer. At concurrency 1 the turn ends
+      // right after this answer's callback; at peak, a write per answer cost 15-20 %
+      // of the gateway's throughput on these VMs (docs/BENCHMARKS.md, section 6).
+      if (groupRows === 0 && (fsyncMs > 0 || !active?.dirty)) return undefined
       waiting ??= deferred()
       schedule()
       return waiting.promise

@@ -35,9 +35,9 @@ export interface UsageRecorder {
   record(row: UsageRow): void
   /**
    * record(), and the promise to wait for before the client gets the end of
-   * its answer. With the journal on, the row is written (page cache) when
-   * this returns; the promise only waits when JOURNAL_FSYNC_MS=0
-   * (then for the fdatasync). Undefined when there is nothing to wait for.
+   * its answer. With the journal on, the row is written (page cache) at the
+   * end of this turn of the event loop, with the turn's other rows; the promise resolves then (with
+   * JOURNAL_FSYNC_MS=0, after the fdatasync). Undefined when there is nothing to wait for.
    */
   recordDurably(row: UsageRow): Promise<void> | undefined
   /** Inserts everything accepted so far (or hands it to the spill sink). */
