@@ -112,18 +112,28 @@ describe('journal segments', () => {
     const rows = [makeUsageRow(n++), makeUsageRow(n++), makeUsageRow(n++)]
     for (const r of rows) grouped.append(r)
     const segment = join(dir, readdirSync(dir)[0]!)
-    // Taken, not yet written: the answers must wait for the end of the turn.
-    expect(readFileSync(segment).length).toBe(0)
-    const wait = grouped.durable()
-    expect(wait).toBeInstanceOf(Promise)
-    await wait
-    // One record, one write, for the three rows; nothing left to wait for (no fsync per answer).
-    const { records } = scanSegment(readFileSync(segment))
-    expect(records).toHaveLength(1)
     const id = readdirSync(dir)[0]!.slice(0, -4)
+    // Taken, not yet written.
+    expect(readFileSync(segment).length).toBe(0)
+    // The first answer to end in this turn: the rows so far are written at once, one
+    // record and one write for the three; nothing to wait for (no fsync per answer).
+    expect(grouped.durable()).toBeUndefined()
+    expect(scanSegment(readFileSync(segment)).records).toHaveLength(1)
     expect(readJournalSegment(segment, id).rows.map((r) => r.request_id)).toEqual(
       rows.map((r) => r.request_id),
     )
+    // Answers ending later in the same turn (a busy gateway) wait for one write at its end.
+    const later = [makeUsageRow(n++), makeUsageRow(n++)]
+    grouped.append(later[0]!)
+    const first = grouped.durable()
+    grouped.append(later[1]!)
+    const second = grouped.durable()
+    expect(first).toBeInstanceOf(Promise)
+    expect(second).toBeInstanceOf(Promise)
+    expect(scanSegment(readFileSync(segment)).records).toHaveLength(1)
+    await Promise.all([first, second])
+    expect(scanSegment(readFileSync(segment)).records).toHaveLength(2)
+    rows.push(...later)
     expect(grouped.durable()).toBeUndefined()
     // A cut writes what is pending first, so the batch's segment holds all its rows.
     const last = makeUsageRow(n++)
@@ -131,13 +141,13 @@ describe('journal segments', () => {
     const cut = grouped.cut()!
     expect(cut.token).toBe(`j-${id}`)
     expect(cut.complete).toBe(true)
-    expect(scanSegment(readFileSync(segment)).records).toHaveLength(3)
+    expect(scanSegment(readFileSync(segment)).records).toHaveLength(4)
     // The insert sends the journal's bytes (JSONCompactEachRow): each row serialised once.
     expect(cut.encoded!.columns).toEqual(Object.keys(last))
     const lines = cut.encoded!.body.toString().trim().split('\n')
     expect(lines.map((l) => JSON.parse(l)[0])).toEqual([...rows, last].map((r) => r.request_id))
     expect(lines.map((l) => JSON.parse(l)[cut.encoded!.columns.indexOf('batch_id')])).toEqual(
-      Array(4).fill(cut.token),
+      Array(6).fill(cut.token),
     )
     await grouped.close()
   })

@@ -24,9 +24,10 @@ import type { UsageRow } from './usage-row.ts'
  *
  * Every row is appended before the client receives the end of its answer.
  * The rows appended in one turn of the event loop are written together, one
- * record and one write() for all of them, at the end of that turn; the
- * gateway waits for that write (`durable()`) before it sends the end of the
- * answer, so from then on a crash of the process (SIGKILL, OOM) loses
+ * record and one write() for all of them, at the end of that turn (the first
+ * answer to end in a turn has its row written at once, see `durable()`); the
+ * gateway waits for that write before it sends the end of the answer, so
+ * from then on a crash of the process (SIGKILL, OOM) loses
  * nothing: the bytes are in the OS page cache. Power loss: the open segment
  * is fdatasync'ed every `fsyncMs` (group fsync); with fsyncMs = 0 `durable()`
  * resolves only after an fdatasync, so the answer waits for the disk.
@@ -122,9 +123,10 @@ export interface UsageJournal {
   append(row: UsageRow): boolean
   /**
    * What the end of an answer waits for: the write of the rows appended so
-   * far, at the end of this turn of the event loop (and, with fsyncMs = 0,
-   * their fdatasync). Undefined when there is nothing to wait for. Rejects
-   * when that write (or fdatasync) failed: the
+   * far (and, with fsyncMs = 0, their fdatasync). The first call of a turn of
+   * the event loop writes them at once (nothing to wait for: undefined);
+   * later calls in the same turn wait for one write at the end of the turn.
+   * Rejects when that write (or fdatasync) failed: the
    * rows are then only in the recorder's memory (counted and logged here;
    * the gateway ends the answer anyway and reports it, gateway.routes.ts).
    */
@@ -262,6 +264,8 @@ export function createUsageJournal(opts: JournalOptions): UsageJournal {
   let groupBodyFrom = 0
   const values: unknown[] = []
   let flushScheduled = false
+  /** An answer of this turn already had its rows written at once (durable()); the others wait for the turn's end. */
+  let wroteEarlyThisTurn = false
   /** The answers waiting for the pending group's write (and fsync with fsyncMs = 0). */
   let waiting: Deferred | undefined
   /** Why the current turn's rows are not (all) in the journal, for the answers waiting on them. */
@@ -393,6 +397,7 @@ export function createUsageJournal(opts: JournalOptions): UsageJournal {
   /** Ends the turn's group: written, then the waiting answers let go (after an fdatasync with fsyncMs = 0). */
   function endTurn(): void {
     flushScheduled = false
+    wroteEarlyThisTurn = false
     writeGroup()
     if (fsyncMs === 0 && waiting && active && !turnError) {
       try {
@@ -474,10 +479,23 @@ export function createUsageJournal(opts: JournalOptions): UsageJournal {
       return true
     },
     durable() {
-      // Not written here but at the end of the turn, with every row of the turn: one
-      // write() per turn instead of one per answer. At concurrency 1 the turn ends
-      // right after this answer's callback; at peak, a write per answer cost 15-20 %
-      // of the gateway's throughput on these VMs (docs/BENCHMARKS.md, section 6).
+      // The first answer to end in a turn of the event loop is written at once:
+      // when it is the only one (a quiet gateway), its end goes out in the same
+      // turn as the rest of the answer (a stream's final event in the same
+      // packet as the events before it). Answers that end later in the same
+      // turn (a busy gateway) share one write at the end of the turn: a write
+      // per answer cost 15-20 % of the peak throughput on these VMs
+      // (docs/BENCHMARKS.md, section 6).
+      if (fsyncMs > 0 && !wroteEarlyThisTurn && groupRows > 0) {
+        wroteEarlyThisTurn = true
+        schedule()
+        const refusedBefore = rejectedRows
+        writeGroup()
+        if (rejectedRows === refusedBefore) return undefined
+        const err = turnError
+        turnError = undefined
+        return Promise.reject(err)
+      }
       if (groupRows === 0 && (fsyncMs > 0 || !active?.dirty)) return undefined
       waiting ??= deferred()
       schedule()
