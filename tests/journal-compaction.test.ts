@@ -1,4 +1,4 @@
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { pino } from 'pino'
@@ -10,13 +10,19 @@ import {
   segmentIdOf,
   type UsageJournal,
 } from '../services/src/core/usage/usage-journal.ts'
-import type { UsageRow } from '../services/src/core/usage/usage-row.ts'
 import { createJournalCompactor } from '../services/src/worker/journal-compaction.ts'
 import { intentFile, startJournalRecovery } from '../services/src/worker/journal-recovery.ts'
 import { readPackedHeader } from '../services/src/worker/packed-segment.ts'
 import { groupToken } from '../services/src/worker/replay-groups.ts'
 import { type ClickHouseHttp, startClickHouseHttp } from './helpers/clickhouse-http.ts'
-import { checkExactlyOnce, makeUsageRow, waitFor } from './helpers/clickhouse-http-checks.ts'
+import { makeUsageRow, waitFor } from './helpers/clickhouse-http-checks.ts'
+import {
+  expectEveryRowOnce as expectEveryRowOnceIn,
+  intentsIn,
+  parkBatch,
+  parkBatchInWrites,
+  segmentsIn,
+} from './helpers/journal-fixtures.ts'
 import { startTestStack, TEST_ADMIN_TOKEN, type TestStack } from './helpers/test-core.ts'
 import { seededRandom } from './helpers/test-seed.ts'
 
@@ -59,17 +65,9 @@ afterAll(async () => {
   await ch?.close()
 })
 
-async function expectEveryRowOnce() {
-  const report = await checkExactlyOnce(stack.core.warehouse, accepted)
-  expect(report.missing).toEqual([])
-  expect(report.unexpected).toEqual([])
-  expect(report.rawRows).toBe(accepted.size)
-  for (const table of ['usage_5m', 'usage_1h', 'usage_1d']) expect(report.rollups[table]).toEqual(report.raw)
-}
+const expectEveryRowOnce = () => expectEveryRowOnceIn(stack.core.warehouse, accepted)
 
-const segmentsIn = (dir: string) => readdirSync(dir).filter((f) => /\.jnlz?$/.test(f))
 const compressedIn = (dir: string) => segmentsIn(dir).filter((f) => f.endsWith('.jnlz'))
-const intentsIn = (dir: string) => readdirSync(dir).filter((f) => f.startsWith('group-'))
 const fileOf = (dir: string, token: string) => segmentsIn(dir).find((f) => f.startsWith(segmentIdOf(token)!))!
 
 const metric = async (name: string, labels = '') => {
@@ -78,25 +76,14 @@ const metric = async (name: string, labels = '') => {
   return Number(re.exec(text)?.[1])
 }
 
-/**
- * A batch journaled, cut and parked the way the recorder parks one ClickHouse
- * refused; `perWrite` rows per journal write (one record each), as a busy
- * gateway writes them.
- */
-function parkedBatch(journal: UsageJournal, rows: number, opts: { mergeable: boolean; perWrite?: number }) {
-  const out: UsageRow[] = []
-  for (let i = 0; i < rows; i++) {
-    const row = makeUsageRow(n++)
-    journal.append(row)
-    if ((i + 1) % (opts.perWrite ?? rows) === 0) journal.durable()
-    out.push(row)
-    accepted.add(row.request_id)
-  }
-  const cut = journal.cut()!
-  for (const r of out) r.batch_id = cut.token
-  expect(journal.park(cut.token, opts)).toBe(true)
-  return { token: cut.token, rows: out }
-}
+const rowSource = { accepted, nextRow: () => makeUsageRow(n++) }
+const parkedBatch = (journal: UsageJournal, rows: number, opts: { mergeable: boolean }) =>
+  parkBatch(journal, rows, opts, rowSource)
+const parkedInWrites = (
+  journal: UsageJournal,
+  rows: number,
+  opts: { mergeable: boolean; perWrite: number },
+) => parkBatchInWrites(journal, rows, opts, rowSource)
 
 /** Compresses every parked segment of a journal not in `except`, as the drainer does while it waits. */
 async function compactAll(journal: UsageJournal, except: string[] = []) {
@@ -217,8 +204,9 @@ describe('a crash between writing a compressed copy and deleting the original', 
     const dir = join(dataDir, 'journal')
     try {
       const journal = createUsageJournal({ dir, maxBytes: 1 << 30, fsyncMs: 200, logger: quiet })
-      const b = Array.from({ length: 6 }, () => parkedBatch(journal, 20, { mergeable: true, perWrite: 5 }))
-      const held = parkedBatch(journal, 20, { mergeable: false, perWrite: 5 })
+      const b = []
+      for (let i = 0; i < 6; i++) b.push(await parkedInWrites(journal, 20, { mergeable: true, perWrite: 5 }))
+      const held = await parkedInWrites(journal, 20, { mergeable: false, perWrite: 5 })
       const twice = [b[1]!, b[3]!, b[4]!, held]
       const originals = new Map(twice.map((t) => [t.token, readFileSync(join(dir, fileOf(dir, t.token)))]))
       const stats = await compactAll(journal)
@@ -265,8 +253,8 @@ describe('a damaged compressed segment', () => {
       const journal = createUsageJournal({ dir, maxBytes: 1 << 30, fsyncMs: 200, logger: quiet })
       const first = parkedBatch(journal, 10, { mergeable: true })
       // About 3 chunks of 128 KiB: 1,200 rows written 10 at a time.
-      const big = parkedBatch(journal, 1_200, { mergeable: true, perWrite: 10 })
-      const ruined = parkedBatch(journal, 30, { mergeable: true, perWrite: 10 })
+      const big = await parkedInWrites(journal, 1_200, { mergeable: true, perWrite: 10 })
+      const ruined = await parkedInWrites(journal, 30, { mergeable: true, perWrite: 10 })
       const last = parkedBatch(journal, 10, { mergeable: false })
       await compactAll(journal)
       await journal.close()

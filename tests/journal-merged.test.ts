@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process'
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { pino } from 'pino'
@@ -9,11 +9,16 @@ import {
   segmentIdOf,
   type UsageJournal,
 } from '../services/src/core/usage/usage-journal.ts'
-import type { UsageRow } from '../services/src/core/usage/usage-row.ts'
 import { intentFile, startJournalRecovery } from '../services/src/worker/journal-recovery.ts'
 import { groupToken } from '../services/src/worker/replay-groups.ts'
 import { type ClickHouseHttp, startClickHouseHttp } from './helpers/clickhouse-http.ts'
-import { checkExactlyOnce, makeUsageRow, waitFor } from './helpers/clickhouse-http-checks.ts'
+import { makeUsageRow, waitFor } from './helpers/clickhouse-http-checks.ts'
+import {
+  expectEveryRowOnce as expectEveryRowOnceIn,
+  intentsIn,
+  parkBatch,
+  segmentsIn,
+} from './helpers/journal-fixtures.ts'
 import { startTestStack, TEST_ADMIN_TOKEN, type TestStack } from './helpers/test-core.ts'
 import { seededRandom } from './helpers/test-seed.ts'
 
@@ -60,32 +65,10 @@ afterAll(async () => {
   await ch?.close()
 })
 
-async function expectEveryRowOnce() {
-  const report = await checkExactlyOnce(stack.core.warehouse, accepted)
-  expect(report.missing).toEqual([])
-  expect(report.unexpected).toEqual([])
-  expect(report.rawRows).toBe(accepted.size)
-  for (const table of ['usage_5m', 'usage_1h', 'usage_1d']) expect(report.rollups[table]).toEqual(report.raw)
-}
+const expectEveryRowOnce = () => expectEveryRowOnceIn(stack.core.warehouse, accepted)
 
-// Parked segments are compressed while they wait (`.jnlz`, worker/journal-compaction.ts).
-const segmentsIn = (dir: string) => readdirSync(dir).filter((f) => /\.jnlz?$/.test(f))
-const intentsIn = (dir: string) => readdirSync(dir).filter((f) => f.startsWith('group-'))
-
-/** A batch of `rows` rows journaled, cut and parked the way the recorder parks one ClickHouse refused. */
-function parkedBatch(journal: UsageJournal, rows: number, opts: { mergeable: boolean }) {
-  const out: UsageRow[] = []
-  for (let i = 0; i < rows; i++) {
-    const row = makeUsageRow(n++)
-    journal.append(row)
-    out.push(row)
-    accepted.add(row.request_id)
-  }
-  const cut = journal.cut()!
-  for (const r of out) r.batch_id = cut.token
-  expect(journal.park(cut.token, opts)).toBe(true)
-  return { token: cut.token, rows: out }
-}
+const parkedBatch = (journal: UsageJournal, rows: number, opts: { mergeable: boolean; perWrite?: number }) =>
+  parkBatch(journal, rows, opts, { accepted, nextRow: () => makeUsageRow(n++) })
 
 describe('an outage held in the journal', () => {
   it('parks the batches ClickHouse refused and replays them merged: far fewer inserts than batches', async () => {
