@@ -138,6 +138,12 @@ describe('anomaly alerts', () => {
     const stored = await createAlertStore(core.warehouse).list()
     expect(stored.map((a) => a.kind).sort()).toEqual(['forecast', 'runaway_day', 'spike', 'threshold'])
     expect(stored.every((a) => a.notifiedAt !== null)).toBe(true)
+    // Messages are read by people (the alerts panel, a chat channel): times as `2025-03-20 14:00 UTC`.
+    expect(stored.find((a) => a.kind === 'spike')!.message).toContain('in the hour from 2025-03-20 14:00 UTC')
+    expect(stored.find((a) => a.kind === 'forecast')!.message).toMatch(
+      /cap around 2025-03-\d\d \d\d:\d\d UTC/,
+    )
+    for (const a of stored) expect(a.message).not.toMatch(/\d{4}-\d\d-\d\dT\d\d/)
 
     // Delivered exactly once to each receiver, retried through the flaky one, signed.
     for (const path of ['/ok', '/flaky']) {

@@ -37,6 +37,8 @@ const HOUR = 3_600_000
 const DAY = 86_400_000
 const chSec = (ms: number) => toClickHouseTime(ms).slice(0, 19)
 const iso = (v: string) => new Date(`${v.replace(' ', 'T')}Z`).toISOString()
+/** A time as people read it in a message or a chat notification: `2025-03-20 14:00 UTC`. */
+const readable = (ms: number) => `${new Date(ms).toISOString().slice(0, 16).replace('T', ' ')} UTC`
 const money = (n: number) => `$${n.toFixed(2)}`
 
 interface WindowRow {
@@ -89,7 +91,7 @@ export async function detectSpikes(
     windowStart: iso(r.at),
     level: 0,
     severity: 'warning',
-    message: `Spike on a quiet key: ${money(r.spend)} in the hour from ${iso(r.at)}, its busiest hour in the previous ${o.spikeLookbackDays} days was ${money(r.baseline)}.`,
+    message: `Spike on a quiet key: ${money(r.spend)} in the hour from ${readable(Date.parse(iso(r.at)))}, its busiest hour in the previous ${o.spikeLookbackDays} days was ${money(r.baseline)}.`,
     valueUsd: r.spend,
     baselineUsd: r.baseline,
     details: { keyId: r.key_id, hourStart: iso(r.at), lookbackDays: o.spikeLookbackDays },
@@ -188,7 +190,7 @@ export async function detectBudgetAlerts(
         kind: 'forecast',
         level: 0,
         severity: 'warning',
-        message: `Budget ${b.budgetId} (${b.scope} ${b.scopeId}) is on course to reach its ${money(b.capUsd)} ${b.period} cap around ${new Date(exhaustAt).toISOString()}, before the period ends: ${money(spent)} spent, ${money(projected)} projected.`,
+        message: `Budget ${b.budgetId} (${b.scope} ${b.scopeId}) is on course to reach its ${money(b.capUsd)} ${b.period} cap around ${readable(exhaustAt)}, before the period ends: ${money(spent)} spent, ${money(projected)} projected.`,
         details: {
           ...details,
           projectedUsd: Math.round(projected * 100) / 100,
@@ -206,7 +208,7 @@ export async function detectBudgetAlerts(
         severity: t >= 100 ? 'critical' : t >= 80 ? 'warning' : 'info',
         message:
           t >= 100
-            ? `Budget ${b.budgetId} (${b.scope} ${b.scopeId}) is used up: ${money(spent)} of ${money(b.capUsd)} per ${b.period}; requests are blocked until ${details.resetsAt}.`
+            ? `Budget ${b.budgetId} (${b.scope} ${b.scopeId}) is used up: ${money(spent)} of ${money(b.capUsd)} per ${b.period}; requests are blocked until ${readable(w.endMs)}.`
             : `Budget ${b.budgetId} (${b.scope} ${b.scopeId}) passed ${t} %: ${money(spent)} of ${money(b.capUsd)} per ${b.period}.`,
         details: { ...details, thresholdPercent: t },
       })
