@@ -8,10 +8,8 @@ import { parseEnv } from '../../services/src/core/config/env.ts'
 import { encodeRows } from '../../services/src/core/storage/warehouse.ts'
 import { createUsageJournal } from '../../services/src/core/usage/usage-journal.ts'
 import { createUsageRecorder } from '../../services/src/core/usage/usage-recorder.ts'
-import type { UsageRow } from '../../services/src/core/usage/usage-row.ts'
-import { createCatalogue } from '../../services/src/demo/usage-catalogue.ts'
-import { generateUsageBatches } from '../../services/src/demo/usage-generator.ts'
 import { cpuSeconds, startChild } from './lib/child.ts'
+import { demoRows } from './lib/demo-rows.ts'
 import { closedLoop, type LoadResult, type Target } from './lib/load.ts'
 import { measureParkedBytes, PARKED_BYTES_COLUMNS } from './lib/parked-bytes.ts'
 import { commandFor, emit, errorLogger, log, parseArgs, type Table } from './lib/report.ts'
@@ -259,22 +257,8 @@ const core = await createCore(env, {
     },
   },
 })
-const catalogue = createCatalogue({ seed: 7, prefix: 'jb' })
-function rowsOf(n: number, seed: number): UsageRow[] {
-  const to = Date.now()
-  const out: UsageRow[] = []
-  for (const b of generateUsageBatches({
-    catalogue,
-    seed,
-    from: to - Math.ceil((n / 10_000) * 1000),
-    to,
-    rows: n,
-    batchSize: 50_000,
-    batchId: (i) => `jb-${seed}-${i}`,
-  }))
-    out.push(...b.rows)
-  return out
-}
+// At 10,000 rows a second, as a busy gateway records them.
+const rowsOf = (n: number, seed: number) => demoRows(n, seed, Math.ceil((n / 10_000) * 1000))
 const ingestRows: (string | number)[][] = []
 const rates: Record<string, number[]> = { on: [], off: [] }
 for (let round = 0; round < INGEST_ROUNDS; round++) {

@@ -3,10 +3,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { pino } from 'pino'
 import { createUsageJournal, drainableSegments } from '../../../services/src/core/usage/usage-journal.ts'
-import type { UsageRow } from '../../../services/src/core/usage/usage-row.ts'
-import { createCatalogue } from '../../../services/src/demo/usage-catalogue.ts'
-import { generateUsageBatches } from '../../../services/src/demo/usage-generator.ts'
 import { createJournalCompactor } from '../../../services/src/worker/journal-compaction.ts'
+import { demoRows } from './demo-rows.ts'
 
 /**
  * Bytes per row of parked journal segments, as JSON lines and compressed
@@ -18,25 +16,8 @@ import { createJournalCompactor } from '../../../services/src/worker/journal-com
  * or ClickHouse. Part of `npm run bench -- --only=journal`.
  */
 const logger = pino({ enabled: false })
-const catalogue = createCatalogue({ seed: 7, prefix: 'jb' })
 const ROWS_PER_WRITE = 20
 const GiB = 2 ** 30
-
-function rowsOf(n: number, seed: number): UsageRow[] {
-  const to = Date.now()
-  const out: UsageRow[] = []
-  for (const b of generateUsageBatches({
-    catalogue,
-    seed,
-    from: to - 60_000,
-    to,
-    rows: n,
-    batchSize: 50_000,
-    batchId: (i) => `jb-${seed}-${i}`,
-  }))
-    out.push(...b.rows)
-  return out
-}
 
 export const PARKED_BYTES_COLUMNS = [
   'rows per batch (= req/s)',
@@ -60,7 +41,7 @@ export async function measureParkedBytes(): Promise<string[][]> {
     const dir = mkdtempSync(join(tmpdir(), 'tokenmeter-journal-bytes-'))
     try {
       const journal = createUsageJournal({ dir, maxBytes: 4 * GiB, fsyncMs: 200, logger })
-      const rows = rowsOf(batchRows * batches, batchRows)
+      const rows = demoRows(batchRows * batches, batchRows, 60_000)
       let at = 0
       for (let b = 0; b < batches; b++) {
         for (let i = 0; i < batchRows; i++) {
