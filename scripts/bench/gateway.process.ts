@@ -1,16 +1,20 @@
+import { once } from 'node:events'
 import { mkdtempSync } from 'node:fs'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { buildApp } from '../../services/src/app.ts'
 import { createCore } from '../../services/src/bootstrap.ts'
 import { parseEnv } from '../../services/src/core/config/env.ts'
+import { createUsageRecorder, type UsageRecorder } from '../../services/src/core/usage/usage-recorder.ts'
 import { errorLogger } from './lib/report.ts'
 
 /**
  * Our gateway for the benchmark, in its own process so the load generator
  * never shares its event loop: the product's Core on the embedded engine
  * (recording on, rollups attached, local budgets), the gateway role only.
- * Args: --upstream=<origin> [--data-dir=<dir>] [--journal=off] [--api] (also serve the API,
+ * Args: --upstream=<origin> [--data-dir=<dir>] [--journal=off] [--switchable] [--api] (also serve the API,
  * for the live benchmark) [--viewers=N] (N more people, leads of the bench team, each with
  * a key: live viewers are people, each with the product's per-user socket allowance).
  * Prints `READY <json>` with the URL, a virtual key, the viewers' keys and the data
@@ -24,6 +28,17 @@ const withApi = process.argv.includes('--api')
 const insertNice = arg('insert-nice')
 /** --journal=off: the gateway without its write-ahead journal, only to measure the journal's cost. */
 const journal = arg('journal')
+/**
+ * --switchable: the journal benchmark's same-process comparison. The gateway
+ * starts with its journal on and a second recorder without one beside it;
+ * `GET <control>/?mode=on|off|busy` sends the next answers' rows to the
+ * journal (on), to the in-memory recorder (off, what JOURNAL=off does), or
+ * to the in-memory recorder after BUSY_US of busy work (busy: what any work
+ * of the journal's size costs end to end on this machine). Comparing modes of
+ * one process leaves out the differences between two processes.
+ */
+const switchable = process.argv.includes('--switchable')
+const BUSY_US = 30
 const viewers = Number(arg('viewers') ?? 0)
 const dataDir = arg('data-dir') ?? mkdtempSync(join(tmpdir(), 'tokenmeter-bench-gw-'))
 const ADMIN_TOKEN = 'bench-admin-token-0123456789'
@@ -40,6 +55,7 @@ const env = parseEnv({
   ...(journal ? { JOURNAL: journal } : {}),
 })
 const core = await createCore(env, { logger: errorLogger() })
+const modeSwitch = switchable ? await startModeSwitch() : undefined
 await core.store.upsertTeam({ teamId: 'bench-team', name: 'Bench team' })
 await core.store.upsertUser({
   userId: 'bench-user',
@@ -74,7 +90,7 @@ for (let i = 0; i < viewers; i++) {
 const app = await buildApp(core, { roles: withApi ? ['gateway', 'api'] : ['gateway'] })
 const url = await app.listen({ host: '127.0.0.1', port: 0 })
 process.stdout.write(
-  `READY ${JSON.stringify({ url, key: plaintext, viewerKeys, dataDir, adminToken: ADMIN_TOKEN })}\n`,
+  `READY ${JSON.stringify({ url, key: plaintext, viewerKeys, dataDir, adminToken: ADMIN_TOKEN, control: modeSwitch?.url })}\n`,
 )
 
 let stopping = false
@@ -83,7 +99,47 @@ process.on('SIGTERM', async () => {
   stopping = true
   await app.close()
   const s = core.recorder.stats()
+  await modeSwitch?.close()
   await core.close()
   process.stdout.write(`STATS ${JSON.stringify(s)}\n`)
   process.exit(0)
 })
+
+/** --switchable: the control server that switches where rows go. */
+async function startModeSwitch(): Promise<{ url: string; close: () => Promise<void> }> {
+  const journaled = core.recorder.recordDurably
+  const memoryOnly = createUsageRecorder({
+    warehouse: core.warehouse,
+    insertBatch: core.outage.insertBatch,
+    spill: core.outage.sink,
+    maxRows: env.RECORDER_MAX_ROWS,
+    flushMs: env.RECORDER_FLUSH_MS,
+    insertTimeoutMs: env.CLICKHOUSE_INSERT_TIMEOUT_MS,
+    logger: core.log,
+  })
+  const modes: Record<string, UsageRecorder['recordDurably']> = {
+    on: journaled,
+    off: memoryOnly.recordDurably,
+    busy: (row) => {
+      const until = performance.now() + BUSY_US / 1000
+      while (performance.now() < until) {}
+      return memoryOnly.recordDurably(row)
+    },
+  }
+  const server = createServer((req, res) => {
+    const mode = new URL(req.url ?? '/', 'http://control').searchParams.get('mode') ?? ''
+    const recordDurably = modes[mode]
+    if (!recordDurably) return res.writeHead(400).end(`mode must be one of ${Object.keys(modes).join(', ')}`)
+    core.recorder.recordDurably = recordDurably
+    res.end(mode)
+  })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    close: async () => {
+      server.close()
+      await memoryOnly.close()
+    },
+  }
+}

@@ -8,6 +8,7 @@ import { parseEnv } from '../../services/src/core/config/env.ts'
 import { encodeRows } from '../../services/src/core/storage/warehouse.ts'
 import { createUsageJournal } from '../../services/src/core/usage/usage-journal.ts'
 import { createUsageRecorder } from '../../services/src/core/usage/usage-recorder.ts'
+import { keepCpusAwake } from './lib/awake-cpus.ts'
 import { cpuSeconds, startChild } from './lib/child.ts'
 import { demoRows } from './lib/demo-rows.ts'
 import { closedLoop, type LoadResult, type Target } from './lib/load.ts'
@@ -27,7 +28,9 @@ import { fmt, measure, median, percentile, ratio } from './lib/stats.ts'
  */
 const args = parseArgs()
 const SLICE_S = args.quick ? 2 : 4
-const ROUNDS = args.quick ? 3 : 6
+/** Concurrency-1 slices: shorter, more of them (three processes, one process in four modes and two CPU setups). */
+const C1_SLICE_S = args.quick ? 1.5 : 2.5
+const ROUNDS = args.quick ? 3 : 8
 const INGEST_ROUNDS = args.quick ? 2 : 4
 const INGEST_ROWS = args.quick ? 50_000 : 500_000
 const here = (p: string) => fileURLToPath(new URL(p, import.meta.url))
@@ -47,35 +50,58 @@ const body = (stream: boolean) =>
 const upstream = await startChild(node, [here('./upstream.process.ts'), '--latency-ms=0'], {
   marker: 'READY ',
 })
-// `control` is a second JOURNAL=off gateway, identical to `off`: the p50
-// difference between two identical processes (an A/A comparison) is the
-// noise floor an on/off difference has to be read against.
-const startGateway = (journal: 'on' | 'off') =>
-  startChild(
-    node,
-    [
-      here('./gateway.process.ts'),
-      `--upstream=${upstream.ready}`,
-      ...(journal === 'off' ? ['--journal=off'] : []),
-    ],
-    { marker: 'READY ', timeoutMs: 120_000 },
-  )
+// Two ways to compare, in the same run:
+// - two processes as users start them, JOURNAL=on and JOURNAL=off, and
+//   `control`, a second JOURNAL=off process identical to `off` (an A/A
+//   comparison: the noise between two identical processes); peak throughput
+//   is measured on these;
+// - `switch`, one process whose rows go to its journal or, on request, to an
+//   in-memory recorder (what JOURNAL=off does) or to it after a 30 µs busy loop
+//   (gateway.process.ts --switchable): the latency added in one process,
+//   without the differences between two, and beside it what any work of the
+//   journal's size costs end to end on this machine.
+const startGateway = (...flags: string[]) =>
+  startChild(node, [here('./gateway.process.ts'), `--upstream=${upstream.ready}`, ...flags], {
+    marker: 'READY ',
+    timeoutMs: 120_000,
+  })
 const gateways = {
-  on: await startGateway('on'),
-  off: await startGateway('off'),
-  control: await startGateway('off'),
+  on: await startGateway(),
+  off: await startGateway('--journal=off'),
+  control: await startGateway('--journal=off'),
+  switch: await startGateway('--switchable'),
 }
-type Mode = keyof typeof gateways
-const target = (mode: Mode, stream: boolean): Target => {
-  const ready = JSON.parse(gateways[mode].ready) as { url: string; key: string }
-  return {
-    name: `journal ${mode}`,
-    origin: ready.url,
-    path: '/v1/chat/completions',
-    headers: { authorization: `Bearer ${ready.key}` },
-    body: body(stream),
-  }
+type Gateway = keyof typeof gateways
+const PROCESSES = ['on', 'off', 'control'] as const
+/** The switch process's modes; `off again` is a second `off` slice of the round (its A/A control). */
+const SWITCH_MODES = ['on', 'off', 'off again', 'busy'] as const
+type SwitchMode = (typeof SWITCH_MODES)[number]
+const SWITCH_LABEL: Record<SwitchMode, string> = {
+  on: 'journal on',
+  off: 'journal off (in-memory recorder)',
+  'off again': 'journal off again (A/A control)',
+  busy: 'journal off + 30 µs busy loop (control)',
 }
+/** The single process's latency is measured twice per round: on the machine as it is, and with its idle CPUs kept awake. */
+type Cpus = 'as is' | 'kept awake'
+const ready = (g: Gateway) =>
+  JSON.parse(gateways[g].ready) as { url: string; key: string; adminToken: string; control?: string }
+const target = (g: Gateway, stream: boolean): Target => ({
+  name: `journal ${g}`,
+  origin: ready(g).url,
+  path: '/v1/chat/completions',
+  headers: { authorization: `Bearer ${ready(g).key}` },
+  body: body(stream),
+})
+async function switchTo(mode: SwitchMode): Promise<void> {
+  const res = await fetch(`${ready('switch').control}/?mode=${mode === 'off again' ? 'off' : mode}`)
+  if (!res.ok) throw new Error(`mode switch: ${res.status} ${await res.text()}`)
+}
+/** Rotates a list by `by` places: each entry takes each place in the order in turn. */
+const rotate = <T>(list: readonly T[], by: number): T[] => [
+  ...list.slice(by % list.length),
+  ...list.slice(0, by % list.length),
+]
 const merge = (rs: LoadResult[]) => {
   const latencies = rs.flatMap((r) => r.latencies)
   const ok = rs.reduce((n, r) => n + r.ok, 0)
@@ -90,9 +116,10 @@ const merge = (rs: LoadResult[]) => {
  */
 type Hold = { buckets: Map<number, number>; sum: number; count: number }
 async function readHold(): Promise<Hold> {
-  const ready = JSON.parse(gateways.on.ready) as { url: string; adminToken: string }
   const text = await (
-    await fetch(`${ready.url}/metrics`, { headers: { authorization: `Bearer ${ready.adminToken}` } })
+    await fetch(`${ready('on').url}/metrics`, {
+      headers: { authorization: `Bearer ${ready('on').adminToken}` },
+    })
   ).text()
   const name = 'tokenmeter_journal_answer_hold_seconds'
   const buckets = new Map<number, number>()
@@ -131,71 +158,114 @@ const pairedP50 = (a: LoadResult[], b: LoadResult[], abs = false) =>
     }),
   )
 const gwRows: (string | number)[][] = []
+const switchRows: (string | number)[][] = []
 const summary: (string | number)[][] = []
+let awakeMissing = false
 for (const stream of [false, true]) {
   const label = stream ? 'streamed' : 'JSON'
-  log(`gateway, ${label}: journal on vs off (and the A/A control)`)
-  const c1: Record<Mode, LoadResult[]> = { on: [], off: [], control: [] }
+  log(`gateway, ${label}: journal on vs off`)
+  const c1: Record<(typeof PROCESSES)[number], LoadResult[]> = { on: [], off: [], control: [] }
+  const inOne: Record<Cpus, Record<SwitchMode, LoadResult[]>> = {
+    'as is': { on: [], off: [], 'off again': [], busy: [] },
+    'kept awake': { on: [], off: [], 'off again': [], busy: [] },
+  }
   const peak: Record<string, LoadResult[]> = { on: [], off: [] }
   // CPU seconds of each gateway process during its peak slices: a cost that does not depend on the machine's load.
   const cpu = { on: 0, off: 0 }
   let holdC1: Hold | undefined
   let holdPeak: Hold | undefined
-  for (const mode of ['on', 'off', 'control'] as const) await closedLoop(target(mode, stream), 8, 1)
+  for (const g of Object.keys(gateways) as Gateway[]) await closedLoop(target(g, stream), 8, 1)
   for (let round = 0; round < ROUNDS; round++) {
-    // Each mode takes each place in the order in turn.
-    const modes: Mode[] = ['on', 'off', 'control']
-    const order = [...modes.slice(round % 3), ...modes.slice(0, round % 3)]
-    for (const mode of order) {
-      const hold = mode === 'on' ? await readHold() : undefined
-      c1[mode].push(await closedLoop(target(mode, stream), 1, SLICE_S))
+    for (const g of rotate(PROCESSES, round)) {
+      const hold = g === 'on' ? await readHold() : undefined
+      c1[g].push(await closedLoop(target(g, stream), 1, C1_SLICE_S))
       if (hold) holdC1 = addHold(holdC1, holdDelta(hold, await readHold()))
     }
-    for (const mode of round % 2 === 0 ? (['on', 'off'] as const) : (['off', 'on'] as const)) {
-      const hold = mode === 'on' ? await readHold() : undefined
-      const before = cpuSeconds(gateways[mode].pid)
-      peak[mode]!.push(await closedLoop(target(mode, stream), 64, SLICE_S))
-      cpu[mode] += cpuSeconds(gateways[mode].pid) - before
+    for (const cpus of rotate(['as is', 'kept awake'] as const, round)) {
+      const release = cpus === 'kept awake' ? await keepCpusAwake() : undefined
+      if (cpus === 'kept awake' && !release) {
+        awakeMissing = true
+        continue
+      }
+      try {
+        for (const mode of rotate(SWITCH_MODES, round)) {
+          await switchTo(mode)
+          inOne[cpus][mode].push(await closedLoop(target('switch', stream), 1, C1_SLICE_S))
+        }
+      } finally {
+        await release?.()
+      }
+    }
+    for (const g of rotate(['on', 'off'] as const, round)) {
+      const hold = g === 'on' ? await readHold() : undefined
+      const before = cpuSeconds(gateways[g].pid)
+      peak[g]!.push(await closedLoop(target(g, stream), 64, SLICE_S))
+      cpu[g] += cpuSeconds(gateways[g].pid) - before
       if (hold) holdPeak = addHold(holdPeak, holdDelta(hold, await readHold()))
     }
   }
   const m = { on: merge(c1.on), off: merge(c1.off), control: merge(c1.control) }
   const p = { on: merge(peak.on!), off: merge(peak.off!) }
-  for (const mode of ['on', 'off'] as const) {
+  for (const g of PROCESSES) {
+    const withPeak = g !== 'control'
     gwRows.push([
       label,
-      mode,
-      fmt(percentile(m[mode].latencies, 50), 3),
-      fmt(percentile(m[mode].latencies, 99), 3),
-      fmt(p[mode].rps, 0),
-      fmt((cpu[mode] * 1e6) / p[mode].latencies.length, 0),
-      m[mode].errors + p[mode].errors,
+      g === 'control' ? 'off (A/A control)' : g,
+      fmt(percentile(m[g].latencies, 50), 3),
+      fmt(percentile(m[g].latencies, 99), 3),
+      withPeak ? fmt(p[g as 'on' | 'off'].rps, 0) : '',
+      withPeak ? fmt((cpu[g as 'on' | 'off'] * 1e6) / p[g as 'on' | 'off'].latencies.length, 0) : '',
+      m[g].errors + (withPeak ? p[g as 'on' | 'off'].errors : 0),
     ])
   }
-  gwRows.push([
-    label,
-    'off (A/A control)',
-    fmt(percentile(m.control.latencies, 50), 3),
-    fmt(percentile(m.control.latencies, 99), 3),
-    '',
-    '',
-    m.control.errors,
-  ])
   summary.push([
     label,
+    'two processes, CPUs as is',
     fmt(pairedP50(c1.on, c1.off), 3),
     fmt(pairedP50(c1.control, c1.off, true), 3),
+    '',
     fmt(percentile(m.on.latencies, 99) - percentile(m.off.latencies, 99), 3),
     ratio(p.on.rps, p.off.rps),
     fmt((cpu.on * 1e6) / p.on.latencies.length - (cpu.off * 1e6) / p.off.latencies.length, 0),
     `${fmt(holdMeanMs(holdC1!), 3)} / ≤ ${fmt(holdP50Ms(holdC1!), 3)}`,
     `${fmt(holdMeanMs(holdPeak!), 3)} / ≤ ${fmt(holdP50Ms(holdPeak!), 3)}`,
   ])
+  for (const cpus of ['as is', 'kept awake'] as const) {
+    const runs = inOne[cpus]
+    if (runs.on.length === 0) continue
+    for (const mode of SWITCH_MODES) {
+      const merged = merge(runs[mode])
+      switchRows.push([
+        label,
+        cpus,
+        SWITCH_LABEL[mode],
+        fmt(percentile(merged.latencies, 50), 3),
+        fmt(percentile(merged.latencies, 99), 3),
+        merged.errors,
+      ])
+    }
+    summary.push([
+      label,
+      `one process, CPUs ${cpus}`,
+      fmt(pairedP50(runs.on, runs.off), 3),
+      fmt(pairedP50(runs['off again'], runs.off, true), 3),
+      fmt(pairedP50(runs.busy, runs.off), 3),
+      fmt(percentile(merge(runs.on).latencies, 99) - percentile(merge(runs.off).latencies, 99), 3),
+      '',
+      '',
+      '',
+      '',
+    ])
+  }
 }
-for (const g of [gateways.on, gateways.off, gateways.control, upstream]) await g.stop()
+for (const g of [...Object.values(gateways), upstream]) await g.stop()
+const cpusNote = awakeMissing
+  ? '`chrt` or `taskset` (util-linux) is missing on this machine: the "kept awake" rows were not measured.'
+  : '"CPUs as is": the machine as it is. "CPUs kept awake": every CPU runs a busy loop at SCHED_IDLE, the lowest class (scripts/bench/lib/awake-cpus.ts, as the `idle=poll` kernel option would), so no vCPU halts between requests: on a virtual machine waking a halted vCPU costs more the longer it slept, which multiplies any extra work on a lightly loaded machine (the busy-loop control shows it).'
 tables.push({
   id: 'journal-gateway',
-  title: 'Journal cost in the gateway (journal on vs JOURNAL=off, same run)',
+  title:
+    'Journal cost in the gateway: two processes as users start them (JOURNAL=on vs JOURNAL=off, same run)',
   command: commandFor('journal', args),
   columns: [
     'answer',
@@ -208,7 +278,18 @@ tables.push({
   ],
   rows: gwRows,
   notes: [
-    `Slices of ${SLICE_S} s, ${ROUNDS} rounds, the modes interleaved (each takes each place in the order in turn); upstream answers at once (so the gateway's own cost is all there is). The A/A control is a second JOURNAL=off process: its distance from \`off\` is the noise between two identical processes.`,
+    `Slices of ${C1_SLICE_S} s (concurrency 1) and ${SLICE_S} s (concurrency 64), ${ROUNDS} rounds, the processes interleaved (each takes each place in the order in turn); upstream answers at once (so the gateway's own cost is all there is). The A/A control is a second JOURNAL=off process: its distance from \`off\` is the noise between two identical processes.`,
+  ],
+})
+tables.push({
+  id: 'journal-gateway-one-process',
+  title: 'Journal cost in one gateway process: rows to the journal, or to the in-memory recorder (same run)',
+  command: commandFor('journal', args),
+  columns: ['answer', 'CPUs', 'rows go to', 'p50 ms (concurrency 1)', 'p99 ms (concurrency 1)', 'errors'],
+  rows: switchRows,
+  notes: [
+    `One gateway process (gateway.process.ts --switchable) started with its journal on; between slices the bench switches where its rows go: to the journal (as JOURNAL=on), to an in-memory recorder (as JOURNAL=off), or to it after 30 µs of busy work where the journal would write (about the journal's own hold in the gateway). Slices of ${C1_SLICE_S} s, ${ROUNDS} rounds, the modes and the two CPU setups interleaved.`,
+    cpusNote,
   ],
 })
 tables.push({
@@ -217,8 +298,10 @@ tables.push({
   command: commandFor('journal', args),
   columns: [
     'answer',
+    'compared',
     'added p50 ms (median of rounds)',
-    'A/A noise p50 ms (|control - off|, median of rounds)',
+    'A/A noise p50 ms (median of rounds)',
+    'added p50 ms of a 30 µs busy loop, no journal (control)',
     'added p99 ms',
     'peak throughput on/off',
     'added CPU µs/request',
@@ -227,8 +310,9 @@ tables.push({
   ],
   rows: summary,
   notes: [
-    'Added p50: on minus off, per round (slices back to back), median over the rounds. Target: under 0.1 ms added p50, throughput within 10% (ratio >= 0.90x).',
+    'Added p50: on minus off (busy loop: busy minus off), per round (slices back to back), median over the rounds. A/A noise: |control - off| (two processes) or |off again - off| (one process). Target: under 0.1 ms added p50, throughput within 10% (ratio >= 0.90x).',
     "Hold: the journal gateway's own histogram (tokenmeter_journal_answer_hold_seconds), how long each answer's end waited for its row's journal write, from the append to the write at the end of the turn; p50 is the upper bound of its bucket.",
+    cpusNote,
   ],
 })
 
@@ -383,17 +467,35 @@ tables.push({
     `${appendRows.length.toLocaleString('en-US')} rows; the cost of the turns themselves is subtracted. The insert sends the journal's JSONCompactEachRow lines as they are, so with the journal on a row is serialised once (journal off: once, by the insert).`,
   ],
 })
+/** One measure of the JSON and streamed summary rows compared one way, if that way was measured. */
+const bothAnswers = (compared: string, measure: string, column: number) => {
+  const [json, streamed] = ['JSON', 'streamed'].map((a) =>
+    summary.find((r) => r[0] === a && r[1] === compared),
+  )
+  return json && streamed ? [[measure, json[column]!, streamed[column]!]] : []
+}
 tables.push({
   id: 'journal-summary',
   title: 'Journal: the targets (under 0.1 ms added p50, throughput within 10%)',
   command: commandFor('journal', args),
   columns: ['measure', 'JSON', 'streamed'],
   rows: [
-    ['added p50 ms (concurrency 1)', summary[0]![1]!, summary[1]![1]!],
-    ['A/A noise p50 ms (two identical JOURNAL=off processes)', summary[0]![2]!, summary[1]![2]!],
-    ['hold of the answer in the gateway, mean / p50 ms (concurrency 1)', summary[0]![6]!, summary[1]![6]!],
-    ['added p99 ms (concurrency 1)', summary[0]![3]!, summary[1]![3]!],
-    ['peak throughput on/off (concurrency 64)', summary[0]![4]!, summary[1]![4]!],
+    ...['two processes, CPUs as is', 'one process, CPUs as is', 'one process, CPUs kept awake'].flatMap(
+      (compared) => [
+        ...bothAnswers(compared, `added p50 ms (concurrency 1, ${compared})`, 2),
+        ...bothAnswers(compared, `A/A noise p50 ms (${compared})`, 3),
+        ...(compared.startsWith('one')
+          ? bothAnswers(compared, `added p50 ms of a 30 µs busy loop, no journal (${compared})`, 4)
+          : []),
+      ],
+    ),
+    ...bothAnswers(
+      'two processes, CPUs as is',
+      'hold of the answer in the gateway, mean / p50 ms (concurrency 1)',
+      8,
+    ),
+    ...bothAnswers('two processes, CPUs as is', 'added p99 ms (concurrency 1, two processes)', 5),
+    ...bothAnswers('two processes, CPUs as is', 'peak throughput on/off (concurrency 64)', 6),
     ['ingest rows/s on/off (best rounds)', ratio(best(rates.on!), best(rates.off!)), ''],
     [
       'append, net CPU µs/row (1 row per turn / 1,000 per turn)',
