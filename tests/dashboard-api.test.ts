@@ -1,5 +1,6 @@
+import { AsyncLocalStorage } from 'node:async_hooks'
 import { pino } from 'pino'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest'
 import { createAlertStore } from '../services/src/alerts/alert-store.ts'
 import { createInflight } from '../services/src/api/inflight.ts'
 import { createLiveHub } from '../services/src/api/live-hub.ts'
@@ -146,11 +147,24 @@ describe('live pushes', () => {
       (JSON.parse(body) as { series: { points: { requests: number }[] }[] }).series
         .flatMap((s) => s.points)
         .reduce((n, p) => n + p.requests, 0)
-    const selects = () => stack.core.warehouse.statementCounts().select
+    // Counts the queries these requests start, not the process's background
+    // ones (budget spend, alerts, a live refresh): each query is counted in
+    // the async context of the request that started it.
+    const tallies = new AsyncLocalStorage<{ queries: number }>()
+    const warehouse = stack.core.warehouse
+    const query = warehouse.query
+    warehouse.query = ((...args: Parameters<typeof query>) => {
+      const tally = tallies.getStore()
+      if (tally) tally.queries++
+      return query.apply(warehouse, args)
+    }) as typeof query
+    onTestFinished(() => {
+      warehouse.query = query
+    })
     const costOf = async (run: () => Promise<unknown>) => {
-      const before = selects()
-      await run()
-      return selects() - before
+      const tally = { queries: 0 }
+      await tallies.run(tally, run)
+      return tally.queries
     }
     const newRow = async () => {
       stack.core.recorder.record(liveRow(keyOf('ken-cli')))
