@@ -1,5 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { pino } from 'pino'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -18,6 +17,7 @@ import { type ClickHouseHttp, startClickHouseHttp } from './helpers/clickhouse-h
 import { makeUsageRow, waitFor } from './helpers/clickhouse-http-checks.ts'
 import {
   expectEveryRowOnce as expectEveryRowOnceIn,
+  inJournalDataDir,
   intentsIn,
   parkBatch,
   parkBatchInWrites,
@@ -200,9 +200,7 @@ describe('an outage held in the journal, compressed while it waits', () => {
 
 describe('a crash between writing a compressed copy and deleting the original', () => {
   it('delivers each segment left twice once: the compressed copy when whole, else the original', async () => {
-    const dataDir = mkdtempSync(join(tmpdir(), 'tokenmeter-journal-twice-'))
-    const dir = join(dataDir, 'journal')
-    try {
+    await inJournalDataDir('twice', async ({ dir }) => {
       const journal = createUsageJournal({ dir, maxBytes: 1 << 30, fsyncMs: 200, logger: quiet })
       const b = []
       for (let i = 0; i < 6; i++) b.push(await parkedInWrites(journal, 20, { mergeable: true, perWrite: 5 }))
@@ -239,17 +237,13 @@ describe('a crash between writing a compressed copy and deleting the original', 
       expect(ch.stats.usageInserts - before).toBe(2)
       expect(d.progress()).toMatchObject({ segmentsDone: 7, rowsDone: 140, damagedRecords: 0 })
       await expectEveryRowOnce()
-    } finally {
-      rmSync(dataDir, { recursive: true, force: true })
-    }
+    })
   })
 })
 
 describe('a damaged compressed segment', () => {
   it('delivers its intact chunks and every other segment, quarantines it with the damage reported, and does not loop', async () => {
-    const dataDir = mkdtempSync(join(tmpdir(), 'tokenmeter-journal-packed-damage-'))
-    const dir = join(dataDir, 'journal')
-    try {
+    await inJournalDataDir('packed-damage', async ({ dir }) => {
       const journal = createUsageJournal({ dir, maxBytes: 1 << 30, fsyncMs: 200, logger: quiet })
       const first = parkedBatch(journal, 10, { mergeable: true })
       // About 3 chunks of 128 KiB: 1,200 rows written 10 at a time.
@@ -331,17 +325,13 @@ describe('a damaged compressed segment', () => {
       expect(first.rows.every((r) => accepted.has(r.request_id))).toBe(true)
       expect(last.rows.every((r) => accepted.has(r.request_id))).toBe(true)
       await expectEveryRowOnce()
-    } finally {
-      rmSync(dataDir, { recursive: true, force: true })
-    }
+    })
   })
 })
 
 describe('recorded groups with compressed members', () => {
   it('are redone exactly as recorded, and one with a compressed member gone is known to have landed', async () => {
-    const dataDir = mkdtempSync(join(tmpdir(), 'tokenmeter-journal-packed-groups-'))
-    const dir = join(dataDir, 'journal')
-    try {
+    await inJournalDataDir('packed-groups', async ({ dir }) => {
       const journal = createUsageJournal({ dir, maxBytes: 1 << 30, fsyncMs: 200, logger: quiet })
       const b = Array.from({ length: 8 }, () => parkedBatch(journal, 5, { mergeable: true }))
       // All compressed but b0 and b2: groups mix both kinds.
@@ -382,8 +372,6 @@ describe('recorded groups with compressed members', () => {
       // The first group again (dropped by ClickHouse as a repeat), then b0, b4, b7 together; nothing for b6.
       expect(ch.stats.usageInserts - before).toBe(2)
       await expectEveryRowOnce()
-    } finally {
-      rmSync(dataDir, { recursive: true, force: true })
-    }
+    })
   })
 })

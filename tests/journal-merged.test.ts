@@ -1,6 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { pino } from 'pino'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -15,6 +14,7 @@ import { type ClickHouseHttp, startClickHouseHttp } from './helpers/clickhouse-h
 import { makeUsageRow, waitFor } from './helpers/clickhouse-http-checks.ts'
 import {
   expectEveryRowOnce as expectEveryRowOnceIn,
+  inJournalDataDir,
   intentsIn,
   parkBatch,
   segmentsIn,
@@ -150,9 +150,7 @@ describe('a journal of thousands of batches, recovered by a process killed mid-r
   }
 
   it('inserts each row once, in far fewer inserts than batches, rollups equal to raw', async () => {
-    const dataDir = mkdtempSync(join(tmpdir(), 'tokenmeter-journal-merged-'))
-    const dir = join(dataDir, 'journal')
-    try {
+    await inJournalDataDir('merged', async ({ dataDir, dir }) => {
       // What a long outage leaves: batches whose inserts were refused (mergeable),
       // and a few whose insert may have landed (held: each alone under its token).
       const journal = createUsageJournal({ dir, maxBytes: 1 << 30, fsyncMs: 200, logger: quiet })
@@ -203,17 +201,13 @@ describe('a journal of thousands of batches, recovered by a process killed mid-r
       // 10,015 rows in groups of 500 rows, 3 held batches alone, repeats after the kills.
       expect(inserts).toBeLessThan(BATCHES / 20)
       await expectEveryRowOnce()
-    } finally {
-      rmSync(dataDir, { recursive: true, force: true })
-    }
+    })
   }, 600_000)
 })
 
 describe('recorded groups', () => {
   it('are redone exactly as recorded, and one with a member gone is known to have landed', async () => {
-    const dataDir = mkdtempSync(join(tmpdir(), 'tokenmeter-journal-groups-'))
-    const dir = join(dataDir, 'journal')
-    try {
+    await inJournalDataDir('groups', async ({ dir }) => {
       const journal = createUsageJournal({ dir, maxBytes: 1 << 30, fsyncMs: 200, logger: quiet })
       const b = Array.from({ length: 8 }, () => parkedBatch(journal, 5, { mergeable: true }))
       await journal.close()
@@ -258,9 +252,7 @@ describe('recorded groups', () => {
       // The first group again (dropped by ClickHouse as a repeat), then b0, b4, b7 together; nothing for b6.
       expect(ch.stats.usageInserts - before).toBe(2)
       await expectEveryRowOnce()
-    } finally {
-      rmSync(dataDir, { recursive: true, force: true })
-    }
+    })
   })
 })
 

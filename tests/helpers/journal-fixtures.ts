@@ -1,4 +1,6 @@
-import { readdirSync } from 'node:fs'
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { setImmediate as yieldToLoop } from 'node:timers/promises'
 import { expect } from 'vitest'
 import type { Warehouse } from '../../services/src/core/storage/warehouse.ts'
@@ -72,4 +74,17 @@ function park(journal: UsageJournal, rows: UsageRow[], opts: { mergeable: boolea
   for (const r of rows) r.batch_id = cut.token
   expect(journal.park(cut.token, { mergeable: opts.mergeable })).toBe(true)
   return { token: cut.token, rows }
+}
+
+/** Runs `fn` with a fresh data directory (its journal at `<dataDir>/journal`), removed afterwards. */
+export async function inJournalDataDir(
+  name: string,
+  fn: (dirs: { dataDir: string; dir: string }) => Promise<void>,
+): Promise<void> {
+  const dataDir = mkdtempSync(join(tmpdir(), `tokenmeter-journal-${name}-`))
+  try {
+    await fn({ dataDir, dir: join(dataDir, 'journal') })
+  } finally {
+    rmSync(dataDir, { recursive: true, force: true })
+  }
 }
