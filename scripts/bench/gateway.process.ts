@@ -14,7 +14,7 @@ import { errorLogger } from './lib/report.ts'
  * Our gateway for the benchmark, in its own process so the load generator
  * never shares its event loop: the product's Core on the embedded engine
  * (recording on, rollups attached, local budgets), the gateway role only.
- * Args: --upstream=<origin> [--data-dir=<dir>] [--journal=off] [--switchable] [--api] (also serve the API,
+ * Args: --upstream=<origin> [--data-dir=<dir>] [--journal=off] [--switchable [--busy-us=N]] [--api] (also serve the API,
  * for the live benchmark) [--viewers=N] (N more people, leads of the bench team, each with
  * a key: live viewers are people, each with the product's per-user socket allowance).
  * Prints `READY <json>` with the URL, a virtual key, the viewers' keys and the data
@@ -33,12 +33,12 @@ const journal = arg('journal')
  * starts with its journal on and a second recorder without one beside it;
  * `GET <control>/?mode=on|off|busy` sends the next answers' rows to the
  * journal (on), to the in-memory recorder (off, what JOURNAL=off does), or
- * to the in-memory recorder after BUSY_US of busy work (busy: what any work
+ * to the in-memory recorder after --busy-us µs of busy work (busy: what any work
  * of the journal's size costs end to end on this machine). Comparing modes of
  * one process leaves out the differences between two processes.
  */
 const switchable = process.argv.includes('--switchable')
-const BUSY_US = 30
+const busyUs = Number(arg('busy-us') ?? 0)
 const viewers = Number(arg('viewers') ?? 0)
 const dataDir = arg('data-dir') ?? mkdtempSync(join(tmpdir(), 'tokenmeter-bench-gw-'))
 const ADMIN_TOKEN = 'bench-admin-token-0123456789'
@@ -121,7 +121,7 @@ async function startModeSwitch(): Promise<{ url: string; close: () => Promise<vo
     on: journaled,
     off: memoryOnly.recordDurably,
     busy: (row) => {
-      const until = performance.now() + BUSY_US / 1000
+      const until = performance.now() + busyUs / 1000
       while (performance.now() < until) {}
       return memoryOnly.recordDurably(row)
     },

@@ -56,10 +56,12 @@ const upstream = await startChild(node, [here('./upstream.process.ts'), '--laten
 //   comparison: the noise between two identical processes); peak throughput
 //   is measured on these;
 // - `switch`, one process whose rows go to its journal or, on request, to an
-//   in-memory recorder (what JOURNAL=off does) or to it after a 30 µs busy loop
+//   in-memory recorder (what JOURNAL=off does) or to it after a BUSY_US busy loop
 //   (gateway.process.ts --switchable): the latency added in one process,
 //   without the differences between two, and beside it what any work of the
 //   journal's size costs end to end on this machine.
+/** The busy-loop control's length: about the journal's own hold on an answer in the gateway. */
+const BUSY_US = 30
 const startGateway = (...flags: string[]) =>
   startChild(node, [here('./gateway.process.ts'), `--upstream=${upstream.ready}`, ...flags], {
     marker: 'READY ',
@@ -69,7 +71,7 @@ const gateways = {
   on: await startGateway(),
   off: await startGateway('--journal=off'),
   control: await startGateway('--journal=off'),
-  switch: await startGateway('--switchable'),
+  switch: await startGateway('--switchable', `--busy-us=${BUSY_US}`),
 }
 type Gateway = keyof typeof gateways
 const PROCESSES = ['on', 'off', 'control'] as const
@@ -80,7 +82,7 @@ const SWITCH_LABEL: Record<SwitchMode, string> = {
   on: 'journal on',
   off: 'journal off (in-memory recorder)',
   'off again': 'journal off again (A/A control)',
-  busy: 'journal off + 30 µs busy loop (control)',
+  busy: `journal off + ${BUSY_US} µs busy loop (control)`,
 }
 /** The single process's latency is measured twice per round: on the machine as it is, and with its idle CPUs kept awake. */
 type Cpus = 'as is' | 'kept awake'
@@ -288,7 +290,7 @@ tables.push({
   columns: ['answer', 'CPUs', 'rows go to', 'p50 ms (concurrency 1)', 'p99 ms (concurrency 1)', 'errors'],
   rows: switchRows,
   notes: [
-    `One gateway process (gateway.process.ts --switchable) started with its journal on; between slices the bench switches where its rows go: to the journal (as JOURNAL=on), to an in-memory recorder (as JOURNAL=off), or to it after 30 µs of busy work where the journal would write (about the journal's own hold in the gateway). Slices of ${C1_SLICE_S} s, ${ROUNDS} rounds, the modes and the two CPU setups interleaved.`,
+    `One gateway process (gateway.process.ts --switchable) started with its journal on; between slices the bench switches where its rows go: to the journal (as JOURNAL=on), to an in-memory recorder (as JOURNAL=off), or to it after ${BUSY_US} µs of busy work where the journal would write (about the journal's own hold in the gateway). Slices of ${C1_SLICE_S} s, ${ROUNDS} rounds, the modes and the two CPU setups interleaved.`,
     cpusNote,
   ],
 })
@@ -301,7 +303,7 @@ tables.push({
     'compared',
     'added p50 ms (median of rounds)',
     'A/A noise p50 ms (median of rounds)',
-    'added p50 ms of a 30 µs busy loop, no journal (control)',
+    `added p50 ms of a ${BUSY_US} µs busy loop, no journal (control)`,
     'added p99 ms',
     'peak throughput on/off',
     'added CPU µs/request',
@@ -485,7 +487,7 @@ tables.push({
         ...bothAnswers(compared, `added p50 ms (concurrency 1, ${compared})`, 2),
         ...bothAnswers(compared, `A/A noise p50 ms (${compared})`, 3),
         ...(compared.startsWith('one')
-          ? bothAnswers(compared, `added p50 ms of a 30 µs busy loop, no journal (${compared})`, 4)
+          ? bothAnswers(compared, `added p50 ms of a ${BUSY_US} µs busy loop, no journal (${compared})`, 4)
           : []),
       ],
     ),
