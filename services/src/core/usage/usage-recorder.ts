@@ -35,9 +35,10 @@ export interface UsageRecorder {
   record(row: UsageRow): void
   /**
    * record(), and the promise to wait for before the client gets the end of
-   * its answer. With the journal on, the row is written (page cache) at the
-   * end of this turn of the event loop, with the turn's other rows; the promise resolves then (with
-   * JOURNAL_FSYNC_MS=0, after the fdatasync). Undefined when there is nothing to wait for.
+   * its answer: the journal's durable() (the first answer of a turn of the
+   * event loop is written at once, undefined; later ones of the same turn
+   * wait for one write at its end, and with JOURNAL_FSYNC_MS=0 for the
+   * fdatasync). Undefined when there is nothing to wait for.
    */
   recordDurably(row: UsageRow): Promise<void> | undefined
   /** Inserts everything accepted so far (or hands it to the spill sink). */
